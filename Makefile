@@ -1,0 +1,36 @@
+# pgdrill — the two commands users need are `make drill` and `make test`.
+SHELL := /bin/sh
+VENV ?= .venv
+EXPERIMENT ?= experiments/pvc-loss.json
+CHAOS = $(VENV)/bin/chaos --no-version-check --log-file reports/chaostoolkit.log
+
+.PHONY: drill test test-fast bench venv clean sandbox-down
+
+venv: $(VENV)/.installed
+
+# The venv is rebuilt when pyproject.toml changes; everything installs with pip only.
+$(VENV)/.installed: pyproject.toml
+	@py="$$(scripts/find-python)" || exit 1; \
+	if [ ! -x "$(VENV)/bin/python" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv "$(VENV)" || exit 1; fi
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+## Run one drill (default experiments/pvc-loss.json) against the sandbox; evidence in reports/.
+drill: venv
+	$(CHAOS) run --journal-path reports/latest-journal.json $(EXPERIMENT)
+
+## Full test suite: unit tests and real end-to-end drills on the sandbox.
+test: venv
+	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+## Unit tests only (no sandbox).
+test-fast: venv
+	$(VENV)/bin/python -m pytest -ra -m "not sandbox" $(PYTEST_ARGS)
+
+sandbox-down: venv
+	$(VENV)/bin/pgdrill sandbox down
+
+clean: 
+	-[ -x $(VENV)/bin/pgdrill ] && $(VENV)/bin/pgdrill sandbox down
+	rm -rf $(VENV) .pgdrill
