@@ -1,0 +1,135 @@
+"""Evidence of a drill, computed from the run context and the Chaos Toolkit journal.
+
+Pure functions: no I/O here. The verdict is evidence-first: a restore counts only when its
+validation queries passed, and any failed activity or missed steady state fails the drill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSION = "pgdrill.evidence/1"
+
+
+def failed_activities(journal: dict) -> list[str]:
+    reasons = []
+    for record in [*journal.get("run", []), *journal.get("rollbacks", [])]:
+        if record.get("status") == "failed":
+            name = record.get("activity", {}).get("name", "?")
+            detail = _last_line(record.get("exception"))
+            reasons.append(f"activity {name!r} failed" + (f": {detail}" if detail else ""))
+    return reasons
+
+
+def _last_line(exception: Any) -> str:
+    if not exception:
+        return ""
+    lines = [line.strip() for line in "".join(exception).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
+    """Return (verdict, reasons): `passed` only when nothing below went wrong."""
+    status = journal.get("status")
+    reasons: list[str] = []
+    if status != "completed":
+        reasons.append(f"the experiment ended with status {status!r}")
+    before = (journal.get("steady_states") or {}).get("before") or {}
+    if before.get("steady_state_met") is False:
+        reasons.append("the steady state was not met before the method: nothing was injected")
+    if journal.get("deviated"):
+        reasons.append("the steady state deviated after the method")
+    reasons.extend(failed_activities(journal))
+    validation = context.get("validation") or []
+    if context.get("restore") and not validation:
+        reasons.append("the restored copy was never validated (evidence-first: a restore "
+                       "succeeds only after its validation queries pass)")
+    failing = [v["name"] for v in validation if not v.get("passed")]
+    if failing:
+        reasons.append("validation failed: " + ", ".join(failing))
+    if status == "interrupted":
+        return "interrupted", reasons
+    return ("passed" if not reasons else "failed"), reasons
+
+
+def restore_section(context: dict) -> dict | None:
+    restore = context.get("restore")
+    if not restore:
+        return None
+    phases = dict(restore.get("phases") or {})
+    if context.get("validation_seconds") is not None:
+        phases["validate"] = context["validation_seconds"]
+    return {
+        **restore,
+        "phases": phases,
+        # time to a proven recovery: download + replay + promote + validation queries
+        "rto_seconds": round(sum(phases.values()), 3),
+    }
+
+
+def build_evidence(journal: dict, context: dict, *, experiment: str, target: str,
+                   environment: str) -> dict:
+    verdict, reasons = judge(journal, context)
+    restore = restore_section(context)
+    backup = dict(context.get("backup") or {})
+    if backup:
+        # guardrail 1: a backup counts as valid only once a restore of it passed
+        backup["validated"] = bool(restore and verdict == "passed"
+                                   and backup.get("id") == restore.get("backup_id"))
+    steady = journal.get("steady_states") or {}
+    return {
+        "schema": SCHEMA_VERSION,
+        "experiment": experiment,
+        "title": (journal.get("experiment") or {}).get("title"),
+        "target": target,
+        "environment": environment,
+        "cluster": context.get("cluster"),
+        "started_at": journal.get("start"),
+        "ended_at": journal.get("end"),
+        "duration_seconds": round(journal.get("duration") or 0, 3),
+        "verdict": verdict,
+        "reasons": reasons,
+        "journal": {
+            "status": journal.get("status"),
+            "deviated": journal.get("deviated"),
+            "steady_state_before": (steady.get("before") or {}).get("steady_state_met"),
+            "steady_state_after": (steady.get("after") or {}).get("steady_state_met"),
+        },
+        "manual_backup": context.get("manual_backup"),
+        "backup": backup or None,
+        "fault": context.get("fault"),
+        "failover": context.get("failover"),
+        "restore": restore,
+        "validation": context.get("validation") or [],
+    }
+
+
+def render_summary(evidence: dict) -> str:
+    """A short human-readable account of the evidence (Markdown)."""
+    lines = [f"# {evidence['experiment']}: {evidence['verdict'].upper()}", ""]
+    lines.append(f"- target: {evidence['target']} / environment: {evidence['environment']}"
+                 f" / cluster: {evidence.get('cluster')}")
+    lines.append(f"- ran {evidence.get('started_at')} → {evidence.get('ended_at')}"
+                 f" ({evidence['duration_seconds']}s)")
+    for reason in evidence["reasons"]:
+        lines.append(f"- **why not passed:** {reason}")
+    if evidence.get("fault"):
+        f = evidence["fault"]
+        lines.append(f"- fault: {f.get('kind')} on {f.get('instance')} at {f.get('at')}")
+    if evidence.get("failover"):
+        fo = evidence["failover"]
+        lines.append(f"- writable primary after {fo.get('seconds')}s ({fo.get('primary')}); "
+                     f"all instances healthy after {fo.get('healthy_seconds')}s")
+    if evidence.get("backup"):
+        b = evidence["backup"]
+        lines.append(f"- backup restored: {b.get('id')} (ended {b.get('end_time')}); "
+                     f"validated: {b.get('validated')}")
+    if evidence.get("restore"):
+        r = evidence["restore"]
+        phases = ", ".join(f"{k} {v}s" for k, v in r["phases"].items())
+        lines.append(f"- restore RTO {r['rto_seconds']}s to {r['target']['kind']} ({phases})")
+    if evidence["validation"]:
+        lines += ["", "| check | expected | actual | passed |", "|---|---|---|---|"]
+        for v in evidence["validation"]:
+            lines.append(f"| {v['name']} | {v['expected']!r} | {v['actual']!r} | "
+                         f"{'yes' if v['passed'] else '**NO**'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""Typed value objects shared by every target: instances, backups, recovery targets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pgdrill.errors import BadInput
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    RESTORE = "restore-test"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One PostgreSQL instance a drill can connect to."""
+
+    name: str
+    role: Role
+    host: str
+    port: int
+    dbname: str = "app"
+    user: str = "postgres"
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        return (
+            f"host={self.host} port={self.port} dbname={dbname or self.dbname} "
+            f"user={self.user} connect_timeout=5"
+        )
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["role"] = str(self.role)
+        return data
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A base backup in the object store, as barman-cloud describes it."""
+
+    id: str
+    status: str
+    begin_time: datetime | None
+    end_time: datetime | None
+    begin_wal: str | None = None
+    end_wal: str | None = None
+    timeline: int | None = None
+    name: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "DONE"
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "begin_time": self.begin_time.isoformat() if self.begin_time else None,
+            "end_time": self.end_time.isoformat() if self.end_time else None,
+            "begin_wal": self.begin_wal,
+            "end_wal": self.end_wal,
+            "timeline": self.timeline,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """Where WAL replay stops: the end of the archive ("latest"), a time, an LSN or a named
+    restore point. At most one may be set, as CNPG's admission webhook also demands."""
+
+    time: datetime | None = None
+    lsn: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        chosen = [k for k in ("time", "lsn", "name") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise BadInput(
+                f"only one recovery target may be set, got {', '.join(chosen)}",
+                fix="pass one of target_time, target_lsn or restore_point",
+            )
+        if self.time is not None and self.time.tzinfo is None:
+            raise BadInput(
+                f"recovery target time {self.time.isoformat()} has no timezone",
+                fix="use an ISO-8601 time with an offset, e.g. 2026-11-24T10:00:00+00:00",
+            )
+
+    @property
+    def kind(self) -> str:
+        if self.time is not None:
+            return "time"
+        if self.lsn is not None:
+            return "lsn"
+        if self.name is not None:
+            return "restore_point"
+        return "latest"
+
+    @classmethod
+    def parse(
+        cls,
+        target_time: str | None = None,
+        target_lsn: str | None = None,
+        restore_point: str | None = None,
+    ) -> "RecoveryTarget":
+        when = None
+        if target_time:
+            try:
+                when = datetime.fromisoformat(target_time)
+            except ValueError as exc:
+                raise BadInput(
+                    f"target_time {target_time!r} is not an ISO-8601 time",
+                    fix="use e.g. 2026-11-24T10:00:00+00:00",
+                ) from exc
+        return cls(time=when, lsn=target_lsn or None, name=restore_point or None)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "time": self.time.isoformat() if self.time else None,
+            "lsn": self.lsn,
+            "name": self.name,
+        }
+
+
+@dataclass
+class RestoreResult:
+    """A restored copy that is up and accepting connections (not yet validated)."""
+
+    instance: Instance
+    backup: Backup
+    target: RecoveryTarget
+    started_at: datetime
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class HealReport:
+    """How the cluster came back after a fault."""
+
+    writable_primary_seconds: float
+    healthy_seconds: float
+    primary: str
+    instances: list[Instance]

@@ -1,0 +1,76 @@
+"""State shared by the activities of one drill run.
+
+Chaos Toolkit cannot pass one activity's output to the next, so each run gets a folder
+`reports/<UTC yyyymmddTHHMMSSZ>-<experiment>/` holding `context.json`; activities read and
+update it, and the pgdrill control turns it into `evidence.json` at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RUN_DIR_KEY = "pgdrill_run_dir"
+_ADHOC: dict[int, Path] = {}
+
+
+def run_folder_name(experiment: str, when: datetime | None = None) -> str:
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{slug(experiment)}"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "experiment"
+
+
+def create_run_dir(reports: Path, experiment: str) -> Path:
+    reports.mkdir(parents=True, exist_ok=True)
+    base = reports / run_folder_name(experiment)
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir()
+    return path
+
+
+class RunContext:
+    """A JSON document in the run folder; every update is written atomically."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.file = run_dir / "context.json"
+
+    @classmethod
+    def from_configuration(cls, configuration: dict | None) -> "RunContext":
+        """The run's context: the folder the pgdrill control created, or (for activities
+        used without the control) one ad-hoc folder per process under reports/."""
+        configured = (configuration or {}).get(RUN_DIR_KEY) or os.environ.get("PGDRILL_RUN_DIR")
+        if configured:
+            return cls(Path(configured))
+        pid = os.getpid()
+        if pid not in _ADHOC:
+            reports = Path((configuration or {}).get("reports_dir", "reports"))
+            _ADHOC[pid] = create_run_dir(reports, "adhoc")
+        return cls(_ADHOC[pid])
+
+    def read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def update(self, **values: Any) -> dict[str, Any]:
+        data = self.read()
+        data.update(values)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.file)
+        return data
+
+    def append(self, key: str, value: Any) -> None:
+        data = self.read()
+        self.update(**{key: [*data.get(key, []), value]})

@@ -1,0 +1,29 @@
+"""Target selection: `sandbox` (default) or `cnpg`, from the experiment's configuration."""
+
+from __future__ import annotations
+
+import os
+
+from pgdrill.errors import BadInput
+from pgdrill.targets.base import Target
+
+TARGET_KEY = "pgdrill_target"
+KNOWN = ("sandbox", "cnpg")
+
+
+def target_kind(configuration: dict | None) -> str:
+    return str((configuration or {}).get(TARGET_KEY) or os.environ.get("PGDRILL_TARGET")
+               or "sandbox")
+
+
+def get_target(configuration: dict | None = None) -> Target:
+    cfg = configuration or {}
+    kind = target_kind(cfg)
+    if kind == "sandbox":
+        from pgdrill.targets.sandbox.target import SandboxTarget
+
+        return SandboxTarget(cluster=str(cfg.get("cluster") or "sandbox"))
+    if kind == "cnpg":
+        raise BadInput("the cnpg target is not available in this version of pgdrill",
+                       fix="run drills on the sandbox (pgdrill_target: sandbox) for now")
+    raise BadInput(f"unknown target {kind!r}", fix=f"set {TARGET_KEY} to one of {', '.join(KNOWN)}")

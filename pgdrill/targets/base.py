@@ -1,0 +1,52 @@
+"""The one interface every drill runs against. Two implementations: sandbox and cnpg."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import psycopg
+
+from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What a drill needs from a PostgreSQL cluster and its object store."""
+
+    name: str
+
+    def ensure_ready(self) -> None:
+        """Make the target usable (start the sandbox if needed) or raise PreflightRefused."""
+
+    def instances(self) -> list[Instance]:
+        """The cluster's instances with their current roles (restore-test excluded)."""
+
+    def primary(self) -> Instance:
+        """The current primary."""
+
+    def connect(self, instance: Instance, dbname: str | None = None) -> psycopg.Connection:
+        """An autocommit connection to `instance`."""
+
+    def kill_primary(self) -> Instance:
+        """Kill the primary abruptly (pod deleted / postmaster SIGKILLed); return it."""
+
+    def drop_storage(self, instance: Instance) -> Instance:
+        """Destroy the instance's storage (PVC deleted / data directory removed)."""
+
+    def backup(self, *, timeout: float) -> Backup:
+        """Take a base backup to the object store and wait until it completes."""
+
+    def list_backups(self) -> list[Backup]:
+        """Backups in the object store, oldest first."""
+
+    def restore(self, backup: Backup, target: RecoveryTarget, *, timeout: float) -> RestoreResult:
+        """Restore `backup` into the isolated restore-test target and wait until it is up."""
+
+    def restored_instance(self) -> Instance | None:
+        """The restore-test instance if one exists."""
+
+    def wait_ready(self, *, timeout: float, since: float | None = None) -> HealReport:
+        """Wait until the cluster has a writable primary and all instances healthy."""
+
+    def cleanup_restore(self) -> None:
+        """Remove the restore-test instance and its storage (idempotent)."""

@@ -1,0 +1,83 @@
+"""barman-cloud command lines: the tool and bucket layout CNPG uses.
+
+Objects land under s3://<bucket>/<serverName>/{base,wals}/ with serverName = the cluster
+name, exactly as CNPG writes them for destinationPath s3://<bucket>/."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pgdrill.model import Backup
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    return str(BIN / name)
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    endpoint_url: str
+    bucket: str
+    server_name: str
+
+    @property
+    def destination_path(self) -> str:
+        return f"s3://{self.bucket}/"
+
+    def common_args(self) -> list[str]:
+        return ["--endpoint-url", self.endpoint_url]
+
+    def archive_command(self) -> str:
+        """postgresql.conf archive_command: compressed, as CNPG's `wal.compression: gzip`."""
+        argv = [tool("barman-cloud-wal-archive"), *self.common_args(), "--gzip",
+                self.destination_path, self.server_name]
+        return shlex.join(argv) + " %p"
+
+    def restore_command(self) -> str:
+        argv = [tool("barman-cloud-wal-restore"), *self.common_args(),
+                self.destination_path, self.server_name]
+        return shlex.join(argv) + " %f %p"
+
+    def backup_argv(self, host: str, port: int, user: str, name: str | None = None) -> list[str]:
+        argv = [tool("barman-cloud-backup"), *self.common_args(), "--gzip",
+                "-h", host, "-p", str(port), "-U", user, "-d", "postgres"]
+        if name:
+            argv += ["--name", name]
+        return argv + [self.destination_path, self.server_name]
+
+    def list_argv(self) -> list[str]:
+        return [tool("barman-cloud-backup-list"), *self.common_args(), "--format", "json",
+                self.destination_path, self.server_name]
+
+    def restore_argv(self, backup_id: str, dest: Path) -> list[str]:
+        return [tool("barman-cloud-restore"), *self.common_args(), self.destination_path,
+                self.server_name, backup_id, str(dest)]
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def parse_backup_list(output: str) -> list[Backup]:
+    """Parse `barman-cloud-backup-list --format json`; oldest first."""
+    data = json.loads(output or "{}")
+    backups = []
+    for item in data.get("backups_list", []):
+        backups.append(Backup(
+            id=item["backup_id"],
+            status=item.get("status", "UNKNOWN"),
+            begin_time=_time(item.get("begin_time_iso")),
+            end_time=_time(item.get("end_time_iso")),
+            begin_wal=item.get("begin_wal"),
+            end_wal=item.get("end_wal"),
+            timeline=item.get("timeline"),
+            name=item.get("backup_name"),
+        ))
+    return sorted(backups, key=lambda b: b.id)

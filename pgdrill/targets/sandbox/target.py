@@ -1,0 +1,432 @@
+"""The default target: a real PostgreSQL primary + streaming replica, a real S3 endpoint and
+barman-cloud, on this machine, supervised by a small stand-in for the CNPG operator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from pgdrill.console import Stopwatch, say
+from pgdrill.errors import BadInput, PgdrillError, TargetError
+from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult, Role
+from pgdrill.targets.sandbox import barman, postgres
+from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster, replica_streaming
+from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
+from pgdrill.targets.sandbox.procs import pid_alive, spawn_detached, terminate
+from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
+from pgdrill.targets.sandbox.state import (
+    DEFAULT_BUCKET, DEFAULT_CLUSTER, RESTORE_NAME, InstanceState, Layout, SandboxState,
+    free_port, sandbox_home,
+)
+from pgdrill.waiting import poll_until
+
+INSTANCE_COUNT = 2
+
+
+class SandboxTarget:
+    """Everything on one machine; state under PGDRILL_HOME (default ./.pgdrill)."""
+
+    name = "sandbox"
+
+    def __init__(self, home: str | os.PathLike | None = None, cluster: str = DEFAULT_CLUSTER,
+                 bucket: str = DEFAULT_BUCKET) -> None:
+        if not 3 <= len(bucket) <= 63:
+            raise BadInput(f"bucket name {bucket!r} must be 3 to 63 characters long")
+        self.layout = Layout(sandbox_home(home))
+        self.cluster_name = cluster
+        self.bucket = bucket
+
+    # -- lifecycle ------------------------------------------------------------------
+    def _cluster(self) -> SandboxCluster:
+        state = self.layout.read()
+        if state is None:
+            raise TargetError(f"the sandbox in {self.layout.home} is not up",
+                              fix="run `pgdrill sandbox up`")
+        return SandboxCluster(self.layout, state, resolve_run_as(state.run_as or None))
+
+    def is_up(self) -> bool:
+        state = self.layout.read()
+        return bool(state and state.s3_pid and pid_alive(state.s3_pid) and state.supervisor_pid
+                    and pid_alive(state.supervisor_pid))
+
+    def up(self) -> SandboxState:
+        """Start the sandbox, or do nothing if it already runs (idempotent)."""
+        with self.layout.locked():
+            state = self.layout.read()
+            if state is not None:
+                if self.is_up():
+                    say(f"sandbox {state.cluster!r} is already up in {self.layout.home}")
+                    return state
+                # a previous sandbox died (reboot, crash): its S3 data lived in memory
+                say("found a stopped or broken sandbox: removing it and starting afresh")
+                self._stop_processes(state)
+                self._remove_home()
+            try:
+                return self._create()
+            except BaseException:
+                state = self.layout.read()
+                if state is not None:
+                    self._stop_processes(state)
+                raise
+
+    def _create(self) -> SandboxState:
+        watch = Stopwatch()
+        run_as = resolve_run_as()
+        self.layout.home.mkdir(parents=True, exist_ok=True)
+        ensure_can_run_python(run_as, self.layout.home)
+        state = SandboxState(cluster=self.cluster_name, bucket=self.bucket, s3_port=free_port(),
+                             run_as=run_as.name)
+        names = [f"{self.cluster_name}-{i}" for i in range(1, INSTANCE_COUNT + 1)]
+        for i, name in enumerate(names):
+            state.instances[name] = InstanceState(port=free_port(),
+                                                  role="primary" if i == 0 else "replica")
+        say(f"starting S3 endpoint on {state.endpoint_url} (bucket {self.bucket})")
+        state.s3_pid = start_server(state.s3_port, self.layout.s3_log)
+        self.layout.write(state)
+        wait_and_create_bucket(state.endpoint_url, self.bucket)
+
+        cluster = SandboxCluster(self.layout, state, run_as)
+        primary = names[0]
+        say(f"initialising primary {primary} on port {state.instances[primary].port} "
+            f"(data checksums on, running as OS user {run_as.name!r})")
+        cluster.create_primary(primary)
+        say(f"seeding database {APP_DB!r} (pgbench tables and a sentinel row)")
+        cluster.seed(primary)
+        say(f"checking WAL archiving to {cluster.store.destination_path}{self.cluster_name}/")
+        cluster.wait_archiving(primary)
+        for name in names[1:]:
+            say(f"cloning streaming replica {name} on port {state.instances[name].port}")
+            cluster.clone_replica(name, primary)
+            poll_until(lambda n=name: replica_streaming(cluster, n), timeout=60,
+                       what=f"{name} to stream from {primary}")
+        say("taking the first base backup with barman-cloud-backup")
+        cluster.take_backup(primary)
+        state.supervisor_pid = self._start_supervisor()
+        self.layout.write(state)
+        say(f"sandbox {self.cluster_name!r} is up in {watch.total:.1f}s")
+        return state
+
+    def _start_supervisor(self) -> int:
+        argv = [sys.executable, "-m", "pgdrill.targets.sandbox.supervisor",
+                "--home", str(self.layout.home)]
+        return spawn_detached(argv, self.layout.supervisor_log)
+
+    def _stop_processes(self, state: SandboxState) -> None:
+        terminate(state.supervisor_pid)
+        run_as = resolve_run_as(state.run_as or None)
+        for name in [RESTORE_NAME, *state.instances]:
+            data = self.layout.data_dir(name)
+            pid = postgres.postmaster_pid(data)
+            if pid is None:
+                continue
+            try:
+                postgres.stop(run_as, data, mode="immediate", timeout=20)
+            except PgdrillError:
+                pass
+            terminate(pid, timeout=5)
+        terminate(state.s3_pid)
+
+    def _remove_home(self) -> None:
+        shutil.rmtree(self.layout.home, ignore_errors=True)
+
+    def down(self) -> None:
+        """Stop every process the sandbox started (by pid) and remove its state."""
+        with self.layout.locked():
+            state = self.layout.read()
+            if state is not None:
+                say(f"stopping sandbox {state.cluster!r}")
+                self._stop_processes(state)
+        self._remove_home()
+        say(f"sandbox removed from {self.layout.home}")
+
+    # -- status -----------------------------------------------------------------------
+    def status(self) -> dict:
+        state = self.layout.read()
+        if state is None:
+            return {"up": False, "home": str(self.layout.home)}
+        cluster = SandboxCluster(self.layout, state, resolve_run_as(state.run_as or None))
+        instances = []
+        for name in state.instances:
+            inst = cluster.instance(name)
+            info = {**inst.to_dict(), "running": cluster.is_running(name),
+                    "storage": cluster.has_storage(name), "lsn": None, "streaming": None}
+            if info["running"]:
+                try:
+                    with cluster.connect(name) as conn:
+                        info["lsn"] = str(conn.execute(
+                            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                            "ELSE pg_current_wal_lsn() END").fetchone()[0])
+                        if inst.role == Role.REPLICA:
+                            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+                            info["streaming"] = bool(row and row[0] == "streaming")
+                except psycopg.Error as exc:
+                    info["error"] = str(exc).strip()
+            instances.append(info)
+        archiver = None
+        primary = state.primary_name
+        if primary and cluster.is_running(primary):
+            try:
+                with cluster.connect(primary) as conn:
+                    row = conn.execute(
+                        "SELECT archived_count, last_archived_wal, last_archived_time, "
+                        "failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver"
+                    ).fetchone()
+                keys = ["archived_count", "last_archived_wal", "last_archived_time",
+                        "failed_count", "last_failed_wal", "last_failed_time"]
+                archiver = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                            for k, v in zip(keys, row)}
+            except psycopg.Error as exc:
+                archiver = {"error": str(exc).strip()}
+        try:
+            backups = self.list_backups()
+            latest = backups[-1].to_dict() if backups else None
+            backup_count = len(backups)
+        except PgdrillError as exc:
+            latest, backup_count = {"error": exc.message}, None
+        restore = self.restored_instance()
+        return {
+            "up": self.is_up(),
+            "home": str(self.layout.home),
+            "cluster": state.cluster,
+            "target": self.name,
+            "s3": {"endpoint": state.endpoint_url, "bucket": state.bucket,
+                   "destination_path": cluster.store.destination_path,
+                   "server_name": state.cluster, "running": bool(state.s3_pid and
+                                                                  pid_alive(state.s3_pid))},
+            "supervisor": {"pid": state.supervisor_pid, "running": bool(
+                state.supervisor_pid and pid_alive(state.supervisor_pid))},
+            "instances": instances,
+            "archiver": archiver,
+            "latest_backup": latest,
+            "backup_count": backup_count,
+            "restore_test": restore.to_dict() if restore else None,
+            "recent_events": self.layout.events()[-10:],
+        }
+
+    # -- Target protocol -----------------------------------------------------------------
+    def ensure_ready(self) -> None:
+        if self.is_up():
+            return
+        say("the sandbox is not up: starting it (first run takes a minute)")
+        self.up()
+
+    def instances(self) -> list[Instance]:
+        cluster = self._cluster()
+        return [cluster.instance(name) for name in cluster.state.instances]
+
+    def primary(self) -> Instance:
+        cluster = self._cluster()
+        name = cluster.state.primary_name
+        if name is None:
+            raise TargetError("the sandbox has no primary")
+        return cluster.instance(name)
+
+    def connect(self, instance: Instance, dbname: str | None = None) -> psycopg.Connection:
+        try:
+            return psycopg.connect(instance.conninfo(dbname), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise TargetError(f"cannot connect to {instance.name} "
+                              f"({instance.host}:{instance.port}): {str(exc).strip()}",
+                              fix="check `pgdrill sandbox status`") from exc
+
+    def kill_primary(self) -> Instance:
+        primary = self.primary()
+        pid = postgres.kill_postmaster(self.layout.data_dir(primary.name))
+        if pid is None:
+            raise TargetError(f"primary {primary.name} has no running postmaster to kill")
+        say(f"killed the postmaster of primary {primary.name} (pid {pid}) with SIGKILL")
+        return primary
+
+    def drop_storage(self, instance: Instance) -> Instance:
+        data = self.layout.data_dir(instance.name)
+        pid = postgres.kill_postmaster(data)
+        if pid is not None:
+            poll_until(lambda: not pid_alive(pid), timeout=30,
+                       what=f"the postmaster of {instance.name} to die")
+        shutil.rmtree(data, ignore_errors=True)
+        say(f"dropped the storage of {instance.name} ({instance.role}): postmaster killed, "
+            f"data directory removed")
+        return instance
+
+    def backup(self, *, timeout: float = 600) -> Backup:
+        cluster = self._cluster()
+        before = {b.id for b in self.list_backups()}
+        primary = cluster.state.primary_name
+        say(f"taking a base backup of {primary} with barman-cloud-backup")
+        cluster.take_backup(primary, timeout=timeout)
+        new = [b for b in self.list_backups() if b.id not in before and b.completed]
+        if not new:
+            raise TargetError("barman-cloud-backup returned but no new completed backup is listed")
+        return new[-1]
+
+    def list_backups(self) -> list[Backup]:
+        cluster = self._cluster()
+        try:
+            out = postgres.run(cluster.run_as, cluster.store.list_argv(), env=cluster.process_env(),
+                               timeout=60, what="barman-cloud-backup-list")
+        except TargetError as exc:
+            raise TargetError(f"cannot list backups at {cluster.store.endpoint_url}: {exc.message}",
+                              fix="is the sandbox up? `pgdrill sandbox status`") from exc
+        return barman.parse_backup_list(out)
+
+    # -- restore ------------------------------------------------------------------------
+    def restored_instance(self) -> Instance | None:
+        state = self.layout.read()
+        if state is None or state.restore_port is None:
+            return None
+        return Instance(name=RESTORE_NAME, role=Role.RESTORE, host="127.0.0.1",
+                        port=state.restore_port, dbname=APP_DB, user=postgres.SUPERUSER)
+
+    def restore(self, backup: Backup, target: RecoveryTarget, *,
+                timeout: float = 600) -> RestoreResult:
+        """Restore into restore-test: barman-cloud-restore of the base backup, then WAL replay
+        through barman-cloud-wal-restore up to `target`, then promotion. The copy has
+        archive_mode off: it never writes into the source's backup path."""
+        self.cleanup_restore()
+        cluster = self._cluster()
+        started_at = datetime.now(UTC)
+        watch = Stopwatch()
+        idir = self.layout.instance_dir(RESTORE_NAME)
+        idir.mkdir(parents=True, exist_ok=True)
+        cluster.run_as.chown(idir)
+        data = self.layout.data_dir(RESTORE_NAME)
+        port = free_port()
+        with self.layout.locked():
+            state = self.layout.read()
+            state.restore_port, state.restore_backup_id = port, backup.id
+            self.layout.write(state)
+
+        with watch.phase("download_base_backup"):
+            say(f"restoring base backup {backup.id} into {RESTORE_NAME} (port {port})")
+            postgres.run(cluster.run_as, cluster.store.restore_argv(backup.id, data),
+                         env=cluster.process_env(idir), timeout=timeout,
+                         what=f"barman-cloud-restore of {backup.id}")
+        with watch.phase("configure_recovery"):
+            self._configure_recovery(cluster, data, target)
+        with watch.phase("replay_wal_and_promote"):
+            say(f"replaying WAL from the archive up to {target.kind}"
+                + (f" {target.to_dict()[target.kind if target.kind != 'restore_point' else 'name']}"
+                   if target.kind != "latest" else "") + " and promoting")
+            postgres.start(cluster.run_as, data, port, self.layout.sockets,
+                           self.layout.log_file(RESTORE_NAME), cluster.process_env(idir),
+                           wait=False)
+            self._wait_promoted(data, port, timeout)
+        instance = self.restored_instance()
+        with self.connect(instance, "postgres") as conn:
+            if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
+                raise TargetError("the restored copy has archiving on; refusing to keep it, "
+                                  "it could write into the source's backup path")
+        return RestoreResult(instance=instance, backup=backup, target=target,
+                             started_at=started_at, phases=dict(watch.phases))
+
+    def _configure_recovery(self, cluster: SandboxCluster, data: Path,
+                            target: RecoveryTarget) -> None:
+        settings: dict[str, object] = {
+            "archive_mode": "off",
+            "archive_command": "",
+            "restore_command": cluster.store.restore_command(),
+            "recovery_target_timeline": "latest",
+        }
+        if target.kind == "time":
+            settings["recovery_target_time"] = target.time.isoformat()
+        elif target.kind == "lsn":
+            settings["recovery_target_lsn"] = target.lsn
+        elif target.kind == "restore_point":
+            settings["recovery_target_name"] = target.name
+        if target.kind != "latest":
+            settings["recovery_target_action"] = "promote"
+            settings["recovery_target_inclusive"] = "on"
+        cluster._append_conf(data, settings)
+        for stale in ("standby.signal", "postmaster.pid"):
+            (data / stale).unlink(missing_ok=True)
+        (data / "recovery.signal").touch()
+        os.chmod(data, 0o700)
+        cluster.run_as.chown_tree(data)
+
+    def _wait_promoted(self, data: Path, port: int, timeout: float) -> None:
+        log = self.layout.log_file(RESTORE_NAME)
+        started = time.monotonic()
+
+        def promoted() -> bool:
+            try:
+                with psycopg.connect(host="127.0.0.1", port=port, user=postgres.SUPERUSER,
+                                     dbname="postgres", connect_timeout=2) as conn:
+                    return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
+            except psycopg.OperationalError:
+                # give pg_ctl a moment to write postmaster.pid before judging it dead
+                if time.monotonic() - started > 3 and postgres.postmaster_pid(data) is None:
+                    raise TargetError(
+                        "the restored instance stopped during recovery: "
+                        + " | ".join(fatal_lines(log)),
+                        fix=f"read {log}; for a recovery target, check that it lies after the "
+                        "backup's end and before the end of the archived WAL",
+                    ) from None
+                return False
+
+        poll_until(promoted, timeout=timeout, interval=0.25,
+                   what="the restored copy to finish recovery and accept writes",
+                   fix=f"read {log}")
+
+    def wait_ready(self, *, timeout: float = 300, since: float | None = None) -> HealReport:
+        """Poll until there is a writable primary and every instance runs and streams."""
+        t0 = since if since is not None else time.monotonic()
+        writable_at: list[float] = []
+
+        def healthy() -> HealReport | None:
+            cluster = self._cluster()
+            primary = cluster.state.primary_name
+            try:
+                writable = cluster.query_one(primary, "SELECT NOT pg_is_in_recovery()") is True
+            except psycopg.Error:
+                return None
+            if not writable:
+                return None
+            if not writable_at:
+                writable_at.append(time.monotonic())
+            for name, inst in cluster.state.instances.items():
+                if name == primary:
+                    continue
+                if inst.needs_rebuild or not replica_streaming(cluster, name):
+                    return None
+            now = time.monotonic()
+            return HealReport(writable_primary_seconds=round(writable_at[0] - t0, 3),
+                              healthy_seconds=round(now - t0, 3), primary=primary,
+                              instances=[cluster.instance(n) for n in cluster.state.instances])
+
+        return poll_until(healthy, timeout=timeout, interval=0.2,
+                          what="the cluster to have a writable primary and all instances "
+                          "healthy", fix=f"read {self.layout.supervisor_log}")
+
+    def cleanup_restore(self) -> None:
+        state = self.layout.read()
+        if state is None:
+            return
+        data = self.layout.data_dir(RESTORE_NAME)
+        pid = postgres.postmaster_pid(data)
+        if pid is not None:
+            run_as = resolve_run_as(state.run_as or None)
+            try:
+                postgres.stop(run_as, data, mode="immediate", timeout=20)
+            except PgdrillError:
+                terminate(pid, timeout=5)
+        shutil.rmtree(self.layout.instance_dir(RESTORE_NAME), ignore_errors=True)
+        with self.layout.locked():
+            state = self.layout.read()
+            if state is not None and state.restore_port is not None:
+                state.restore_port = state.restore_backup_id = None
+                self.layout.write(state)
+
+
+def fatal_lines(log: Path, limit: int = 3) -> list[str]:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ["(no log)"]
+    picked = [line for line in lines if "FATAL" in line or "PANIC" in line]
+    return (picked or lines)[-limit:]

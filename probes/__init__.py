@@ -1,0 +1,1 @@
+"""pgdrill's Chaos Toolkit probes: cluster health, SQL, backups and verification."""

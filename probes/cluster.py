@@ -1,0 +1,50 @@
+"""Cluster probes: roles, health, and how long the cluster took to heal after a fault."""
+
+from __future__ import annotations
+
+import time
+
+from chaoslib.types import Configuration, Secrets
+
+from pgdrill.chaos.activity import activity, ready_target, run_context
+from pgdrill.console import say
+
+__all__ = ["is_healthy", "primary_name", "wait_until_healthy"]
+
+
+@activity
+def primary_name(configuration: Configuration = None, secrets: Secrets = None) -> str:
+    """The name of the current primary instance."""
+    return ready_target(configuration).primary().name
+
+
+@activity
+def is_healthy(configuration: Configuration = None, secrets: Secrets = None) -> bool:
+    """True when the primary accepts writes and every replica streams from it."""
+    target = ready_target(configuration)
+    try:
+        target.wait_ready(timeout=0.1)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        say(f"cluster not healthy: {exc}")
+        return False
+
+
+@activity
+def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration = None,
+                       secrets: Secrets = None) -> dict:
+    """Wait (at most `timeout_seconds`) until the cluster has a writable primary and every
+    instance is healthy again, and measure it from the last injected fault:
+    `seconds` to a writable primary (failover) and `healthy_seconds` to full health."""
+    target = ready_target(configuration)
+    ctx = run_context(configuration)
+    fault = ctx.read().get("fault") or {}
+    since = time.monotonic() - (time.time() - fault["epoch"]) if "epoch" in fault else None
+    report = target.wait_ready(timeout=float(timeout_seconds), since=since)
+    failover = {"seconds": report.writable_primary_seconds,
+                "healthy_seconds": report.healthy_seconds, "primary": report.primary,
+                "measured_from": "fault" if since is not None else "probe start"}
+    ctx.update(failover=failover)
+    say(f"writable primary {report.primary} after {report.writable_primary_seconds}s, "
+        f"all instances healthy after {report.healthy_seconds}s")
+    return failover
