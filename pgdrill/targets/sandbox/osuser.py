@@ -113,7 +113,8 @@ def ensure_can_run_python(run_as: RunAs, workdir: Path) -> None:
     directories on the way and say so; otherwise we refuse with the fix."""
     if not run_as.switches:
         return
-    probe = [sys.executable, "-c", "import barman, psycopg"]
+    probe = [sys.executable, "-c", "import barman, psycopg, os, sys; os.stat(sys.argv[1])",
+             str(workdir)]
     ok, err = _can_run(run_as, probe)
     if not ok:
         targets = {
@@ -131,6 +132,6 @@ def ensure_can_run_python(run_as: RunAs, workdir: Path) -> None:
     if not ok:
         raise PreflightRefused(
             f"OS user {run_as.name!r} cannot run {sys.executable}: {err}",
-            fix=f"make the interpreter, its libraries and the venv readable by {run_as.name!r}, "
-            "or create the venv under a world-readable directory",
+            fix=f"make the interpreter, its libraries, the venv and {workdir} reachable by "
+            f"{run_as.name!r}, or use directories that are world-readable",
         )

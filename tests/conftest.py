@@ -1,0 +1,54 @@
+"""Shared fixtures. Sandbox tests use real PostgreSQL, S3 (moto server) and barman-cloud."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHAOS = str(Path(sys.executable).parent / "chaos")
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """One real sandbox for the session, removed at the end."""
+    from pgdrill.targets.sandbox.target import SandboxTarget
+
+    home = tmp_path_factory.mktemp("sandbox") / "home"
+    target = SandboxTarget(home=home)
+    target.up()
+    try:
+        yield target
+    finally:
+        target.down()
+
+
+@pytest.fixture
+def sandbox_env(sandbox, monkeypatch, tmp_path):
+    """Environment under which activities and `chaos run` use the session sandbox."""
+    monkeypatch.setenv("PGDRILL_HOME", str(sandbox.layout.home))
+    monkeypatch.setenv("PGDRILL_REPORTS", str(tmp_path / "reports"))
+    return {**os.environ}
+
+
+def run_chaos(experiment: str, env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
+         str(tmp_path / "journal.json"), experiment],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
+def only_run_folder(reports: Path) -> Path:
+    folders = [p for p in reports.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]

@@ -1,0 +1,54 @@
+"""The real drill, through Chaos Toolkit's own CLI, on a real sandbox."""
+
+import json
+
+import pytest
+
+from tests.conftest import only_run_folder, run_chaos
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
+    out = run_chaos("experiments/pvc-loss.json", sandbox_env, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = only_run_folder(tmp_path / "reports")
+    assert folder.name.endswith("-pvc-loss")
+    journal = json.loads((folder / "journal.json").read_text())
+    assert journal["status"] == "completed" and journal["deviated"] is False
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["verdict"] == "passed", evidence["reasons"]
+    assert evidence["experiment"] == "pvc-loss" and evidence["target"] == "sandbox"
+    assert evidence["restore"]["rto_seconds"] > 0
+    assert set(evidence["restore"]["phases"]) >= {"download_base_backup", "validate"}
+    assert evidence["backup"]["id"] == evidence["restore"]["backup_id"]
+    assert evidence["backup"]["validated"] is True
+    assert evidence["failover"]["seconds"] > 0
+    assert evidence["validation"] and all(v["passed"] for v in evidence["validation"])
+    assert (folder / "summary.md").read_text().startswith("# pvc-loss: PASSED")
+    # rollbacks (strategy always) removed the restore-test copy
+    assert json.loads(json.dumps(journal["rollbacks"]))[0]["status"] == "succeeded"
+
+
+def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, tmp_path):
+    checklist = tmp_path / "wrong.yaml"
+    checklist.write_text(
+        "checks:\n"
+        "  - name: sentinel-row\n"
+        "    query: SELECT value FROM pgdrill_sentinel WHERE key = 'drill'\n"
+        "    expected: definitely-not-ok\n"
+        "  - name: accepts-writes\n"
+        "    query: SELECT NOT pg_is_in_recovery()\n"
+        "    expected: true\n")
+    env = {**sandbox_env, "PGDRILL_CHECKLIST": str(checklist)}
+    out = run_chaos("experiments/pvc-loss.json", env, tmp_path)
+    assert out.returncode != 0
+    console = out.stdout + out.stderr
+    assert "sentinel-row" in console and "definitely-not-ok" in console
+    evidence = json.loads((only_run_folder(tmp_path / "reports") / "evidence.json").read_text())
+    assert evidence["verdict"] == "failed"
+    failed = [v for v in evidence["validation"] if not v["passed"]]
+    assert [v["name"] for v in failed] == ["sentinel-row"]
+    assert failed[0]["actual"] == "ok"
+    assert any("sentinel-row" in r for r in evidence["reasons"])
+    assert evidence["backup"]["validated"] is False

@@ -1,0 +1,76 @@
+from pgdrill.evidence import build_evidence, judge, render_summary
+
+
+def journal(status="completed", deviated=False, run=None, before=True):
+    return {
+        "status": status, "deviated": deviated, "start": "s", "end": "e", "duration": 3.0,
+        "experiment": {"title": "t"},
+        "steady_states": {"before": {"steady_state_met": before}, "after": None, "during": []},
+        "run": run or [], "rollbacks": [],
+    }
+
+
+def context(validation=None, restore=True):
+    ctx = {"cluster": "sandbox", "backup": {"id": "B1"}}
+    if restore:
+        ctx["restore"] = {"backup_id": "B1", "phases": {"download_base_backup": 1.0,
+                                                        "replay_wal_and_promote": 2.5},
+                          "target": {"kind": "latest"}}
+        ctx["validation_seconds"] = 0.5
+    ctx["validation"] = validation if validation is not None else [
+        {"name": "rows", "query": "q", "expected": 1, "actual": 1, "passed": True}]
+    return ctx
+
+
+def test_passes_when_everything_passed():
+    assert judge(journal(), context()) == ("passed", [])
+
+
+def test_a_failed_validation_fails_and_names_the_query():
+    ctx = context([{"name": "rows", "query": "q", "expected": 1, "actual": 2, "passed": False},
+                   {"name": "ok", "query": "q", "expected": 1, "actual": 1, "passed": True}])
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed"
+    assert any("validation failed: rows" in r for r in reasons)
+
+
+def test_a_restore_without_validation_is_not_a_success():
+    verdict, reasons = judge(journal(), context(validation=[]))
+    assert verdict == "failed"
+    assert any("never validated" in r for r in reasons)
+
+
+def test_failed_activity_fails_the_drill_with_its_message():
+    run = [{"activity": {"name": "manual-backup"}, "status": "failed",
+            "exception": ["Traceback...\n", "ActivityFailed: S3 unreachable\n"]}]
+    verdict, reasons = judge(journal(run=run), context())
+    assert verdict == "failed"
+    assert "activity 'manual-backup' failed: ActivityFailed: S3 unreachable" in reasons
+
+
+def test_interrupted_and_unmet_steady_state():
+    assert judge(journal(status="interrupted"), context())[0] == "interrupted"
+    verdict, reasons = judge(journal(before=False), context(restore=False, validation=[]))
+    assert verdict == "failed" and "not met before" in reasons[0]
+    assert judge(journal(deviated=True), context())[0] == "failed"
+
+
+def test_evidence_fields_rto_and_backup_validation():
+    ev = build_evidence(journal(), context(), experiment="pvc-loss", target="sandbox",
+                        environment="staging")
+    assert ev["experiment"] == "pvc-loss" and ev["environment"] == "staging"
+    assert ev["verdict"] == "passed"
+    assert ev["restore"]["rto_seconds"] == 4.0
+    assert ev["restore"]["phases"]["validate"] == 0.5
+    assert ev["backup"] == {"id": "B1", "validated": True}
+    failed = build_evidence(journal(deviated=True), context(), experiment="x", target="sandbox",
+                            environment="sandbox")
+    assert failed["backup"]["validated"] is False
+
+
+def test_summary_is_readable():
+    ev = build_evidence(journal(), context(), experiment="pvc-loss", target="sandbox",
+                        environment="sandbox")
+    text = render_summary(ev)
+    assert text.startswith("# pvc-loss: PASSED")
+    assert "| rows | 1 | 1 | yes |" in text

@@ -1,0 +1,57 @@
+"""Restores stop where asked: a named restore point, or the end of the archive."""
+
+import pytest
+from chaoslib.exceptions import ActivityFailed
+
+from actions.backup import mark_restore_point
+from actions.restore import cleanup_restore, restore_latest_backup
+from pgdrill.runcontext import RUN_DIR_KEY
+from pgdrill.targets.sandbox.cluster import SandboxCluster
+from probes.sql import query_value
+
+pytestmark = pytest.mark.sandbox
+
+
+def write_rows(sandbox, first, last):
+    with sandbox.connect(sandbox.primary()) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS pitr_probe (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO pitr_probe SELECT generate_series(%s::int, %s::int)", (first, last))
+
+
+def test_restore_to_named_point_and_to_latest(sandbox, sandbox_env, tmp_path):
+    cfg = {RUN_DIR_KEY: str(tmp_path)}
+    sandbox.wait_ready(timeout=120)
+    with sandbox.connect(sandbox.primary()) as conn:
+        conn.execute("DROP TABLE IF EXISTS pitr_probe")
+    sandbox.backup(timeout=300)
+    write_rows(sandbox, 1, 10)
+    point = mark_restore_point("before-bad-change", configuration=cfg)
+    assert point["lsn"]
+    write_rows(sandbox, 11, 25)
+    try:
+        record = restore_latest_backup(restore_point="before-bad-change", configuration=cfg)
+        assert record["target"] == {"kind": "restore_point", "name": "before-bad-change",
+                                    "lsn": None, "time": None}
+        assert query_value("SELECT count(*) FROM pitr_probe", instance="restore-test",
+                           configuration=cfg) == 10
+
+        state = sandbox.layout.read()
+        cluster = SandboxCluster(sandbox.layout, state, sandbox._cluster().run_as)
+        cluster.wait_archiving(state.primary_name)
+        restore_latest_backup(configuration=cfg)
+        assert query_value("SELECT count(*) FROM pitr_probe", instance="restore-test",
+                           configuration=cfg) == 25
+    finally:
+        cleanup_restore(configuration=cfg)
+    assert sandbox.restored_instance() is None
+
+
+def test_unreachable_restore_point_fails_with_postgres_reason(sandbox, sandbox_env, tmp_path):
+    cfg = {RUN_DIR_KEY: str(tmp_path)}
+    try:
+        with pytest.raises(ActivityFailed) as err:
+            restore_latest_backup(restore_point="never-created", timeout_seconds=120,
+                                  configuration=cfg)
+        assert "recovery ended before configured recovery target was reached" in str(err.value)
+    finally:
+        cleanup_restore(configuration=cfg)

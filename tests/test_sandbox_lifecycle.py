@@ -1,0 +1,48 @@
+"""`pgdrill sandbox up` is idempotent, status tells how to connect, `down` leaves nothing."""
+
+import json
+
+import psycopg
+import pytest
+
+from pgdrill.cli import main
+from pgdrill.targets.sandbox import postgres
+from pgdrill.targets.sandbox.procs import pid_alive
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_up_twice_status_and_down_leaves_no_process(tmp_path, capsys):
+    home = str(tmp_path / "sb")
+    assert main(["sandbox", "up", "--home", home]) == 0
+    first = json.loads((tmp_path / "sb" / "state.json").read_text())
+
+    assert main(["sandbox", "up", "--home", home]) == 0
+    assert "already up" in capsys.readouterr().err
+    second = json.loads((tmp_path / "sb" / "state.json").read_text())
+    assert (second["s3_pid"], second["supervisor_pid"]) == (first["s3_pid"],
+                                                             first["supervisor_pid"])
+
+    assert main(["sandbox", "status", "--json", "--home", home]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["up"] is True
+    roles = {i["name"]: i["role"] for i in status["instances"]}
+    assert roles == {"sandbox-1": "primary", "sandbox-2": "replica"}
+    assert status["latest_backup"]["status"] == "DONE"
+    assert status["archiver"]["failed_count"] == 0
+    for inst in status["instances"]:
+        with psycopg.connect(host=inst["host"], port=inst["port"], dbname=inst["dbname"],
+                             user=inst["user"]) as conn:
+            assert conn.execute("SELECT value FROM pgdrill_sentinel").fetchone() == ("ok",)
+    replica = next(i for i in status["instances"] if i["role"] == "replica")
+    assert replica["streaming"] is True
+
+    postmasters = [postgres.postmaster_pid(tmp_path / "sb" / "instances" / n / "data")
+                   for n in roles]
+    pids = [first["s3_pid"], first["supervisor_pid"], *postmasters]
+    assert all(pids) and all(pid_alive(p) for p in pids)
+
+    assert main(["sandbox", "down", "--home", home]) == 0
+    assert [p for p in pids if pid_alive(p)] == []
+    assert not (tmp_path / "sb").exists()
+    assert main(["sandbox", "status", "--home", home]) == 1
