@@ -10,8 +10,9 @@ import pytest
 from chaoslib.experiment import ensure_experiment_is_valid
 
 EXPERIMENTS = sorted(Path("experiments").glob("*.json"))
-ACTIVITY_MODULES = ["actions.backup", "actions.faults", "actions.restore", "probes.backup",
-                    "probes.cluster", "probes.sql", "probes.verify"]
+from pgdrill.chaos.discovery import ACTION_MODULES, PROBE_MODULES
+
+ACTIVITY_MODULES = [*ACTION_MODULES, *PROBE_MODULES]
 
 
 def test_there_are_experiments():
@@ -39,7 +40,7 @@ def test_activity_modules_export_documented_functions(name):
 
 
 def test_discovery_lists_every_activity():
-    from actions import discover
+    from pgdrill.chaos.discovery import discover
 
     names = {a["name"] for a in discover()["activities"]}
     assert {"drop_pvc", "trigger_backup", "restore_latest_backup", "checklist_passes",
