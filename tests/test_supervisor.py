@@ -5,6 +5,7 @@ import time
 import pytest
 
 from pgdrill.targets.sandbox import postgres
+from pgdrill.waiting import poll_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -13,13 +14,19 @@ def events_since(sandbox, n):
     return [e["event"] for e in sandbox.layout.events()[n:]]
 
 
+def wait_for_event(sandbox, n, event, timeout=60):
+    """The supervisor logs a decision just after acting on it: poll for the record."""
+    return poll_until(lambda: event in events_since(sandbox, n), timeout=timeout,
+                      what=f"supervisor event {event!r}")
+
+
 def test_crashed_replica_is_restarted(sandbox):
     sandbox.wait_ready(timeout=120)
     replica = next(i for i in sandbox.instances() if i.role == "replica")
     seen = len(sandbox.layout.events())
     postgres.kill_postmaster(sandbox.layout.data_dir(replica.name))
     sandbox.wait_ready(timeout=120)
-    assert "restart" in events_since(sandbox, seen)
+    assert wait_for_event(sandbox, seen, "restart")
     assert sandbox.primary().name != replica.name
 
 
@@ -29,7 +36,7 @@ def test_replica_storage_loss_is_recloned(sandbox):
     seen = len(sandbox.layout.events())
     sandbox.drop_storage(replica)
     sandbox.wait_ready(timeout=180)
-    assert "reclone" in events_since(sandbox, seen)
+    assert wait_for_event(sandbox, seen, "reclone")
 
 
 def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
@@ -40,8 +47,8 @@ def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
     report = sandbox.wait_ready(timeout=180, since=t0)
     assert report.primary != old.name
     assert 0 < report.writable_primary_seconds <= report.healthy_seconds
-    events = sandbox.layout.events()
-    failover = [e for e in events if e["event"] == "failover"][-1]
+    wait_for_event(sandbox, 0, "failover")
+    failover = [e for e in sandbox.layout.events() if e["event"] == "failover"][-1]
     assert failover["old_primary"] == old.name and failover["seconds"] > 0
     with sandbox.connect(sandbox.primary()) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
