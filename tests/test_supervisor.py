@@ -42,13 +42,14 @@ def test_replica_storage_loss_is_recloned(sandbox):
 def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
     sandbox.wait_ready(timeout=120)
     old = sandbox.primary()
+    seen = len(sandbox.layout.events())
     t0 = time.monotonic()
     sandbox.kill_primary()
     report = sandbox.wait_ready(timeout=180, since=t0)
     assert report.primary != old.name
     assert 0 < report.writable_primary_seconds <= report.healthy_seconds
-    wait_for_event(sandbox, 0, "failover")
-    failover = [e for e in sandbox.layout.events() if e["event"] == "failover"][-1]
+    wait_for_event(sandbox, seen, "failover")
+    failover = [e for e in sandbox.layout.events()[seen:] if e["event"] == "failover"][0]
     assert failover["old_primary"] == old.name and failover["seconds"] > 0
     with sandbox.connect(sandbox.primary()) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
