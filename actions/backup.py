@@ -34,12 +34,14 @@ def mark_restore_point(name: str = "pgdrill", configuration: Configuration = Non
                        secrets: Secrets = None) -> dict:
     """Create a named restore point on the primary (pg_create_restore_point) and switch WAL so
     it reaches the archive. A later restore can stop exactly there (restore_point=name).
-    Returns {name, lsn, time}."""
+    Returns {name, lsn, time}; `time` is taken just before the point is created, so every
+    write acknowledged before it is certain to precede the point in the WAL."""
     target = ready_target(configuration)
+    before = datetime.now(UTC)
     with target.connect(target.primary(), "postgres") as conn:
         lsn = str(conn.execute("SELECT pg_create_restore_point(%s)", (name,)).fetchone()[0])
         conn.execute("SELECT pg_switch_wal()")
-    point = {"name": name, "lsn": lsn, "time": datetime.now(UTC).isoformat()}
+    point = {"name": name, "lsn": lsn, "time": before.isoformat()}
     ctx = run_context(configuration)
     ctx.update(restore_points={**ctx.read().get("restore_points", {}), name: point})
     say(f"restore point {name!r} at {lsn}")

@@ -1,4 +1,4 @@
-"""Fault injection: lose the primary, lose an instance's storage. Non-prod only."""
+"""Fault injection: lose the primary, lose an instance's storage, corrupt a table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.errors import BadInput
 from pgdrill.model import Instance
 
-__all__ = ["delete_primary_pod", "drop_pvc"]
+__all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table"]
 
 
 def _record(configuration: Configuration, kind: str, victim: Instance, started: float) -> dict:
@@ -54,3 +54,61 @@ def drop_pvc(instance: str = "primary", configuration: Configuration = None,
     started = time.time()
     victim = target.drop_storage(chosen[0])
     return _record(configuration, "drop_pvc", victim, started)
+
+
+@activity
+def corrupt_table(table: str = "pgbench_accounts", mode: str = "logical", fraction: float = 0.1,
+                  database: str = "app", configuration: Configuration = None,
+                  secrets: Secrets = None) -> dict:
+    """Corrupt a table on the primary. `logical`: application-style damage — delete about
+    `fraction`/2 of the rows and change a numeric column in about `fraction`/2; it replicates,
+    so only point-in-time recovery helps. `physical`: overwrite bytes of one on-disk page and
+    evict it from cache; data checksums must detect it (the activity fails if they do not).
+    Take a restore point and fingerprints first. Returns what was damaged."""
+    if mode not in ("logical", "physical"):
+        raise BadInput(f"unknown corruption mode {mode!r}", fix="use logical or physical")
+    if not 0 < float(fraction) <= 1:
+        raise BadInput(f"fraction {fraction} must be in (0, 1]")
+    target = ready_target(configuration)
+    started = time.time()
+    if mode == "physical":
+        record = target.corrupt_page(table, database)
+        if not record["detected"]:
+            raise BadInput(f"the corrupted page of {table} was read without error: data "
+                           "checksums are off or the page was not re-read from disk",
+                           fix="enable data checksums (initdb --data-checksums)")
+    else:
+        record = _logical_damage(target, table, float(fraction), database)
+    primary = target.primary()
+    record.update(kind="corrupt_table", mode=mode, instance=primary.name,
+                  role=str(primary.role), at=datetime.fromtimestamp(started, UTC).isoformat(),
+                  epoch=started)
+    run_context(configuration).update(fault=record)
+    return record
+
+
+def _logical_damage(target, table: str, fraction: float, database: str) -> dict:
+    from psycopg import errors, sql
+
+    ident = sql.Identifier(*table.split("."))
+    with target.connect(target.primary(), database) as conn:
+        try:
+            column = conn.execute(
+                "SELECT a.attname FROM pg_attribute a "
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+                "AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, "
+                "'numeric'::regtype) AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE "
+                "i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)) "
+                "ORDER BY a.attnum LIMIT 1", (table,)).fetchone()
+        except errors.UndefinedTable as exc:
+            raise BadInput(f"table {table!r} does not exist in database {database!r}") from exc
+        share = fraction / 2 if column else fraction
+        deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE random() < %s").format(ident),
+                               (share,)).rowcount
+        updated = 0
+        if column:
+            col = sql.Identifier(column[0])
+            updated = conn.execute(sql.SQL("UPDATE {} SET {} = {} + 1 WHERE random() < %s")
+                                   .format(ident, col, col), (share,)).rowcount
+    return {"table": table, "rows_deleted": deleted, "rows_updated": updated,
+            "column_updated": column[0] if column else None}

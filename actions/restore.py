@@ -11,7 +11,7 @@ from pgdrill.console import say
 from pgdrill.model import RecoveryTarget
 from pgdrill.restore_plan import choose_backup
 
-__all__ = ["restore_latest_backup", "cleanup_restore"]
+__all__ = ["restore_latest_backup", "cleanup_restore", "repair_table_from_restore"]
 
 
 @activity
@@ -51,3 +51,34 @@ def cleanup_restore(configuration: Configuration = None, secrets: Secrets = None
 
     get_target(configuration).cleanup_restore()
     return True
+
+
+@activity
+def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "app",
+                              configuration: Configuration = None,
+                              secrets: Secrets = None) -> dict:
+    """Put a damaged table back from the validated restore-test copy: TRUNCATE it on the
+    primary and COPY every row over from restore-test (the usual repair after a
+    point-in-time restore into a side instance; TRUNCATE also drops a physically corrupted
+    file). Use it as a rollback after a corruption drill, before cleanup_restore.
+    Returns the number of rows copied."""
+    from psycopg import sql
+
+    target = ready_target(configuration)
+    restored = target.restored_instance()
+    if restored is None:
+        raise ValueError("there is no restore-test copy to repair from")
+    ident = sql.Identifier(*table.split("."))
+    rows = 0
+    with target.connect(restored, database) as src, target.connect(target.primary(),
+                                                                     database) as dst:
+        with dst.transaction():
+            dst.execute(sql.SQL("TRUNCATE {}").format(ident))
+            with src.cursor().copy(sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(ident)) \
+                    as out, dst.cursor().copy(
+                        sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(ident)) as inp:
+                for chunk in out:
+                    inp.write(chunk)
+        rows = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
+    say(f"repaired {table} on the primary from restore-test: {rows} rows")
+    return {"table": table, "rows": rows}

@@ -46,9 +46,42 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     failing = [v["name"] for v in validation if not v.get("passed")]
     if failing:
         reasons.append("validation failed: " + ", ".join(failing))
+    fingerprints = context.get("fingerprints")
+    if fingerprints and not fingerprints.get("match"):
+        differing = [t["table"] for t in fingerprints.get("tables", []) if not t.get("match")]
+        reasons.append("fingerprints differ from the reference: "
+                       + (", ".join(differing) or "tables missing"))
+    for name, verdict in objectives(context).items():
+        if verdict["met"] is False:
+            reasons.append(f"{name.upper()} {verdict['measured_seconds']}s exceeds the objective "
+                           f"of {verdict['objective_seconds']}s by "
+                           f"{verdict['exceeded_by_seconds']}s")
     if status == "interrupted":
         return "interrupted", reasons
     return ("passed" if not reasons else "failed"), reasons
+
+
+def objectives(context: dict) -> dict:
+    """RPO/RTO measured against the experiment's `rpo_objective_seconds` and
+    `rto_objective_seconds`; an objective without a measurement is reported, not judged."""
+    wanted = context.get("objectives") or {}
+    restore = restore_section(context) or {}
+    measured = {"rpo": (context.get("rpo") or {}).get("rpo_seconds"),
+                "rto": restore.get("rto_seconds")}
+    result = {}
+    for name, value in measured.items():
+        objective = wanted.get(f"{name}_objective_seconds")
+        if objective is None:
+            continue
+        objective = float(objective)
+        met = None if value is None else value <= objective
+        result[name] = {
+            "objective_seconds": objective,
+            "measured_seconds": value,
+            "met": met,
+            "exceeded_by_seconds": round(value - objective, 3) if met is False else 0.0,
+        }
+    return result
 
 
 def restore_section(context: dict) -> dict | None:
@@ -100,6 +133,10 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "failover": context.get("failover"),
         "restore": restore,
         "validation": context.get("validation") or [],
+        "rpo": context.get("rpo"),
+        "objectives": objectives(context),
+        "fingerprints": context.get("fingerprints"),
+        "load": context.get("load_summary"),
     }
 
 
@@ -127,6 +164,25 @@ def render_summary(evidence: dict) -> str:
         r = evidence["restore"]
         phases = ", ".join(f"{k} {v}s" for k, v in r["phases"].items())
         lines.append(f"- restore RTO {r['rto_seconds']}s to {r['target']['kind']} ({phases})")
+    if evidence.get("rpo"):
+        r = evidence["rpo"]
+        lines.append(f"- RPO {r['rpo_seconds']}s: {r['lost_writes']} of {r['acknowledged_writes']}"
+                     f" acknowledged writes lost, {r['expected_absent']} expected absent "
+                     f"(acknowledged after {r['reference_kind']} {r['reference']})")
+    for name, o in (evidence.get("objectives") or {}).items():
+        state = {True: "met", False: "MISSED", None: "not measured"}[o["met"]]
+        lines.append(f"- {name.upper()} objective {o['objective_seconds']}s: {state}"
+                     + (f" by {o['exceeded_by_seconds']}s" if o["met"] is False else ""))
+    if evidence.get("fingerprints"):
+        fp = evidence["fingerprints"]
+        lines.append(f"- fingerprints vs {fp.get('reference')}: "
+                     f"{'match' if fp.get('match') else '**DIFFER**'}")
+    if evidence.get("load"):
+        ld = evidence["load"]
+        lat = ld.get("latency_ms") or {}
+        lines.append(f"- load: {ld.get('requests')} requests, {ld.get('failures')} failures, "
+                     f"{ld.get('writes_per_second')} writes/s, p50/p95/p99 "
+                     f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')} ms")
     if evidence["validation"]:
         lines += ["", "| check | expected | actual | passed |", "|---|---|---|---|"]
         for v in evidence["validation"]:

@@ -1,4 +1,5 @@
-"""Verification probes: the Restore Verification Checklist against the restored copy."""
+"""Verification probes on the restored copy: the Restore Verification Checklist, table
+fingerprints and lost acknowledged writes (RPO)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import time
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
+from pgdrill.chaos.writes import lost_writes_on, restore_reference
 from pgdrill.checklist import describe_failures, load_checklist, run_checklist
+from pgdrill.fingerprint import (
+    TableFingerprint, compare_fingerprints, fingerprint_like, fingerprint_tables,
+)
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
 
-__all__ = ["checklist_passes"]
+__all__ = ["checklist_passes", "capture_fingerprints", "fingerprints_match", "lost_writes"]
+
+DEFAULT_TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"]
 
 
 @activity
@@ -38,3 +45,97 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml",
     if not all(r.passed for r in results):
         raise PgdrillError("validation failed on the restored copy: " + describe_failures(results))
     return True
+
+
+def _restored(target):
+    restored = target.restored_instance()
+    if restored is None:
+        raise PgdrillError("there is no restore-test instance",
+                           fix="run actions.restore.restore_latest_backup first")
+    return restored
+
+
+@activity
+def capture_fingerprints(tables: list = None, label: str = None, database: str = "app",
+                         configuration: Configuration = None, secrets: Secrets = None) -> dict:
+    """Fingerprint `tables` (default: the pgbench tables) on the primary now — row counts
+    and order-independent hashes per primary-key range — and keep them as the reference
+    named `label` (default: the newest restore point of this run). Call it right after
+    actions.backup.mark_restore_point and before a fault. Returns {table: rows}."""
+    target = ready_target(configuration)
+    ctx = run_context(configuration)
+    data = ctx.read()
+    if label is None:
+        points = data.get("restore_points") or {}
+        label = max(points.values(), key=lambda p: p["time"])["name"] if points else "source"
+    with target.connect(target.primary(), database) as conn:
+        prints = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
+    refs = data.get("fingerprints_reference") or {}
+    refs[label] = {name: fp.to_dict() for name, fp in prints.items()}
+    ctx.update(fingerprints_reference=refs)
+    say(f"fingerprints of {', '.join(prints)} captured as {label!r}")
+    return {name: fp.rows for name, fp in prints.items()}
+
+
+@activity
+def fingerprints_match(restore_point: str = None, tables: list = None, database: str = "app",
+                       configuration: Configuration = None, secrets: Secrets = None) -> bool:
+    """Compare the restore-test copy's table fingerprints with a reference: those captured
+    at `restore_point` (capture_fingerprints), or, without one, the primary's tables now
+    (right for tables the drill does not write). Records `fingerprints` in the evidence and
+    fails naming each table and key range that differs."""
+    target = ready_target(configuration)
+    ctx = run_context(configuration)
+    if restore_point:
+        stored = (ctx.read().get("fingerprints_reference") or {}).get(restore_point)
+        if not stored:
+            raise PgdrillError(f"no fingerprints were captured for restore point "
+                               f"{restore_point!r}", fix="call capture_fingerprints after "
+                               "mark_restore_point")
+        reference = {name: TableFingerprint.from_dict(fp) for name, fp in stored.items()}
+        label = restore_point
+    else:
+        with target.connect(target.primary(), database) as conn:
+            reference = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
+        label = "primary now"
+    with target.connect(_restored(target), database) as conn:
+        actual = {name: fingerprint_like(conn, ref) for name, ref in reference.items()}
+    diff = compare_fingerprints(reference, actual)
+    ctx.update(fingerprints={**diff, "reference": label})
+    if not diff["match"]:
+        bad = [f"{t['table']} ranges {[(r['lo'], r['hi']) for r in t['differing_ranges']]}"
+               for t in diff["tables"] if not t["match"]]
+        raise PgdrillError("restored fingerprints differ from " + label + ": " + "; ".join(bad))
+    say(f"fingerprints of the restored copy match {label}")
+    return True
+
+
+@activity
+def lost_writes(on: str = "restore-test", configuration: Configuration = None,
+                secrets: Secrets = None) -> dict:
+    """Count the load's acknowledged writes missing on `restore-test` (evidence `rpo`:
+    writes acknowledged after the recovery target, or after the restore began for
+    "latest", are expected absent; the others are lost) or on the `primary` after a fault
+    (evidence `failover`: every acknowledged write should have survived).
+    Returns acknowledged_writes, lost_writes, expected_absent and rpo_seconds."""
+    target = ready_target(configuration)
+    ctx = run_context(configuration)
+    data = ctx.read()
+    if on == "restore-test":
+        reference, kind = restore_reference(data)
+        report = lost_writes_on(target, _restored(target), ctx.run_dir, reference, kind)
+        ctx.update(rpo=report.to_dict())
+    elif on == "primary":
+        report = lost_writes_on(target, target.primary(), ctx.run_dir, None, "failover check")
+        ctx.update(failover={**(data.get("failover") or {}), **_failover_counts(report)})
+    else:
+        raise PgdrillError(f"lost_writes(on={on!r}): use restore-test or primary")
+    say(f"{report.lost_writes} of {report.acknowledged_writes} acknowledged writes lost on "
+        f"{on}; {report.expected_absent} expected absent; RPO {report.rpo_seconds}s")
+    return report.to_dict()
+
+
+def _failover_counts(report) -> dict:
+    return {"acknowledged_writes": report.acknowledged_writes,
+            "lost_writes": report.lost_writes, "rpo_seconds": report.rpo_seconds,
+            "lost_examples": report.lost_examples}

@@ -74,3 +74,29 @@ def test_summary_is_readable():
     text = render_summary(ev)
     assert text.startswith("# pvc-loss: PASSED")
     assert "| rows | 1 | 1 | yes |" in text
+
+
+def test_objectives_fail_the_verdict_and_say_by_how_much():
+    ctx = context()
+    ctx["objectives"] = {"rpo_objective_seconds": 5, "rto_objective_seconds": 3}
+    ctx["rpo"] = {"rpo_seconds": 7.5, "lost_writes": 3, "acknowledged_writes": 10,
+                  "expected_absent": 0, "reference": "r", "reference_kind": "latest"}
+    ev = build_evidence(journal(), ctx, experiment="x", target="sandbox", environment="sandbox")
+    assert ev["verdict"] == "failed"
+    assert ev["objectives"]["rpo"] == {"objective_seconds": 5.0, "measured_seconds": 7.5,
+                                       "met": False, "exceeded_by_seconds": 2.5}
+    assert ev["objectives"]["rto"]["met"] is False          # rto 4.0 > 3
+    assert "RPO 7.5s exceeds the objective of 5.0s by 2.5s" in ev["reasons"]
+    ctx["objectives"] = {"rpo_objective_seconds": 60, "rto_objective_seconds": 60}
+    ok = build_evidence(journal(), ctx, experiment="x", target="sandbox", environment="sandbox")
+    assert ok["verdict"] == "passed" and ok["objectives"]["rpo"]["exceeded_by_seconds"] == 0.0
+    assert "RPO 7.5s" in render_summary(ok)
+
+
+def test_fingerprint_mismatch_fails_and_names_the_table():
+    ctx = context()
+    ctx["fingerprints"] = {"match": False, "reference": "pre-corruption",
+                           "tables": [{"table": "public.pgbench_accounts", "match": False}]}
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed"
+    assert "fingerprints differ from the reference: public.pgbench_accounts" in reasons

@@ -53,6 +53,9 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         target=target_kind(configuration),
         environment=str(configuration.get("environment") or "sandbox"),
         cluster=configuration.get("cluster") or "sandbox",
+        objectives={k: configuration[k] for k in ("rpo_objective_seconds",
+                                                   "rto_objective_seconds")
+                    if configuration.get(k) is not None},
     )
     say(f"run folder {run_dir}")
     try:

@@ -33,6 +33,10 @@ class Target(Protocol):
     def drop_storage(self, instance: Instance) -> Instance:
         """Destroy the instance's storage (PVC deleted / data directory removed)."""
 
+    def corrupt_page(self, table: str, database: str) -> dict:
+        """Overwrite bytes of one on-disk page of `table` on the primary, evict it from
+        cache, and report whether PostgreSQL detects it (data checksums)."""
+
     def backup(self, *, timeout: float) -> Backup:
         """Take a base backup to the object store and wait until it completes."""
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from pgdrill.console import Stopwatch, say
 from pgdrill.errors import BadInput, PgdrillError, TargetError
@@ -27,6 +28,8 @@ from pgdrill.targets.sandbox.state import (
 from pgdrill.waiting import poll_until
 
 INSTANCE_COUNT = 2
+BLOCK_SIZE = 8192
+BLOCKS_PER_SEGMENT = 131072  # 1 GiB segment files
 
 
 class SandboxTarget:
@@ -253,6 +256,51 @@ class SandboxTarget:
         say(f"dropped the storage of {instance.name} ({instance.role}): postmaster killed, "
             f"data directory removed")
         return instance
+
+    def corrupt_page(self, table: str, database: str = APP_DB) -> dict:
+        """Physical corruption: overwrite 64 bytes in the middle of one heap page of `table` in
+        the primary's data files, with the page evicted from shared buffers before and after
+        so the next read comes from disk. Physical damage does not replicate."""
+        primary = self.primary()
+        data = self.layout.data_dir(primary.name)
+        with self.connect(primary, database) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
+            try:
+                relpath, blocks = conn.execute(
+                    "SELECT pg_relation_filepath(%s::regclass), pg_relation_size(%s::regclass) "
+                    "/ current_setting('block_size')::int", (table, table)).fetchone()
+            except psycopg.errors.UndefinedTable as exc:
+                raise BadInput(f"table {table!r} does not exist in database {database!r}") from exc
+            if not blocks:
+                raise BadInput(f"table {table!r} is empty: there is no page to corrupt")
+            block = min(blocks // 2, BLOCKS_PER_SEGMENT - 1)
+            conn.execute("CHECKPOINT")
+            conn.execute("SELECT pg_buffercache_evict_relation(%s::regclass)", (table,))
+            with open(data / relpath, "r+b") as fh:
+                fh.seek(block * BLOCK_SIZE + BLOCK_SIZE // 2)
+                original = fh.read(64)
+                fh.seek(block * BLOCK_SIZE + BLOCK_SIZE // 2)
+                # random bytes, each different from the original (a second run still damages)
+                noise = os.urandom(len(original))
+                fh.write(bytes(b ^ (n | 1) for b, n in zip(original, noise)))
+                fh.flush()
+                os.fsync(fh.fileno())
+            conn.execute("SELECT pg_buffercache_evict_relation(%s::regclass)", (table,))
+            record = {"table": table, "instance": primary.name, "file": relpath, "block": block,
+                      "bytes": len(original), "detected": False, "detected_by": None,
+                      "error": None}
+            # read every heap page: an index-only scan would never touch the damaged one
+            for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+                conn.execute(f"SET {setting} = off")
+            try:
+                conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(
+                    psycopg.sql.Identifier(*table.split("."))))
+            except psycopg.errors.DataCorrupted as exc:
+                record.update(detected=True, detected_by="data checksums",
+                              error=str(exc).strip().splitlines()[0])
+        say(f"corrupted block {block} of {table} on {primary.name}: "
+            + (f"detected ({record['error']})" if record["detected"] else "NOT detected"))
+        return record
 
     def backup(self, *, timeout: float = 600) -> Backup:
         cluster = self._cluster()
