@@ -31,6 +31,8 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     """Return (verdict, reasons): `passed` only when nothing below went wrong."""
     status = journal.get("status")
     reasons: list[str] = []
+    if context.get("preflight_error"):
+        reasons.append(f"preflight refused: {context['preflight_error']}")
     if status != "completed":
         reasons.append(f"the experiment ended with status {status!r}")
     before = (journal.get("steady_states") or {}).get("before") or {}

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
 from pgdrill.console import say
-from pgdrill.errors import PgdrillError
+from pgdrill.errors import PgdrillError, PreflightRefused
+from pgdrill.policy import is_production, production_refusal
 from pgdrill.evidence import build_evidence, render_summary
 from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
 from pgdrill.targets import get_target, target_kind
@@ -59,10 +61,31 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
     )
     say(f"run folder {run_dir}")
     try:
+        refuse_unproven_production(configuration, name, reports)
         get_target(configuration).ensure_ready()
     except PgdrillError as exc:
         say(f"preflight failed: {exc}")
+        RunContext(run_dir).update(preflight_error=exc.message)
         raise InterruptExecution(f"pgdrill preflight failed: {exc}") from None
+
+
+def refuse_unproven_production(configuration: dict, experiment: str, reports: Path) -> None:
+    """Guardrail 3: production drills need recent passing staging evidence."""
+    environment = str(configuration.get("environment") or "sandbox")
+    if not is_production(environment):
+        return
+    evidences = []
+    for path in reports.glob("*/evidence.json"):
+        try:
+            evidences.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    max_age = timedelta(days=float(configuration.get("staging_evidence_max_age_days") or 30))
+    reason = production_refusal(environment, experiment, evidences, datetime.now(UTC), max_age)
+    if reason:
+        raise PreflightRefused(reason, fix=f"run it in staging first (PGDRILL_ENVIRONMENT=staging"
+                               f" chaos run experiments/{experiment}.json) with its evidence in "
+                               f"{reports}/")
 
 
 def after_experiment_control(context: dict, state: dict, configuration: dict | None = None,
@@ -71,18 +94,24 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     run_dir = (configuration or {}).get(RUN_DIR_KEY)
     if not run_dir:
         return
-    run_ctx = RunContext(Path(run_dir))
-    data = run_ctx.read()
+    try:
+        _write_evidence(Path(run_dir), state)
+    except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently
+        say(f"could not write the evidence: {exc}")
+        state["status"] = "failed"
+
+
+def _write_evidence(run_dir: Path, state: dict) -> None:
+    data = RunContext(run_dir).read()
     evidence = build_evidence(state, data, experiment=data.get("experiment", "experiment"),
                               target=data.get("target", "sandbox"),
                               environment=data.get("environment", "sandbox"))
     if evidence["verdict"] != "passed" and state.get("status") == "completed":
         state["status"] = "failed"
-    folder = Path(run_dir)
-    (folder / "evidence.json").write_text(json.dumps(evidence, indent=2, default=str) + "\n")
-    (folder / "summary.md").write_text(render_summary(evidence))
-    (folder / "journal.json").write_text(
+    (run_dir / "evidence.json").write_text(json.dumps(evidence, indent=2, default=str) + "\n")
+    (run_dir / "summary.md").write_text(render_summary(evidence))
+    (run_dir / "journal.json").write_text(
         json.dumps(state, indent=2, ensure_ascii=False, default=str) + "\n")
-    say(f"verdict: {evidence['verdict'].upper()}  (evidence in {folder}/evidence.json)")
+    say(f"verdict: {evidence['verdict'].upper()}  (evidence in {run_dir}/evidence.json)")
     for reason in evidence["reasons"]:
         say(f"  - {reason}")

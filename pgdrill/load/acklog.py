@@ -1,0 +1,84 @@
+"""The ack log: one line `client_id,seq,acked_at` per write whose COMMIT returned to the
+load generator, appended right after it returned. It is the ground truth that RPO and
+lost-write counts are measured against.
+
+Each line is appended with a single `write(2)` on an O_APPEND descriptor, so a reader sees
+whole lines except possibly the very last one (a write in progress, or a process killed
+mid-write). A last line without its newline is therefore not trusted and skipped."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgdrill.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One acknowledged write: `(client_id, seq)` is its key in `pgdrill_ledger`."""
+
+    client_id: str
+    seq: int
+    acked_at: float  # epoch seconds, taken right after the COMMIT returned
+
+
+def format_ack(client_id: str, seq: int, acked_at: float) -> str:
+    return f"{client_id},{seq},{acked_at:.6f}\n"
+
+
+class AckWriter:
+    """Appends acks to the log; one per process, shared by all its users."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def ack(self, client_id: str, seq: int, acked_at: float | None = None) -> None:
+        line = format_ack(client_id, seq, time.time() if acked_at is None else acked_at)
+        os.write(self._fd, line.encode())
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_acks(path: str | os.PathLike) -> list[Ack]:
+    """Every complete line of the ack log, in file order. Blank lines are skipped; a final
+    line without a trailing newline (truncated) is ignored. A malformed complete line means
+    the file is not an ack log: BadInput names it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise BadInput(f"no ack log at {path}", fix="start the load with actions.load.start_load")
+    lines = text.split("\n")
+    lines.pop()  # text after the last newline: "" or a truncated line
+    acks = []
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            client_id, seq, acked_at = line.rsplit(",", 2)
+            if not client_id:
+                raise ValueError("empty client_id")
+            acks.append(Ack(client_id, int(seq), float(acked_at)))
+        except ValueError as exc:
+            raise BadInput(f"{path}:{number} is not an ack line (client_id,seq,acked_at): "
+                           f"{line[:80]!r} ({exc})") from None
+    return acks
+
+
+def count_acks(path: str | os.PathLike) -> int:
+    """Number of complete ack lines so far (0 if the log does not exist yet); cheap enough
+    to poll."""
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
