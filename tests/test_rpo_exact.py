@@ -1,0 +1,60 @@
+"""Lost-write counting is exact: a restore to a named restore point taken in the middle of
+load, compared with ground truth read from the source."""
+
+import pytest
+
+from actions.backup import mark_restore_point
+from actions.load import start_load, stop_load
+from actions.restore import cleanup_restore, restore_latest_backup
+from pgdrill.chaos.writes import ack_log, present_writes
+from pgdrill.load.acklog import read_acks
+from pgdrill.runcontext import RUN_DIR_KEY, RunContext
+from pgdrill.waiting import poll_until
+from probes.verify import lost_writes
+
+pytestmark = pytest.mark.sandbox
+
+
+def acked(run_dir):
+    return len(read_acks(ack_log(run_dir))) if ack_log(run_dir).exists() else 0
+
+
+def test_lost_and_expected_absent_match_ground_truth(sandbox, sandbox_env, tmp_path):
+    cfg = {RUN_DIR_KEY: str(tmp_path)}
+    sandbox.wait_ready(timeout=120)
+    sandbox.backup(timeout=300)
+    start_load(users=4, spawn_rate=4, configuration=cfg)
+    try:
+        poll_until(lambda: acked(tmp_path) >= 200, timeout=60, what="200 acknowledged writes")
+        point = mark_restore_point("mid-load", configuration=cfg)
+        before_point = acked(tmp_path)
+        poll_until(lambda: acked(tmp_path) >= before_point + 200, timeout=60,
+                   what="200 more acknowledged writes after the restore point")
+    finally:
+        stop_load(configuration=cfg)
+    try:
+        restore_latest_backup(restore_point="mid-load", configuration=cfg)
+        report = lost_writes(on="restore-test", configuration=cfg)
+
+        # ground truth, independently of the ack log's timing: the source holds every write,
+        # the copy holds exactly what committed before the restore point
+        acks = read_acks(ack_log(tmp_path))
+        source = present_writes(sandbox, sandbox.primary())
+        copy = present_writes(sandbox, sandbox.restored_instance())
+        assert {(a.client_id, a.seq) for a in acks} <= source, "an acked write is not in the source"
+        assert copy <= source
+        from datetime import datetime
+        t_point = datetime.fromisoformat(point["time"]).timestamp()
+        acked_before = {(a.client_id, a.seq) for a in acks if a.acked_at <= t_point}
+        acked_after = {(a.client_id, a.seq) for a in acks if a.acked_at > t_point}
+        assert acked_before <= copy, "a write acknowledged before the restore point was lost"
+        assert len(acked_after - copy) > 0, "the load wrote nothing after the restore point"
+
+        assert report["acknowledged_writes"] == len(acks)
+        assert report["lost_writes"] == 0
+        assert report["expected_absent"] == len(acked_after - copy)
+        assert report["present_after_reference"] == len(acked_after & copy)
+        assert report["reference_kind"] == "restore point"
+        assert RunContext(tmp_path).read()["rpo"]["lost_writes"] == 0
+    finally:
+        cleanup_restore(configuration=cfg)
