@@ -11,7 +11,7 @@ from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
 from pgdrill.checklist import describe_failures, load_checklist, run_checklist
 from pgdrill.fingerprint import (
-    TableFingerprint, compare_fingerprints, fingerprint_like, fingerprint_tables,
+    TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
 )
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
@@ -99,7 +99,7 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
             reference = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
         label = "primary now"
     with target.connect(_restored(target), database) as conn:
-        actual = {name: fingerprint_like(conn, ref) for name, ref in reference.items()}
+        actual = fingerprint_tables_like(conn, reference)
     diff = compare_fingerprints(reference, actual)
     ctx.update(fingerprints={**diff, "reference": label})
     if not diff["match"]:
