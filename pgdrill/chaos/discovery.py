@@ -8,7 +8,7 @@ from chaoslib.discovery.discover import (
 
 from pgdrill import __version__
 
-ACTION_MODULES = ("actions.backup", "actions.faults", "actions.restore")
+ACTION_MODULES = ("actions.backup", "actions.faults", "actions.load", "actions.restore")
 PROBE_MODULES = ("probes.backup", "probes.cluster", "probes.sql", "probes.verify")
 
 

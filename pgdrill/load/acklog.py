@@ -47,13 +47,16 @@ class AckWriter:
             self._fd = -1
 
 
-def read_acks(path: str | os.PathLike) -> list[Ack]:
-    """Every complete line of the ack log, in file order. Blank lines are skipped; a final
+def read_acks(path: str | os.PathLike, start: int = 0) -> list[Ack]:
+    """Every complete line of the ack log, in file order, from byte offset `start` (a line
+    boundary, e.g. the log's size when a load started). Blank lines are skipped; a final
     line without a trailing newline (truncated) is ignored. A malformed complete line means
     the file is not an ack log: BadInput names it."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise BadInput(f"no ack log at {path}", fix="start the load with actions.load.start_load")
     lines = text.split("\n")
@@ -72,6 +75,30 @@ def read_acks(path: str | os.PathLike) -> list[Ack]:
             raise BadInput(f"{path}:{number} is not an ack line (client_id,seq,acked_at): "
                            f"{line[:80]!r} ({exc})") from None
     return acks
+
+
+def complete_size(path: str | os.PathLike) -> int:
+    """The log's size up to its last newline, after cutting off a truncated last line (left
+    by a writer killed mid-line) so that new lines do not get glued to it. 0 if missing."""
+    try:
+        with open(path, "rb+") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                start = max(0, pos - 4096)
+                f.seek(start)
+                chunk = f.read(pos - start)
+                if b"\n" in chunk:
+                    cut = start + chunk.rfind(b"\n") + 1
+                    break
+                pos = start
+            else:
+                cut = 0
+            if cut != end:
+                f.truncate(cut)
+            return cut
+    except FileNotFoundError:
+        return 0
 
 
 def count_acks(path: str | os.PathLike) -> int:

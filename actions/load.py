@@ -1,0 +1,64 @@
+"""Write load during a drill: Locust users inserting into `pgdrill_ledger` on whichever
+instance is the primary, with an exact log of every acknowledged write (`acks.csv` in the
+run folder) against which lost writes and RPO are counted."""
+
+from __future__ import annotations
+
+import time
+
+from chaoslib.types import Configuration, Secrets
+
+from pgdrill.chaos.activity import activity, ready_target, run_context
+from pgdrill.errors import BadInput
+from pgdrill.load import runner
+from pgdrill.model import Role
+
+__all__ = ["start_load", "stop_load"]
+
+
+@activity
+def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
+               configuration: Configuration = None, secrets: Secrets = None) -> dict:
+    """Start a Locust write load of `users` simulated clients (spawned at `spawn_rate` per
+    second) against the cluster's primary, and return once the first write is acknowledged.
+    Each client inserts numbered rows into `pgdrill_ledger` (created if missing) and reads
+    them back; every write whose COMMIT returned is logged in `acks.csv` of the run folder.
+    Clients connect with target_session_attrs=read-write to all instances, so after a
+    failover they carry on against the new primary.
+    `duration`: seconds after which the load stops by itself. Without it the load runs until
+    `stop_load` (put it in the rollbacks), capped at one hour, and also stops when the
+    Chaos Toolkit process exits.
+    Returns pid, users and ack_log."""
+    if duration is not None and float(duration) <= 0:
+        raise BadInput(f"duration {duration} must be a positive number of seconds")
+    ctx = run_context(configuration)
+    previous = ctx.read().get("load")
+    if previous and runner.running(runner.LoadHandle.from_dict(previous)):
+        raise BadInput(f"a load already runs in this drill (Locust pid {previous['pid']})",
+                       fix="stop it with actions.load.stop_load first")
+    target = ready_target(configuration)
+    instances = [i for i in target.instances() if i.role != Role.RESTORE]
+    primary = target.primary()
+    conninfo = runner.conninfo_for([(i.host, i.port) for i in instances],
+                                   dbname="app", user=primary.user)
+    with target.connect(primary, "app") as conn:
+        runner.create_ledger(conn)
+    handle = runner.start(conninfo, ctx.run_dir, users=int(users), spawn_rate=float(spawn_rate),
+                          duration=float(duration) if duration is not None else None)
+    ctx.update(load=handle.to_dict())
+    return {"pid": handle.pid, "users": handle.users, "ack_log": handle.ack_log}
+
+
+@activity
+def stop_load(configuration: Configuration = None, secrets: Secrets = None) -> dict:
+    """Stop the load started by `start_load` and record its summary (`load_summary` in the
+    evidence): requests, failures, writes_acknowledged, writes_per_second, latency_ms
+    (p50/p95/p99), duration_seconds and users. Returns the summary; returns {} when no load
+    runs in this drill, so it is safe in rollbacks."""
+    ctx = run_context(configuration)
+    data = ctx.read().get("load")
+    if not data or data.get("stopped_at"):
+        return {}
+    summary = runner.stop(runner.LoadHandle.from_dict(data))
+    ctx.update(load={**data, "stopped_at": time.time()}, load_summary=summary)
+    return summary
