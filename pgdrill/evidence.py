@@ -5,6 +5,7 @@ validation queries passed, and any failed activity or missed steady state fails 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SCHEMA_VERSION = "pgdrill.evidence/1"
@@ -24,7 +25,10 @@ def _last_line(exception: Any) -> str:
     if not exception:
         return ""
     lines = [line.strip() for line in "".join(exception).splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    if not lines:
+        return ""
+    # chaoslib wraps the activity's exception, repeating its class name: keep the message
+    return re.sub(r"^(?:[\w.]+(?:Failed|Error|Exception): )+", "", lines[-1])
 
 
 def judge(journal: dict, context: dict) -> tuple[str, list[str]]:

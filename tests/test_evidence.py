@@ -42,10 +42,11 @@ def test_a_restore_without_validation_is_not_a_success():
 
 def test_failed_activity_fails_the_drill_with_its_message():
     run = [{"activity": {"name": "manual-backup"}, "status": "failed",
-            "exception": ["Traceback...\n", "ActivityFailed: S3 unreachable\n"]}]
+            "exception": ["Traceback...\n", "chaoslib.exceptions.ActivityFailed: "
+                          "chaoslib.exceptions.ActivityFailed: S3 unreachable: try again\n"]}]
     verdict, reasons = judge(journal(run=run), context())
     assert verdict == "failed"
-    assert "activity 'manual-backup' failed: ActivityFailed: S3 unreachable" in reasons
+    assert "activity 'manual-backup' failed: S3 unreachable: try again" in reasons
 
 
 def test_interrupted_and_unmet_steady_state():
