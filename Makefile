@@ -28,6 +28,10 @@ test: venv
 test-fast: venv
 	$(VENV)/bin/python -m pytest -ra -m "not sandbox" $(PYTEST_ARGS)
 
+## Benchmarks (not timed tests): fingerprints vs a bare sequential scan on a real sandbox.
+bench: venv
+	$(VENV)/bin/python benchmarks/fingerprint.py
+
 sandbox-down: venv
 	$(VENV)/bin/pgdrill sandbox down
 
