@@ -7,7 +7,7 @@ import pytest
 
 from pgdrill.cli import main
 from pgdrill.targets.sandbox import postgres
-from pgdrill.targets.sandbox.procs import pid_alive
+from pgdrill.procs import pid_alive
 
 pytestmark = pytest.mark.sandbox
 

@@ -35,6 +35,7 @@ import psycopg
 
 from pgdrill.errors import BadInput, DeadlineExceeded, TargetError
 from pgdrill.load.acklog import complete_size, count_acks, read_acks
+from pgdrill.procs import pid_alive
 from pgdrill.waiting import poll_until
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -174,7 +175,7 @@ def running(handle: LoadHandle) -> bool:
     proc = _CHILDREN.get(handle.pid)
     if proc is not None:
         return proc.poll() is None
-    if not _pid_alive(handle.pid):
+    if not pid_alive(handle.pid):
         return False
     return handle.proc_start is None or _proc_start(handle.pid) == handle.proc_start
 
@@ -244,19 +245,6 @@ def _reap(pid: int) -> None:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _proc_start(pid: int) -> str | None:

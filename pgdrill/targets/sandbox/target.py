@@ -19,7 +19,7 @@ from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreR
 from pgdrill.targets.sandbox import barman, postgres
 from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster, replica_streaming
 from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
-from pgdrill.targets.sandbox.procs import pid_alive, spawn_detached, terminate
+from pgdrill.procs import pid_alive, spawn_detached, terminate
 from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
 from pgdrill.targets.sandbox.state import (
     DEFAULT_BUCKET, DEFAULT_CLUSTER, RESTORE_NAME, InstanceState, Layout, SandboxState,

@@ -1,4 +1,4 @@
-"""Processes the sandbox starts: detached spawn, liveness, termination — always by pid."""
+"""Processes pgdrill starts: detached spawn, liveness, termination — always by pid."""
 
 from __future__ import annotations
 
