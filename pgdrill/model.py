@@ -100,6 +100,13 @@ class RecoveryTarget:
             return "restore_point"
         return "latest"
 
+    def describe(self) -> str:
+        if self.kind == "latest":
+            return "the end of the archive"
+        value = {"time": self.time and self.time.isoformat(), "lsn": self.lsn,
+                 "restore_point": self.name}[self.kind]
+        return f"{self.kind.replace('_', ' ')} {value}"
+
     @classmethod
     def parse(
         cls,

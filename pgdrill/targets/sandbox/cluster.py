@@ -59,7 +59,7 @@ class SandboxCluster:
         self.run_as.chown(self.layout.sockets)
         return idir
 
-    def _append_conf(self, data: Path, settings: dict[str, object]) -> None:
+    def append_conf(self, data: Path, settings: dict[str, object]) -> None:
         lines = ["", "# --- pgdrill sandbox ---"]
         for key, value in settings.items():
             if isinstance(value, str):
@@ -99,7 +99,7 @@ class SandboxCluster:
         self._prepare_instance_dir(name)
         data = self.layout.data_dir(name)
         postgres.initdb(self.run_as, data)
-        self._append_conf(data, self.base_settings())
+        self.append_conf(data, self.base_settings())
         self.start(name)
 
     def clone_replica(self, name: str, primary: str, *, timeout: float = 300) -> None:

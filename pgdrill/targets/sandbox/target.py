@@ -358,9 +358,7 @@ class SandboxTarget:
         with watch.phase("configure_recovery"):
             self._configure_recovery(cluster, data, target)
         with watch.phase("replay_wal_and_promote"):
-            say(f"replaying WAL from the archive up to {target.kind}"
-                + (f" {target.to_dict()[target.kind if target.kind != 'restore_point' else 'name']}"
-                   if target.kind != "latest" else "") + " and promoting")
+            say(f"replaying WAL from the archive up to {target.describe()} and promoting")
             postgres.start(cluster.run_as, data, port, self.layout.sockets,
                            self.layout.log_file(RESTORE_NAME), cluster.process_env(idir),
                            wait=False)
@@ -390,7 +388,7 @@ class SandboxTarget:
         if target.kind != "latest":
             settings["recovery_target_action"] = "promote"
             settings["recovery_target_inclusive"] = "on"
-        cluster._append_conf(data, settings)
+        cluster.append_conf(data, settings)
         for stale in ("standby.signal", "postmaster.pid"):
             (data / stale).unlink(missing_ok=True)
         (data / "recovery.signal").touch()
