@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,18 +20,35 @@ def _repo_cwd(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
+def sandbox_parent_dir() -> Path:
+    """A directory for sandbox state outside pytest's basetemp: pytest re-applies mode 0700
+    to its base directory at every session start, which would lock the unprivileged
+    PostgreSQL user out of a sandbox another pytest session is using."""
+    return Path(tempfile.mkdtemp(prefix="pgdrill-test-"))
+
+
+@pytest.fixture
+def sandbox_dir():
+    path = sandbox_parent_dir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
+def sandbox():
     """One real sandbox for the session, removed at the end."""
     from pgdrill.targets.sandbox.target import SandboxTarget
 
-    home = tmp_path_factory.mktemp("sandbox") / "home"
-    target = SandboxTarget(home=home)
-    target.up()
+    parent = sandbox_parent_dir()
+    target = SandboxTarget(home=parent / "home")
     try:
+        target.up()
         yield target
     finally:
         target.down()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ from pgdrill.procs import pid_alive
 pytestmark = pytest.mark.sandbox
 
 
-def test_up_twice_status_and_down_leaves_no_process(tmp_path, capsys):
-    home = str(tmp_path / "sb")
+def test_up_twice_status_and_down_leaves_no_process(sandbox_dir, capsys):
+    home = str(sandbox_dir / "sb")
     assert main(["sandbox", "up", "--home", home]) == 0
-    first = json.loads((tmp_path / "sb" / "state.json").read_text())
+    first = json.loads((sandbox_dir / "sb" / "state.json").read_text())
 
     assert main(["sandbox", "up", "--home", home]) == 0
     assert "already up" in capsys.readouterr().err
-    second = json.loads((tmp_path / "sb" / "state.json").read_text())
+    second = json.loads((sandbox_dir / "sb" / "state.json").read_text())
     assert (second["s3_pid"], second["supervisor_pid"]) == (first["s3_pid"],
                                                              first["supervisor_pid"])
 
@@ -37,12 +37,12 @@ def test_up_twice_status_and_down_leaves_no_process(tmp_path, capsys):
     replica = next(i for i in status["instances"] if i["role"] == "replica")
     assert replica["streaming"] is True
 
-    postmasters = [postgres.postmaster_pid(tmp_path / "sb" / "instances" / n / "data")
+    postmasters = [postgres.postmaster_pid(sandbox_dir / "sb" / "instances" / n / "data")
                    for n in roles]
     pids = [first["s3_pid"], first["supervisor_pid"], *postmasters]
     assert all(pids) and all(pid_alive(p) for p in pids)
 
     assert main(["sandbox", "down", "--home", home]) == 0
     assert [p for p in pids if pid_alive(p)] == []
-    assert not (tmp_path / "sb").exists()
+    assert not (sandbox_dir / "sb").exists()
     assert main(["sandbox", "status", "--home", home]) == 1
