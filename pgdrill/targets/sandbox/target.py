@@ -7,8 +7,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 import psycopg
 import psycopg.sql
@@ -16,10 +15,13 @@ import psycopg.sql
 from pgdrill.console import Stopwatch, say
 from pgdrill.errors import BadInput, PgdrillError, TargetError
 from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult, Role
+from pgdrill.procs import pid_alive, spawn_detached, terminate
 from pgdrill.targets.sandbox import barman, postgres
 from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster, replica_streaming
 from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
-from pgdrill.procs import pid_alive, spawn_detached, terminate
+from pgdrill.targets.sandbox.restore import (
+    remove_restore_test, restore_into_test, restore_test_instance,
+)
 from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
 from pgdrill.targets.sandbox.state import (
     DEFAULT_BUCKET, DEFAULT_CLUSTER, RESTORE_NAME, InstanceState, Layout, SandboxState,
@@ -325,99 +327,12 @@ class SandboxTarget:
 
     # -- restore ------------------------------------------------------------------------
     def restored_instance(self) -> Instance | None:
-        state = self.layout.read()
-        if state is None or state.restore_port is None:
-            return None
-        return Instance(name=RESTORE_NAME, role=Role.RESTORE, host="127.0.0.1",
-                        port=state.restore_port, dbname=APP_DB, user=postgres.SUPERUSER)
+        return restore_test_instance(self.layout)
 
     def restore(self, backup: Backup, target: RecoveryTarget, *,
                 timeout: float = 600) -> RestoreResult:
-        """Restore into restore-test: barman-cloud-restore of the base backup, then WAL replay
-        through barman-cloud-wal-restore up to `target`, then promotion. The copy has
-        archive_mode off: it never writes into the source's backup path."""
-        self.cleanup_restore()
-        cluster = self._cluster()
-        started_at = datetime.now(UTC)
-        watch = Stopwatch()
-        idir = self.layout.instance_dir(RESTORE_NAME)
-        idir.mkdir(parents=True, exist_ok=True)
-        cluster.run_as.chown(idir)
-        data = self.layout.data_dir(RESTORE_NAME)
-        port = free_port()
-        with self.layout.locked():
-            state = self.layout.read()
-            state.restore_port, state.restore_backup_id = port, backup.id
-            self.layout.write(state)
-
-        with watch.phase("download_base_backup"):
-            say(f"restoring base backup {backup.id} into {RESTORE_NAME} (port {port})")
-            postgres.run(cluster.run_as, cluster.store.restore_argv(backup.id, data),
-                         env=cluster.process_env(idir), timeout=timeout,
-                         what=f"barman-cloud-restore of {backup.id}")
-        with watch.phase("configure_recovery"):
-            self._configure_recovery(cluster, data, target)
-        with watch.phase("replay_wal_and_promote"):
-            say(f"replaying WAL from the archive up to {target.describe()} and promoting")
-            postgres.start(cluster.run_as, data, port, self.layout.sockets,
-                           self.layout.log_file(RESTORE_NAME), cluster.process_env(idir),
-                           wait=False)
-            self._wait_promoted(data, port, timeout)
-        instance = self.restored_instance()
-        with self.connect(instance, "postgres") as conn:
-            if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
-                raise TargetError("the restored copy has archiving on; refusing to keep it, "
-                                  "it could write into the source's backup path")
-        return RestoreResult(instance=instance, backup=backup, target=target,
-                             started_at=started_at, phases=dict(watch.phases))
-
-    def _configure_recovery(self, cluster: SandboxCluster, data: Path,
-                            target: RecoveryTarget) -> None:
-        settings: dict[str, object] = {
-            "archive_mode": "off",
-            "archive_command": "",
-            "restore_command": cluster.store.restore_command(),
-            "recovery_target_timeline": "latest",
-        }
-        if target.kind == "time":
-            settings["recovery_target_time"] = target.time.isoformat()
-        elif target.kind == "lsn":
-            settings["recovery_target_lsn"] = target.lsn
-        elif target.kind == "restore_point":
-            settings["recovery_target_name"] = target.name
-        if target.kind != "latest":
-            settings["recovery_target_action"] = "promote"
-            settings["recovery_target_inclusive"] = "on"
-        cluster.append_conf(data, settings)
-        for stale in ("standby.signal", "postmaster.pid"):
-            (data / stale).unlink(missing_ok=True)
-        (data / "recovery.signal").touch()
-        os.chmod(data, 0o700)
-        cluster.run_as.chown_tree(data)
-
-    def _wait_promoted(self, data: Path, port: int, timeout: float) -> None:
-        log = self.layout.log_file(RESTORE_NAME)
-        started = time.monotonic()
-
-        def promoted() -> bool:
-            try:
-                with psycopg.connect(host="127.0.0.1", port=port, user=postgres.SUPERUSER,
-                                     dbname="postgres", connect_timeout=2) as conn:
-                    return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
-            except psycopg.OperationalError:
-                # give pg_ctl a moment to write postmaster.pid before judging it dead
-                if time.monotonic() - started > 3 and postgres.postmaster_pid(data) is None:
-                    raise TargetError(
-                        "the restored instance stopped during recovery: "
-                        + " | ".join(fatal_lines(log)),
-                        fix=f"read {log}; for a recovery target, check that it lies after the "
-                        "backup's end and before the end of the archived WAL",
-                    ) from None
-                return False
-
-        poll_until(promoted, timeout=timeout, interval=0.25,
-                   what="the restored copy to finish recovery and accept writes",
-                   fix=f"read {log}")
+        """Restore into restore-test (see pgdrill.targets.sandbox.restore)."""
+        return restore_into_test(self._cluster(), backup, target, timeout)
 
     def wait_ready(self, *, timeout: float = 300, since: float | None = None) -> HealReport:
         """Poll until there is a writable primary and every instance runs and streams."""
@@ -450,29 +365,4 @@ class SandboxTarget:
                           "healthy", fix=f"read {self.layout.supervisor_log}")
 
     def cleanup_restore(self) -> None:
-        state = self.layout.read()
-        if state is None:
-            return
-        data = self.layout.data_dir(RESTORE_NAME)
-        pid = postgres.postmaster_pid(data)
-        if pid is not None:
-            run_as = resolve_run_as(state.run_as or None)
-            try:
-                postgres.stop(run_as, data, mode="immediate", timeout=20)
-            except PgdrillError:
-                terminate(pid, timeout=5)
-        shutil.rmtree(self.layout.instance_dir(RESTORE_NAME), ignore_errors=True)
-        with self.layout.locked():
-            state = self.layout.read()
-            if state is not None and state.restore_port is not None:
-                state.restore_port = state.restore_backup_id = None
-                self.layout.write(state)
-
-
-def fatal_lines(log: Path, limit: int = 3) -> list[str]:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return ["(no log)"]
-    picked = [line for line in lines if "FATAL" in line or "PANIC" in line]
-    return (picked or lines)[-limit:]
+        remove_restore_test(self.layout)
