@@ -195,7 +195,7 @@ class SandboxCluster:
             postgres.run(self.run_as, argv, env=self.process_env(self.layout.instance_dir(primary)),
                          timeout=timeout, what="barman-cloud-backup")
         except TargetError as exc:
-            raise TargetError(str(exc.message),
+            raise TargetError(exc.message,
                               fix="check the S3 endpoint and `pgdrill sandbox status`") from exc
 
 
