@@ -1,6 +1,8 @@
 """`pgdrill sandbox up` is idempotent, status tells how to connect, `down` leaves nothing."""
 
 import json
+import os
+import signal
 
 import psycopg
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from pgdrill.cli import main
 from pgdrill.targets.sandbox import postgres
 from pgdrill.procs import pid_alive
+from pgdrill.waiting import poll_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -41,6 +44,18 @@ def test_up_twice_status_and_down_leaves_no_process(sandbox_dir, capsys):
                    for n in roles]
     pids = [first["s3_pid"], first["supervisor_pid"], *postmasters]
     assert all(pids) and all(pid_alive(p) for p in pids)
+
+    # an unreachable S3 endpoint is reported, not a traceback
+    os.kill(first["s3_pid"], signal.SIGKILL)
+    poll_until(lambda: not pid_alive(first["s3_pid"]), timeout=10, what="moto to die")
+    capsys.readouterr()
+    assert main(["sandbox", "status", "--json", "--home", home]) == 1
+    broken = json.loads(capsys.readouterr().out)
+    assert broken["up"] is False and broken["s3"]["running"] is False
+    assert "cannot list backups at http://127.0.0.1:" in broken["latest_backup"]["error"]
+    assert main(["sandbox", "status", "--home", home]) == 1
+    out = capsys.readouterr()
+    assert "DEGRADED" in out.out and "Traceback" not in out.out + out.err
 
     assert main(["sandbox", "down", "--home", home]) == 0
     assert [p for p in pids if pid_alive(p)] == []
