@@ -6,9 +6,12 @@ validation queries passed, and any failed activity or missed steady state fails 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = "pgdrill.evidence/1"
+# The published contract of evidence.json (JSON Schema), for consumers of the evidence.
+SCHEMA_FILE = Path(__file__).with_name("evidence.schema.json")
 
 
 def failed_activities(journal: dict) -> list[str]:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.conftest import only_run_folder, run_chaos
+from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
 
@@ -18,6 +19,7 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert journal["status"] == "completed" and journal["deviated"] is False
     evidence = json.loads((folder / "evidence.json").read_text())
     assert evidence["verdict"] == "passed", evidence["reasons"]
+    validate(evidence)
     assert evidence["experiment"] == "pvc-loss" and evidence["target"] == "sandbox"
     assert evidence["restore"]["rto_seconds"] > 0
     assert set(evidence["restore"]["phases"]) >= {"download_base_backup", "validate"}
@@ -47,6 +49,7 @@ def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, t
     assert "sentinel-row" in console and "definitely-not-ok" in console
     evidence = json.loads((only_run_folder(tmp_path / "reports") / "evidence.json").read_text())
     assert evidence["verdict"] == "failed"
+    validate(evidence)
     failed = [v for v in evidence["validation"] if not v["passed"]]
     assert [v["name"] for v in failed] == ["sentinel-row"]
     assert failed[0]["actual"] == "ok"

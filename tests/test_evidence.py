@@ -101,3 +101,29 @@ def test_fingerprint_mismatch_fails_and_names_the_table():
     verdict, reasons = judge(journal(), ctx)
     assert verdict == "failed"
     assert "fingerprints differ from the reference: public.pgbench_accounts" in reasons
+
+
+def validate(evidence):
+    import json
+
+    import jsonschema
+
+    from pgdrill.evidence import SCHEMA_FILE
+
+    jsonschema.validate(evidence, json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_evidence_follows_its_published_schema():
+    import jsonschema
+    import pytest
+
+    ctx = context()
+    ctx["objectives"] = {"rpo_objective_seconds": 5}
+    ctx["rpo"] = {"rpo_seconds": 1.5, "lost_writes": 3, "acknowledged_writes": 10,
+                  "expected_absent": 0, "present_after_reference": 0, "reference": "r",
+                  "reference_kind": "latest"}
+    ev = build_evidence(journal(), ctx, experiment="x", target="sandbox", environment="sandbox")
+    validate(ev)
+    ev["verdict"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(ev)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.conftest import only_run_folder, run_chaos
+from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
 
@@ -18,6 +19,7 @@ def run_and_load_evidence(experiment, env, tmp_path):
     assert journal["status"] == "completed" and journal["deviated"] is False
     assert journal["steady_states"]["after"]["steady_state_met"] is True
     assert evidence["verdict"] == "passed", evidence["reasons"]
+    validate(evidence)
     assert evidence["load"]["requests"] > 0
     rpo = evidence["rpo"]
     assert isinstance(rpo["acknowledged_writes"], int) and rpo["acknowledged_writes"] > 0
