@@ -12,6 +12,7 @@ from pgdrill.chaos.writes import lost_writes_on, restore_reference
 from pgdrill.checklist import describe_failures, load_checklist, run_checklist
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
+    narrow_difference,
 )
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
@@ -83,7 +84,8 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
     """Compare the restore-test copy's table fingerprints with a reference: those captured
     at `restore_point` (capture_fingerprints), or, without one, the primary's tables now
     (right for tables the drill does not write). Records `fingerprints` in the evidence and
-    fails naming each table and key range that differs."""
+    fails naming each table and key range that differs; against the live primary, each
+    differing range is also bisected down to the narrowest key ranges that differ."""
     target = ready_target(configuration)
     ctx = run_context(configuration)
     if restore_point:
@@ -100,14 +102,35 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
         label = "primary now"
     with target.connect(_restored(target), database) as conn:
         actual = fingerprint_tables_like(conn, reference)
-    diff = compare_fingerprints(reference, actual)
+        diff = compare_fingerprints(reference, actual)
+        if not diff["match"] and not restore_point:
+            # the source is live: bisect into each differing range (a restore point's
+            # source has moved on since, so there is nothing to bisect against)
+            with target.connect(target.primary(), database) as source:
+                _narrow(diff, source, conn)
     ctx.update(fingerprints={**diff, "reference": label})
     if not diff["match"]:
-        bad = [f"{t['table']} ranges {[(r['lo'], r['hi']) for r in t['differing_ranges']]}"
+        bad = [f"{t['table']} key ranges "
+               f"{t.get('narrowed_ranges') or [[r['lo'], r['hi']] for r in t['differing_ranges']]}"
                for t in diff["tables"] if not t["match"]]
         raise PgdrillError("restored fingerprints differ from " + label + ": " + "; ".join(bad))
     say(f"fingerprints of the restored copy match {label}")
     return True
+
+
+def _narrow(diff: dict, source, copy) -> None:
+    for table in diff["tables"]:
+        if table["match"] or not reference_keyed(table):
+            continue
+        narrowed = []
+        for r in table["differing_ranges"]:
+            narrowed += narrow_difference(source, copy, table["table"], r["lo"], r["hi"])
+        table["narrowed_ranges"] = [[lo, hi] for lo, hi in narrowed]
+
+
+def reference_keyed(table: dict) -> bool:
+    """Only tables compared range by range (single integer key) can be bisected."""
+    return table.get("compared_by") == "ranges"
 
 
 @activity

@@ -55,3 +55,26 @@ def test_unreachable_restore_point_fails_with_postgres_reason(sandbox, sandbox_e
         assert "recovery ended before configured recovery target was reached" in str(err.value)
     finally:
         cleanup_restore(configuration=cfg)
+
+
+def test_fingerprint_mismatch_is_bisected_to_the_damaged_key(sandbox, sandbox_env, tmp_path):
+    from pgdrill.runcontext import RunContext
+    from probes.verify import fingerprints_match
+
+    cfg = {RUN_DIR_KEY: str(tmp_path)}
+    sandbox.wait_ready(timeout=120)
+    try:
+        restore_latest_backup(configuration=cfg)
+        assert fingerprints_match(configuration=cfg) is True
+        with sandbox.connect(sandbox.restored_instance()) as conn:
+            conn.execute("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 4321")
+        with pytest.raises(ActivityFailed, match="pgbench_accounts key ranges"):
+            fingerprints_match(configuration=cfg)
+        evidence = RunContext(tmp_path).read()["fingerprints"]
+        assert evidence["match"] is False
+        table = next(t for t in evidence["tables"] if t["table"].endswith("pgbench_accounts"))
+        assert [t for t in evidence["tables"] if not t["match"]] == [table]
+        [[lo, hi]] = table["narrowed_ranges"]
+        assert lo <= 4321 < hi and hi - lo <= 64
+    finally:
+        cleanup_restore(configuration=cfg)
