@@ -14,10 +14,11 @@ from pgdrill.model import Instance
 __all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table"]
 
 
-def _record(configuration: Configuration, kind: str, victim: Instance, started: float) -> dict:
+def _record(configuration: Configuration, kind: str, victim: Instance, started: float,
+            **details) -> dict:
     """Record the fault with the instant it was injected (taken before the call, so that
     recovery measured from it includes everything the fault caused)."""
-    fault = {"kind": kind, "instance": victim.name, "role": str(victim.role),
+    fault = {**details, "kind": kind, "instance": victim.name, "role": str(victim.role),
              "at": datetime.fromtimestamp(started, UTC).isoformat(), "epoch": started}
     run_context(configuration).update(fault=fault)
     return fault
@@ -79,12 +80,8 @@ def corrupt_table(table: str = "pgbench_accounts", mode: str = "logical", fracti
                            fix="enable data checksums (initdb --data-checksums)")
     else:
         record = _logical_damage(target, table, float(fraction), database)
-    primary = target.primary()
-    record.update(kind="corrupt_table", mode=mode, instance=primary.name,
-                  role=str(primary.role), at=datetime.fromtimestamp(started, UTC).isoformat(),
-                  epoch=started)
-    run_context(configuration).update(fault=record)
-    return record
+    return _record(configuration, "corrupt_table", target.primary(), started, mode=mode,
+                   **record)
 
 
 def _logical_damage(target, table: str, fraction: float, database: str) -> dict:
