@@ -1,0 +1,1 @@
+"""`pgdrill` subcommands: one module per concern, each with `register(subparsers)`."""
