@@ -15,8 +15,13 @@ class Target(Protocol):
 
     name: str
 
-    def ensure_ready(self) -> None:
-        """Make the target usable (start the sandbox if needed) or raise PreflightRefused."""
+    def ensure_ready(self) -> list[str]:
+        """Make the target usable without destroying anything, or raise PreflightRefused
+        naming the fix. Returns what had to be repaired in place (empty when nothing)."""
+
+    def cluster_identity(self) -> str:
+        """A stable identity of the source cluster: PostgreSQL's system_identifier (a
+        restored copy shares it; a re-initialised cluster gets a new one)."""
 
     def instances(self) -> list[Instance]:
         """The cluster's instances with their current roles (restore-test excluded)."""

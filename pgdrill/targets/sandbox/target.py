@@ -221,6 +221,11 @@ class SandboxTarget:
         say("the sandbox is not up: starting it (first run takes a minute)")
         self.up()
 
+    def cluster_identity(self) -> str:
+        with self.connect(self.primary(), "postgres") as conn:
+            return str(conn.execute(
+                "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
+
     def instances(self) -> list[Instance]:
         cluster = self._cluster()
         return [cluster.instance(name) for name in cluster.state.instances]
