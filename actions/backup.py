@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
+from pgdrill.errors import BadInput
+from pgdrill.waiting import poll_until
+
+# PostgreSQL refuses restore point names longer than this (MAXFNAMELEN - 1)
+MAX_RESTORE_POINT_NAME = 63
 
 __all__ = ["trigger_backup", "mark_restore_point"]
 
@@ -20,8 +26,9 @@ def trigger_backup(wait: bool = True, timeout_seconds: int = 600,
     Returns the backup (id, begin/end time, WAL range); the drill restores the newest one.
     `wait=False` is not supported: a drill must know the backup exists before any fault."""
     if not wait:
-        raise ValueError("trigger_backup(wait=False) is not supported: a drill needs the "
-                         "backup to exist before injecting a fault")
+        raise BadInput("trigger_backup(wait=False) is not supported: a drill needs the "
+                         "backup to exist before injecting a fault",
+                       fix="remove `wait` or set it to true")
     target = ready_target(configuration)
     backup = target.backup(timeout=float(timeout_seconds))
     say(f"backup {backup.id} completed at {backup.end_time.isoformat()}")
@@ -29,20 +36,57 @@ def trigger_backup(wait: bool = True, timeout_seconds: int = 600,
     return backup.to_dict()
 
 
+def unique_restore_point_name(name: str, run_id: str) -> str:
+    """`name@run_id`, or a shorter `name@<hash of run_id>` when that exceeds PostgreSQL's
+    limit: a restore point name is not unique in the WAL, and recovery stops at the *first*
+    one of that name after the backup, so every run writes its own."""
+    unique = f"{name}@{run_id}"
+    if len(unique.encode()) <= MAX_RESTORE_POINT_NAME:
+        return unique
+    return f"{name[:40]}@{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
+
+
+def wait_archived(conn, segment: str, timeout: float) -> None:
+    """Poll pg_stat_archiver until `segment` (or a later one) is archived."""
+    def archived() -> bool:
+        last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        return bool(last) and last[:24] >= segment
+
+    poll_until(archived, timeout=timeout, interval=0.2,
+               what=f"WAL segment {segment} (with the restore point) to be archived",
+               fix="check WAL archiving: pg_stat_archiver on the primary, the object store")
+
+
 @activity
-def mark_restore_point(name: str = "pgdrill", configuration: Configuration = None,
-                       secrets: Secrets = None) -> dict:
+def mark_restore_point(name: str = "pgdrill", exact: bool = False,
+                       archive_timeout_seconds: int = 120, configuration: Configuration = None, secrets: Secrets = None) -> dict:
     """Create a named restore point on the primary (pg_create_restore_point) and switch WAL so
-    it reaches the archive. A later restore can stop exactly there (restore_point=name).
-    Returns {name, lsn, time}; `time` is taken just before the point is created, so every
-    write acknowledged before it is certain to precede the point in the WAL."""
+    it reaches the archive. A later restore in the same run stops exactly there
+    (restore_latest_backup(restore_point=name)), and the restore proves it did: the LSN of
+    the point is recorded and compared with where recovery really stopped.
+    The name written into the WAL is `name@<run id>`, unique per run, because PostgreSQL
+    stops at the *first* restore point of a name it meets; `exact=True` writes `name` as
+    given (for restore points other tools will use). It returns once the WAL segment
+    holding the point is archived (at most `archive_timeout_seconds`), so a restore can
+    reach it. Returns {name, real_name, lsn, time};
+    `time` is taken just before the point is created, so every write acknowledged before it
+    is certain to precede the point in the WAL."""
+    if not name or not str(name).strip():
+        raise BadInput("a restore point needs a name", fix='e.g. mark_restore_point(name="pre-change")')
+    ctx = run_context(configuration)
+    real_name = name if exact else unique_restore_point_name(name, ctx.run_dir.name)
+    if len(real_name.encode()) > MAX_RESTORE_POINT_NAME:
+        raise BadInput(f"restore point name {real_name!r} is longer than "
+                       f"{MAX_RESTORE_POINT_NAME} bytes", fix="use a shorter name")
     target = ready_target(configuration)
     before = datetime.now(UTC)
     with target.connect(target.primary(), "postgres") as conn:
-        lsn = str(conn.execute("SELECT pg_create_restore_point(%s)", (name,)).fetchone()[0])
+        lsn = str(conn.execute("SELECT pg_create_restore_point(%s)", (real_name,)).fetchone()[0])
+        segment = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (lsn,)).fetchone()[0]
         conn.execute("SELECT pg_switch_wal()")
-    point = {"name": name, "lsn": lsn, "time": before.isoformat()}
-    ctx = run_context(configuration)
-    ctx.update(restore_points={**ctx.read().get("restore_points", {}), name: point})
-    say(f"restore point {name!r} at {lsn}")
+        wait_archived(conn, segment, timeout=float(archive_timeout_seconds))
+    point = {"name": name, "real_name": real_name, "exact": bool(exact), "lsn": lsn,
+             "time": before.isoformat()}
+    ctx.merge("restore_points", **{name: point})
+    say(f"restore point {real_name!r} at {lsn}")
     return point

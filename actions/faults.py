@@ -14,12 +14,15 @@ from pgdrill.model import Instance
 __all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table"]
 
 
-def _record(configuration: Configuration, kind: str, victim: Instance, started: float,
-            **details) -> dict:
+def _record(configuration: Configuration, kind: str, victim: Instance,
+            started: tuple[float, float], **details) -> dict:
     """Record the fault with the instant it was injected (taken before the call, so that
-    recovery measured from it includes everything the fault caused)."""
+    recovery measured from it includes everything the fault caused): wall-clock time for
+    people, and the monotonic clock that durations are measured with."""
+    wall, mono = started
     fault = {**details, "kind": kind, "instance": victim.name, "role": str(victim.role),
-             "at": datetime.fromtimestamp(started, UTC).isoformat(), "epoch": started}
+             "at": datetime.fromtimestamp(wall, UTC).isoformat(), "epoch": wall,
+             "monotonic": mono}
     run_context(configuration).update(fault=fault)
     return fault
 
@@ -30,7 +33,7 @@ def delete_primary_pod(configuration: Configuration = None, secrets: Secrets = N
     primary pod is deleted. The operator (or the sandbox supervisor) must promote a replica.
     Returns the fault record (kind, instance, time)."""
     target = ready_target(configuration)
-    started = time.time()
+    started = (time.time(), time.monotonic())
     victim = target.kill_primary()
     return _record(configuration, "delete_primary_pod", victim, started)
 
@@ -52,7 +55,7 @@ def drop_pvc(instance: str = "primary", configuration: Configuration = None,
         names = ", ".join(m.name for m in members)
         raise BadInput(f"no instance {instance!r} in the cluster",
                        fix=f"use primary, replica or one of: {names}")
-    started = time.time()
+    started = (time.time(), time.monotonic())
     victim = target.drop_storage(chosen[0])
     return _record(configuration, "drop_pvc", victim, started)
 
@@ -71,7 +74,7 @@ def corrupt_table(table: str = "pgbench_accounts", mode: str = "logical", fracti
     if not 0 < float(fraction) <= 1:
         raise BadInput(f"fraction {fraction} must be in (0, 1]")
     target = ready_target(configuration)
-    started = time.time()
+    started = (time.time(), time.monotonic())
     if mode == "physical":
         record = target.corrupt_page(table, database)
         if not record["detected"]:

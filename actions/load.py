@@ -60,5 +60,6 @@ def stop_load(configuration: Configuration = None, secrets: Secrets = None) -> d
     if not data or data.get("stopped_at"):
         return {}
     summary = runner.stop(runner.LoadHandle.from_dict(data))
-    ctx.update(load={**data, "stopped_at": time.time()}, load_summary=summary)
+    ctx.merge("load", stopped_at=time.time())
+    ctx.update(load_summary=summary)
     return summary

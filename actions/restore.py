@@ -8,8 +8,12 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
+from pgdrill.errors import BadInput, PgdrillError
 from pgdrill.model import RecoveryTarget
+from pgdrill.recovery_position import position_mismatch
+from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
 from pgdrill.restore_plan import choose_backup
+from pgdrill.restored import read_reached_position
 
 __all__ = ["restore_latest_backup", "cleanup_restore", "repair_table_from_restore"]
 
@@ -21,25 +25,47 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     """Restore from the object store into the isolated `restore-test` target (step 3 of the
     safe workflow): the newest backup that can reach the recovery target, then WAL replay up
     to the end of the archive (default), a time (`target_time`, ISO-8601 with offset), a named
-    restore point (`restore_point`) or an LSN (`target_lsn`). The copy never archives into the
-    source's backup path. Returns backup id, recovery target and phase timings; it is not
+    restore point (`restore_point`: a name given to actions.backup.mark_restore_point in this
+    run, or a restore point name as written in the WAL) or an LSN (`target_lsn`). The copy
+    never archives into the source's backup path.
+    Then it proves where recovery stopped: it reads the new timeline's history file and
+    records `reached` (LSN, timeline, reason) beside `requested`; the activity fails, naming
+    both positions, when recovery stopped anywhere but the requested point (another restore
+    point of the same name, an earlier LSN, a time before the target).
+    Returns backup id, requested and reached positions and phase timings; the copy is not
     "successful" until probes.verify.checklist_passes validates it."""
-    recovery = RecoveryTarget.parse(target_time, target_lsn, restore_point)
-    target = ready_target(configuration)
     ctx = run_context(configuration)
-    known = ctx.read().get("restore_points", {}).get(restore_point or "")
-    not_after = datetime.fromisoformat(known["time"]) if known else None
+    point = (ctx.read().get("restore_points") or {}).get(restore_point or "")
+    real_name = point.get("real_name", point.get("name")) if point else restore_point
+    recovery = RecoveryTarget.parse(target_time, target_lsn, real_name)
+    target = ready_target(configuration)
+    not_after = datetime.fromisoformat(point["time"]) if point else None
     backup = choose_backup(target.list_backups(), recovery, not_after)
-    result = target.restore(backup, recovery, timeout=float(timeout_seconds))
-    record = {
-        "backup_id": backup.id,
-        "target": recovery.to_dict(),
-        "started_at": result.started_at.isoformat(),
-        "phases": result.phases,
-        "instance": result.instance.to_dict(),
-    }
+    requested = {**recovery.to_dict(), "name": restore_point, "real_name": real_name,
+                 "expected_lsn": point.get("lsn") if point else None}
+    if recovery.kind != "restore_point":
+        requested.pop("real_name")
+        requested.pop("expected_lsn")
+    # recorded before the restore, so an interrupted restore still names what it restored
+    record = {"backup_id": backup.id, "target": requested, "requested": requested,
+              "started_at": None, "phases": {}}
     ctx.update(backup=backup.to_dict(), restore=record)
-    say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s")
+    result = target.restore(backup, recovery, timeout=float(timeout_seconds))
+    record.update(started_at=result.started_at.isoformat(), phases=result.phases,
+                  instance=result.instance.to_dict())
+    with target.connect(result.instance, "postgres") as conn:
+        reached = read_reached_position(conn)
+    mismatch = position_mismatch(recovery, reached, requested.get("expected_lsn"), real_name)
+    record.update(reached=reached.to_dict(), position_ok=mismatch is None,
+                  position_error=mismatch)
+    ctx.update(restore=record)
+    if mismatch:
+        raise PgdrillError(f"the restore did not stop where it was asked to: {mismatch}",
+                           fix="use a restore point name that is unique in the WAL (the "
+                           "default of mark_restore_point), or take a new backup after "
+                           "the older point")
+    say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
+        f"recovery stopped at {reached.describe()}")
     return record
 
 
@@ -57,28 +83,39 @@ def cleanup_restore(configuration: Configuration = None, secrets: Secrets = None
 def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "app",
                               configuration: Configuration = None,
                               secrets: Secrets = None) -> dict:
-    """Put a damaged table back from the validated restore-test copy: TRUNCATE it on the
-    primary and COPY every row over from restore-test (the usual repair after a
-    point-in-time restore into a side instance; TRUNCATE also drops a physically corrupted
-    file). Use it as a rollback after a corruption drill, before cleanup_restore.
-    Returns the number of rows copied."""
-    from psycopg import sql
-
+    """Put a damaged table back on the primary from the restore-test copy — only when that
+    cannot make things worse: the copy passed its checklist (and pg_amcheck), recovery
+    stopped exactly at the requested restore point, and the copy's fingerprints equal those
+    captured at that point (probes.verify.capture_fingerprints before the damage,
+    fingerprints_match after the restore). Otherwise it refuses, leaves the primary
+    untouched and the evidence (`repair`) says why.
+    The repair is one transaction on the primary: TRUNCATE, COPY every row from
+    restore-test, fingerprint the result against the pre-damage fingerprint, COMMIT only if
+    they are equal (TRUNCATE also drops a physically corrupted file). Use it as a rollback
+    after a corruption drill, before cleanup_restore. Returns the repair report."""
+    ctx = run_context(configuration)
+    data = ctx.read()
+    label = ((data.get("restore") or {}).get("requested") or {}).get("name")
+    report = RepairReport(table=table, reference=label)
+    report.refused = repair_refusals(data, table, label)
     target = ready_target(configuration)
     restored = target.restored_instance()
-    if restored is None:
-        raise ValueError("there is no restore-test copy to repair from")
-    ident = sql.Identifier(*table.split("."))
-    rows = 0
-    with target.connect(restored, database) as src, target.connect(target.primary(),
-                                                                     database) as dst:
-        with dst.transaction():
-            dst.execute(sql.SQL("TRUNCATE {}").format(ident))
-            with src.cursor().copy(sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(ident)) \
-                    as out, dst.cursor().copy(
-                        sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(ident)) as inp:
-                for chunk in out:
-                    inp.write(chunk)
-        rows = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
-    say(f"repaired {table} on the primary from restore-test: {rows} rows")
-    return {"table": table, "rows": rows}
+    if restored is None and not report.refused:
+        report.refused.append("there is no restore-test copy to repair from")
+    if report.refused:
+        ctx.update(repair=report.to_dict())
+        raise RepairRefused(f"repair of {table} refused, the primary is untouched: "
+                            + "; ".join(report.refused))
+    try:
+        with target.connect(restored, database) as src, \
+                target.connect(target.primary(), database) as dst:
+            report.rows = copy_table_checked(src, dst, table, reference_for(data, table, label))
+    except RepairRefused as exc:
+        report.refused.append(exc.message)
+        ctx.update(repair=report.to_dict())
+        raise
+    report.performed = True
+    ctx.update(repair=report.to_dict())
+    say(f"repaired {table} on the primary from restore-test: {report.rows} rows, equal to "
+        f"its fingerprint at {label!r}")
+    return report.to_dict()

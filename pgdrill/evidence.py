@@ -35,11 +35,17 @@ def _last_line(exception: Any) -> str:
 
 
 def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
-    """Return (verdict, reasons): `passed` only when nothing below went wrong."""
+    """Return (verdict, reasons): `passed` only when nothing below went wrong.
+
+    `refused`: the preflight refused the drill, nothing ran. `running`: partial evidence of
+    a run still in progress (written after every activity). `interrupted`: the run was
+    stopped (signal, or found dead by the next command) — never `passed`."""
     status = journal.get("status")
     reasons: list[str] = []
-    if context.get("preflight_error"):
-        reasons.append(f"preflight refused: {context['preflight_error']}")
+    if context.get("refused"):
+        return "refused", [f"preflight refused: {context['refused']}"]
+    if status == "running":
+        return "running", ["the run is still in progress (partial evidence)"]
     if status != "completed":
         reasons.append(f"the experiment ended with status {status!r}")
     before = (journal.get("steady_states") or {}).get("before") or {}
@@ -55,6 +61,12 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     failing = [v["name"] for v in validation if not v.get("passed")]
     if failing:
         reasons.append("validation failed: " + ", ".join(failing))
+    restore = context.get("restore") or {}
+    if restore.get("position_error"):
+        reasons.append(f"wrong recovery position: {restore['position_error']}")
+    elif restore.get("phases") and "position_ok" not in restore:
+        reasons.append("where recovery stopped was never proven")
+    reasons.extend(promised_writes_lost(context))
     fingerprints = context.get("fingerprints")
     if fingerprints and not fingerprints.get("match"):
         differing = [t["table"] for t in fingerprints.get("tables", []) if not t.get("match")]
@@ -68,6 +80,29 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     if status == "interrupted":
         return "interrupted", reasons
     return ("passed" if not reasons else "failed"), reasons
+
+
+def promised_writes_lost(context: dict) -> list[str]:
+    """Writes acknowledged before an explicit recovery target (a restore point, a time) are
+    writes the restore promised to keep: losing any fails the verdict. (For a restore to
+    "latest", lost writes count against the RPO objective instead.)"""
+    rpo = context.get("rpo") or {}
+    if rpo.get("lost_writes") and rpo.get("reference_kind") in ("restore point",
+                                                                  "recovery target time"):
+        return [f"{rpo['lost_writes']} writes acknowledged before the {rpo['reference_kind']} "
+                f"({rpo['reference']}) are missing from the restored copy, e.g. "
+                + ", ".join(rpo.get("lost_examples") or [])]
+    return []
+
+
+def interruption(journal: dict, context: dict) -> dict | None:
+    """Where an interrupted run stopped: the activity it was in and the last completed."""
+    if journal.get("status") != "interrupted":
+        return None
+    current = context.get("current_activity") or {}
+    return {"during": current.get("name"), "phase": current.get("phase"),
+            "last_completed_activity": context.get("last_completed_activity"),
+            "found_dead": bool(context.get("found_dead"))}
 
 
 def objectives(context: dict) -> dict:
@@ -145,7 +180,13 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "rpo": context.get("rpo"),
         "objectives": objectives(context),
         "fingerprints": context.get("fingerprints"),
+        "amcheck": context.get("amcheck"),
+        "repair": context.get("repair"),
         "load": context.get("load_summary"),
+        "restore_points": context.get("restore_points") or {},
+        "preflight": {"repairs": context.get("preflight_repairs") or [],
+                      "cluster_identity": context.get("cluster_identity")},
+        "interruption": interruption(journal, context),
     }
 
 
@@ -173,6 +214,24 @@ def render_summary(evidence: dict) -> str:
         r = evidence["restore"]
         phases = ", ".join(f"{k} {v}s" for k, v in r["phases"].items())
         lines.append(f"- restore RTO {r['rto_seconds']}s to {r['target']['kind']} ({phases})")
+        reached = r.get("reached")
+        if reached:
+            lines.append(f"- recovery stopped at {reached['lsn']} on timeline "
+                         f"{reached['parent_timeline']} ({reached['reason']}): "
+                         + ("the requested position" if r.get("position_ok")
+                            else f"**WRONG POSITION** — {r.get('position_error')}"))
+    if (evidence.get("preflight") or {}).get("repairs"):
+        lines.append("- the target was repaired in place before the drill: "
+                     + "; ".join(evidence["preflight"]["repairs"]))
+    if evidence.get("interruption"):
+        i = evidence["interruption"]
+        lines.append(f"- interrupted during {i.get('during')!r}; last completed activity: "
+                     f"{i.get('last_completed_activity')!r}")
+    if evidence.get("repair"):
+        rep = evidence["repair"]
+        lines.append(f"- repair of {rep['table']}: " + (
+            f"done, {rep['rows']} rows" if rep["performed"]
+            else "**refused** — " + "; ".join(rep["refused"])))
     if evidence.get("rpo"):
         r = evidence["rpo"]
         lines.append(f"- RPO {r['rpo_seconds']}s: {r['lost_writes']} of {r['acknowledged_writes']}"

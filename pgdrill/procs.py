@@ -32,6 +32,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def process_start(pid: int) -> str | None:
+    """The start time of `pid` (field 22 of /proc/<pid>/stat, in clock ticks since boot):
+    with the pid, it tells a process from a later one that reused its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def same_process_alive(pid: int, start: str | None) -> bool:
+    """True while the process `pid` that started at `start` still runs."""
+    return pid_alive(pid) and (start is None or process_start(pid) == start)
+
+
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)

@@ -6,9 +6,11 @@ update it, and the pgdrill control turns it into `evidence.json` at the end."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,14 +65,41 @@ class RunContext:
         except FileNotFoundError:
             return {}
 
-    def update(self, **values: Any) -> dict[str, Any]:
-        data = self.read()
-        data.update(values)
+    @contextmanager
+    def _locked(self):
+        """Serialise read-modify-write: activities, the load thread and the control update
+        the same document."""
+        with open(self.run_dir / "context.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write(self, data: dict[str, Any]) -> None:
         tmp = self.file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
         os.replace(tmp, self.file)
-        return data
+
+    def update(self, **values: Any) -> dict[str, Any]:
+        """Set top-level keys (atomically, under the context lock)."""
+        with self._locked():
+            data = self.read()
+            data.update(values)
+            self._write(data)
+            return data
+
+    def merge(self, key: str, **values: Any) -> dict[str, Any]:
+        """Merge `values` into the dict at `key` (created if missing), under the lock."""
+        with self._locked():
+            data = self.read()
+            data[key] = {**(data.get(key) or {}), **values}
+            self._write(data)
+            return data
 
     def append(self, key: str, value: Any) -> None:
-        data = self.read()
-        self.update(**{key: [*data.get(key, []), value]})
+        """Append `value` to the list at `key` (created if missing), under the lock."""
+        with self._locked():
+            data = self.read()
+            data[key] = [*data.get(key, []), value]
+            self._write(data)

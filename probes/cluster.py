@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from chaoslib.types import Configuration, Secrets
 
@@ -39,7 +38,9 @@ def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration 
     target = ready_target(configuration)
     ctx = run_context(configuration)
     fault = ctx.read().get("fault") or {}
-    since = time.monotonic() - (time.time() - fault["epoch"]) if "epoch" in fault else None
+    # the fault was recorded by an earlier activity of this same process: its monotonic
+    # instant is comparable with ours (wall-clock time is not: it can step)
+    since = fault.get("monotonic")
     report = target.wait_ready(timeout=float(timeout_seconds), since=since)
     failover = {"seconds": report.writable_primary_seconds,
                 "healthy_seconds": report.healthy_seconds, "primary": report.primary,

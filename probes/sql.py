@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chaoslib.types import Configuration, Secrets
 
+from pgdrill.errors import BadInput
 from pgdrill.chaos.activity import activity, ready_target
 from pgdrill.checklist import normalise
 
@@ -33,11 +34,14 @@ def query_value(sql: str, database: str = "app", instance: str = "primary",
     elif instance == "restore-test":
         member = target.restored_instance()
         if member is None:
-            raise ValueError("there is no restore-test instance: restore a backup first")
+            raise BadInput("there is no restore-test instance",
+                           fix="restore a backup first (actions.restore.restore_latest_backup)")
     else:
         found = [m for m in target.instances() if m.name == instance]
         if not found:
-            raise ValueError(f"no instance named {instance!r}")
+            names = ", ".join(m.name for m in target.instances())
+            raise BadInput(f"no instance named {instance!r}",
+                           fix=f"use primary, restore-test or one of: {names}")
         member = found[0]
     with target.connect(member, database) as conn:
         row = conn.execute(sql).fetchone()

@@ -9,7 +9,8 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
-from pgdrill.checklist import describe_failures, load_checklist, run_checklist
+from pgdrill.amcheck import run_amcheck
+from pgdrill.checklist import CheckResult, describe_failures, load_checklist, run_checklist
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
     narrow_difference,
@@ -23,29 +24,43 @@ DEFAULT_TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"]
 
 
 @activity
-def checklist_passes(checklist: str = "experiments/checklists/app.yaml",
+def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck: bool = True,
                      configuration: Configuration = None, secrets: Secrets = None) -> bool:
     """Run the checklist (YAML: named SQL queries with expected values) against the
-    restore-test copy, record every result as evidence, and fail naming each query whose
-    value differs. Evidence-first: a restore succeeds only once this passes."""
+    restore-test copy, then PostgreSQL's own consistency check, `pg_amcheck
+    --heapallindexed` over all its databases (a built-in step named `pg_amcheck`; turn it
+    off with amcheck=false). Every result is recorded as evidence (`validation`, `amcheck`);
+    fails naming each query whose value differs and each corrupt relation pg_amcheck found.
+    Evidence-first: a restore succeeds only once this passes."""
     plan = load_checklist(checklist)
     target = ready_target(configuration)
-    restored = target.restored_instance()
-    if restored is None:
-        raise PgdrillError("there is no restore-test instance to validate",
-                           fix="run actions.restore.restore_latest_backup first")
+    restored = _restored(target)
     t0 = time.monotonic()
     with target.connect(restored, plan.database) as conn:
         results = run_checklist(conn, plan)
+    amcheck_result = None
+    if amcheck:
+        say("running pg_amcheck --heapallindexed on the restored copy")
+        amcheck_result = run_amcheck(restored)
+        results.append(amcheck_check(amcheck_result))
     elapsed = round(time.monotonic() - t0, 3)
-    run_context(configuration).update(validation=[r.to_dict() for r in results],
-                                      validation_seconds=elapsed, checklist=plan.path)
+    run_context(configuration).update(
+        validation=[r.to_dict() for r in results], validation_seconds=elapsed,
+        checklist=plan.path, amcheck=amcheck_result.to_dict() if amcheck_result else None)
     for r in results:
         say(f"  check {r.name}: {'passed' if r.passed else 'FAILED'} "
             f"(expected {r.expected!r}, got {r.actual!r})")
     if not all(r.passed for r in results):
         raise PgdrillError("validation failed on the restored copy: " + describe_failures(results))
     return True
+
+
+def amcheck_check(result) -> CheckResult:
+    """pg_amcheck's result as one built-in checklist step."""
+    actual = "no corruption" if result.passed else (
+        f"{len(result.problems)} problem(s): " + " | ".join(result.problems[:3]))
+    return CheckResult(name="pg_amcheck", query=result.command, expected="no corruption",
+                       actual=actual, passed=result.passed)
 
 
 def _restored(target):
@@ -71,9 +86,8 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
         label = max(points.values(), key=lambda p: p["time"])["name"] if points else "source"
     with target.connect(target.primary(), database) as conn:
         prints = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
-    refs = data.get("fingerprints_reference") or {}
-    refs[label] = {name: fp.to_dict() for name, fp in prints.items()}
-    ctx.update(fingerprints_reference=refs)
+    ctx.merge("fingerprints_reference",
+              **{label: {name: fp.to_dict() for name, fp in prints.items()}})
     say(f"fingerprints of {', '.join(prints)} captured as {label!r}")
     return {name: fp.rows for name, fp in prints.items()}
 
@@ -150,7 +164,7 @@ def lost_writes(on: str = "restore-test", configuration: Configuration = None,
         ctx.update(rpo=report.to_dict())
     elif on == "primary":
         report = lost_writes_on(target, target.primary(), ctx.run_dir, None, "failover check")
-        ctx.update(failover={**(data.get("failover") or {}), **_failover_counts(report)})
+        ctx.merge("failover", **_failover_counts(report))
     else:
         raise PgdrillError(f"lost_writes(on={on!r}): use restore-test or primary")
     say(f"{report.lost_writes} of {report.acknowledged_writes} acknowledged writes lost on "

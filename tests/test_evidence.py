@@ -15,7 +15,10 @@ def context(validation=None, restore=True):
     if restore:
         ctx["restore"] = {"backup_id": "B1", "phases": {"download_base_backup": 1.0,
                                                         "replay_wal_and_promote": 2.5},
-                          "target": {"kind": "latest"}}
+                          "target": {"kind": "latest"}, "position_ok": True,
+                          "reached": {"timeline": 2, "parent_timeline": 1, "lsn": "0/6000000",
+                                      "reason": "no recovery target specified",
+                                      "stop_kind": "latest"}}
         ctx["validation_seconds"] = 0.5
     ctx["validation"] = validation if validation is not None else [
         {"name": "rows", "query": "q", "expected": 1, "actual": 1, "passed": True}]
@@ -127,3 +130,57 @@ def test_evidence_follows_its_published_schema():
     ev["verdict"] = "maybe"
     with pytest.raises(jsonschema.ValidationError):
         validate(ev)
+
+
+def test_a_restore_that_stopped_elsewhere_fails_naming_the_position():
+    ctx = context()
+    ctx["restore"].update(position_ok=False, position_error="recovery stopped at 0/4000100, "
+                          "restore point created at 0/5019FF8")
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed"
+    assert any("0/4000100" in r and "0/5019FF8" in r for r in reasons)
+
+
+def test_an_unproven_recovery_position_is_not_a_pass():
+    ctx = context()
+    del ctx["restore"]["position_ok"]
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed" and any("never proven" in r for r in reasons)
+
+
+def rpo(kind, lost):
+    return {"acknowledged_writes": 100, "lost_writes": lost, "expected_absent": 5,
+            "present_after_reference": 0, "rpo_seconds": 0.4 if lost else 0.0,
+            "reference": "2026-11-30T20:00:00+00:00", "reference_kind": kind,
+            "lost_examples": ["c1:7"] if lost else []}
+
+
+def test_writes_lost_before_an_explicit_target_fail_even_without_an_objective():
+    for kind in ("restore point", "recovery target time"):
+        ctx = {**context(), "rpo": rpo(kind, 3)}
+        verdict, reasons = judge(journal(), ctx)
+        assert verdict == "failed"
+        assert any(f"3 writes acknowledged before the {kind}" in r and "c1:7" in r
+                   for r in reasons)
+        assert judge(journal(), {**context(), "rpo": rpo(kind, 0)}) == ("passed", [])
+    # restoring to "latest" loses what was not archived yet: judged by the RPO objective
+    assert judge(journal(), {**context(), "rpo": rpo("restore start", 3)}) == ("passed", [])
+
+
+def test_refused_and_running_verdicts():
+    verdict, reasons = judge(journal(status="interrupted"), {"refused": "production needs "
+                                                             "a staging run"})
+    assert verdict == "refused" and "staging" in reasons[0]
+    assert judge(journal(status="running"), context())[0] == "running"
+
+
+def test_interruption_names_the_activity_and_the_last_completed():
+    ctx = {**context(), "current_activity": {"name": "restore", "phase": "method"},
+           "last_completed_activity": "manual-backup"}
+    ev = build_evidence(journal(status="interrupted"), ctx, experiment="e", target="sandbox",
+                        environment="develop")
+    assert ev["verdict"] == "interrupted"
+    assert ev["interruption"] == {"during": "restore", "phase": "method",
+                                  "last_completed_activity": "manual-backup",
+                                  "found_dead": False}
+    validate(ev)

@@ -4,13 +4,15 @@ turning pgdrill's expected errors into ActivityFailed with a one-line message.""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from collections.abc import Callable
 from typing import TypeVar
 
 from chaoslib.exceptions import ActivityFailed
 
+from pgdrill.console import say
 from pgdrill.errors import PgdrillError
-from pgdrill.runcontext import RunContext
+from pgdrill.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.targets import get_target, target_kind
 from pgdrill.targets.base import Target
 
@@ -18,16 +20,26 @@ F = TypeVar("F", bound=Callable)
 
 
 def activity(fn: F) -> F:
-    """Raise ActivityFailed (message and fix) instead of a pgdrill traceback."""
+    """Raise ActivityFailed (message and fix) instead of a pgdrill traceback; do nothing in
+    a drill the preflight refused (its rollbacks must not fail over things that never
+    existed)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if _refused(kwargs.get("configuration")):
+            say(f"{fn.__name__}: skipped, the drill was refused before it started")
+            return None
         try:
             return fn(*args, **kwargs)
         except PgdrillError as exc:
             raise ActivityFailed(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _refused(configuration: dict | None) -> bool:
+    run_dir = (configuration or {}).get(RUN_DIR_KEY)
+    return bool(run_dir and RunContext(Path(run_dir)).read().get("refused"))
 
 
 def ready_target(configuration: dict | None) -> Target:

@@ -1,32 +1,39 @@
 """The pgdrill control: declare it in an experiment's `controls` to get a run folder,
-preflight checks before anything runs, and evidence at the end.
+preflight checks before anything runs, evidence after every activity, and the final
+evidence and ledger line at the end.
 
     "controls": [{"name": "pgdrill",
                   "provider": {"type": "python", "module": "pgdrill.chaos.control"}}]
 
-before the experiment: creates reports/<UTC stamp>-<experiment>/, hands it to activities
-through the configuration, and makes sure the target is ready (the sandbox starts itself);
-a failed preflight interrupts the run before anything destructive happens.
-after the experiment: writes journal.json, evidence.json and summary.md there, and marks
-the journal failed when the evidence verdict is not `passed` (so `chaos run` exits 1)."""
+before the experiment: finishes runs that died earlier (as `interrupted`, cleaning up what
+they left), creates reports/<UTC stamp>-<experiment>/ with a run lock, and runs the
+preflight: the environment is allowed on this target (non-prod first), the target is ready
+— repaired in place, never rebuilt. A refused preflight ends the run before any activity
+(verdict `refused`; the rollbacks then do nothing).
+after each activity: partial evidence, so a killed drill leaves readable evidence.
+after the experiment: evidence.json, summary.md, journal.json, a line in reports/ledger.jsonl;
+the journal is marked failed unless the verdict is `passed` (so `chaos run` exits 1)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
+from pgdrill.chaos.preflight import check_environment, environment_of
+from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
+from pgdrill.chaos.stale import recover_stale_runs, write_lock
 from pgdrill.console import say
-from pgdrill.errors import PgdrillError, PreflightRefused
-from pgdrill.policy import is_production, production_refusal
-from pgdrill.evidence import build_evidence, render_summary
+from pgdrill.errors import PgdrillError
 from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
 from pgdrill.targets import get_target, target_kind
+from pgdrill.targets.sandbox.state import sandbox_home
 
-__all__ = ["before_experiment_control", "after_experiment_control"]
+__all__ = ["before_experiment_control", "after_experiment_control",
+           "before_hypothesis_control", "after_hypothesis_control", "before_method_control",
+           "before_rollback_control", "before_activity_control", "after_activity_control"]
 
 
 def experiment_name(experiment: dict, explicit: str | None = None) -> str:
@@ -41,77 +48,130 @@ def experiment_name(experiment: dict, explicit: str | None = None) -> str:
     return slug(experiment.get("title", "experiment"))
 
 
+def _context(configuration: dict | None) -> RunContext | None:
+    run_dir = (configuration or {}).get(RUN_DIR_KEY)
+    return RunContext(Path(run_dir)) if run_dir else None
+
+
 def before_experiment_control(context: dict, configuration: dict | None = None,
                               experiment_name_override: str | None = None, **_: object) -> None:
-    """Create the run folder and run the preflight checks."""
+    """Finish stale runs, create the run folder and its lock, run the preflight checks."""
     if configuration is None:
         raise InterruptExecution("pgdrill needs a `configuration` block in the experiment")
     reports = Path(configuration.get("reports_dir") or "reports")
+    reports.mkdir(parents=True, exist_ok=True)
+    recover_stale_runs(reports)
     name = experiment_name(context, experiment_name_override)
-    run_dir = create_run_dir(reports, name)
-    configuration[RUN_DIR_KEY] = str(run_dir.resolve())
-    RunContext(run_dir).update(
-        experiment=name,
-        target=target_kind(configuration),
-        environment=str(configuration.get("environment") or "sandbox"),
+    run_dir = create_run_dir(reports, name).resolve()
+    configuration[RUN_DIR_KEY] = str(run_dir)
+    kind = target_kind(configuration)
+    configuration.setdefault("sandbox_home", str(sandbox_home()))
+    write_lock(run_dir, {"pgdrill_target": kind, "cluster": configuration.get("cluster"),
+                         "sandbox_home": configuration["sandbox_home"]})
+    ctx = RunContext(run_dir)
+    ctx.update(
+        experiment=name, title=context.get("title"), target=kind,
+        environment=environment_of(configuration),
         cluster=configuration.get("cluster") or "sandbox",
+        started_at=datetime.now(UTC).isoformat(),
         objectives={k: configuration[k] for k in ("rpo_objective_seconds",
                                                    "rto_objective_seconds")
                     if configuration.get(k) is not None},
     )
     say(f"run folder {run_dir}")
     try:
-        refuse_unproven_production(configuration, name, reports)
-        get_target(configuration).ensure_ready()
+        check_environment(configuration, name, kind, reports)
+        target = get_target(configuration)
+        repairs = target.ensure_ready()
+        ctx.update(preflight_repairs=list(repairs or []),
+                   cluster_identity=target.cluster_identity())
     except PgdrillError as exc:
-        say(f"preflight failed: {exc}")
-        RunContext(run_dir).update(preflight_error=exc.message)
-        raise InterruptExecution(f"pgdrill preflight failed: {exc}") from None
+        say(f"preflight refused: {exc}")
+        ctx.update(refused=exc.message, refused_fix=exc.fix)
+        raise InterruptExecution(f"pgdrill preflight refused the drill: {exc}") from None
+    write_partial_evidence(run_dir)
 
 
-def refuse_unproven_production(configuration: dict, experiment: str, reports: Path) -> None:
-    """Guardrail 3: production drills need recent passing staging evidence."""
-    environment = str(configuration.get("environment") or "sandbox")
-    if not is_production(environment):
+def _phase(configuration: dict | None, phase: str) -> None:
+    ctx = _context(configuration)
+    if ctx is not None:
+        ctx.update(phase=phase)
+
+
+def before_hypothesis_control(context: dict, configuration: dict | None = None,
+                              **_: object) -> None:
+    """Note which steady-state check runs (before or after the method)."""
+    ctx = _context(configuration)
+    if ctx is not None:
+        after = bool(ctx.read().get("method_started"))
+        ctx.update(phase="steady-state-after" if after else "steady-state-before")
+
+
+def after_hypothesis_control(context: dict, state: dict | None = None,
+                             configuration: dict | None = None, **_: object) -> None:
+    """Partial evidence after a steady-state check."""
+    ctx = _context(configuration)
+    if ctx is not None:
+        write_partial_evidence(ctx.run_dir)
+
+
+def before_method_control(context: dict, configuration: dict | None = None,
+                          **_: object) -> None:
+    ctx = _context(configuration)
+    if ctx is not None:
+        ctx.update(phase="method", method_started=True)
+
+
+def before_rollback_control(context: dict, configuration: dict | None = None,
+                            **_: object) -> None:
+    _phase(configuration, "rollbacks")
+
+
+def before_activity_control(context: dict, configuration: dict | None = None,
+                            **_: object) -> None:
+    """Record the activity about to run (named as interrupted if the run dies in it)."""
+    ctx = _context(configuration)
+    if ctx is None:
         return
-    evidences = []
-    for path in reports.glob("*/evidence.json"):
-        try:
-            evidences.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    max_age = timedelta(days=float(configuration.get("staging_evidence_max_age_days") or 30))
-    reason = production_refusal(environment, experiment, evidences, datetime.now(UTC), max_age)
-    if reason:
-        raise PreflightRefused(reason, fix=f"run it in staging first (PGDRILL_ENVIRONMENT=staging"
-                               f" chaos run experiments/{experiment}.json) with its evidence in "
-                               f"{reports}/")
+    phase = ctx.read().get("phase") or "method"
+    ctx.update(current_activity={"name": context.get("name"), "type": context.get("type"),
+                                 "phase": phase, "start": datetime.now(UTC).isoformat()})
+
+
+def after_activity_control(context: dict, state: dict | None = None,
+                           configuration: dict | None = None, **_: object) -> None:
+    """Log the finished activity and write partial evidence."""
+    ctx = _context(configuration)
+    if ctx is None:
+        return
+    state = state or {}
+    current = ctx.read().get("current_activity") or {}
+    entry = {"name": context.get("name"), "type": context.get("type"),
+             "phase": current.get("phase", "method"), "status": state.get("status"),
+             "start": state.get("start"), "end": state.get("end")}
+    if state.get("exception"):
+        entry["exception"] = "".join(state["exception"]).strip().splitlines()[-1]
+    if "tolerance_met" in state:
+        entry["tolerance_met"] = state["tolerance_met"]
+    ctx.append("activity_log", entry)
+    ctx.update(current_activity=None, last_completed_activity=entry["name"])
+    write_partial_evidence(ctx.run_dir)
 
 
 def after_experiment_control(context: dict, state: dict, configuration: dict | None = None,
                              **_: object) -> None:
-    """Write journal.json, evidence.json and summary.md; fail the run unless `passed`."""
-    run_dir = (configuration or {}).get(RUN_DIR_KEY)
-    if not run_dir:
+    """Write the evidence, summary, journal and ledger line; fail the run unless `passed`."""
+    ctx = _context(configuration)
+    if ctx is None:
         return
     try:
-        _write_evidence(Path(run_dir), state)
+        evidence = finish_run(ctx.run_dir, state)
     except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently
         say(f"could not write the evidence: {exc}")
         state["status"] = "failed"
-
-
-def _write_evidence(run_dir: Path, state: dict) -> None:
-    data = RunContext(run_dir).read()
-    evidence = build_evidence(state, data, experiment=data.get("experiment", "experiment"),
-                              target=data.get("target", "sandbox"),
-                              environment=data.get("environment", "sandbox"))
-    if evidence["verdict"] != "passed" and state.get("status") == "completed":
-        state["status"] = "failed"
-    (run_dir / "evidence.json").write_text(json.dumps(evidence, indent=2, default=str) + "\n")
-    (run_dir / "summary.md").write_text(render_summary(evidence))
-    (run_dir / "journal.json").write_text(
-        json.dumps(state, indent=2, ensure_ascii=False, default=str) + "\n")
-    say(f"verdict: {evidence['verdict'].upper()}  (evidence in {run_dir}/evidence.json)")
+        return
+    say(f"verdict: {evidence['verdict'].upper()}  (evidence in {ctx.run_dir}/evidence.json)")
     for reason in evidence["reasons"]:
         say(f"  - {reason}")
+    if evidence["verdict"] == "refused" and ctx.read().get("refused_fix"):
+        say(f"  fix: {ctx.read()['refused_fix']}")

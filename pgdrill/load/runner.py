@@ -35,7 +35,7 @@ import psycopg
 
 from pgdrill.errors import BadInput, DeadlineExceeded, TargetError
 from pgdrill.load.acklog import complete_size, count_acks, read_acks
-from pgdrill.procs import pid_alive
+from pgdrill.procs import pid_alive, process_start
 from pgdrill.waiting import poll_until
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -147,7 +147,7 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
                         ack_log=str(ack_log), ack_offset=ack_offset, locust_log=str(locust_log),
                         csv_prefix=str(csv_prefix), json_file=str(json_file), users=users,
                         spawn_rate=spawn_rate, run_time=run_time,
-                        proc_start=_proc_start(proc.pid))
+                        proc_start=process_start(proc.pid))
 
     def first_ack() -> bool:
         if proc.poll() is not None:
@@ -177,7 +177,7 @@ def running(handle: LoadHandle) -> bool:
         return proc.poll() is None
     if not pid_alive(handle.pid):
         return False
-    return handle.proc_start is None or _proc_start(handle.pid) == handle.proc_start
+    return handle.proc_start is None or process_start(handle.pid) == handle.proc_start
 
 
 def stop(handle: LoadHandle, *, grace: float = STOP_GRACE) -> dict:
@@ -245,13 +245,6 @@ def _reap(pid: int) -> None:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 # -- statistics --------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def get_target(configuration: dict | None = None) -> Target:
     if kind == "sandbox":
         from pgdrill.targets.sandbox.target import SandboxTarget
 
-        return SandboxTarget(cluster=str(cfg.get("cluster") or "sandbox"))
+        return SandboxTarget(home=cfg.get("sandbox_home"),
+                             cluster=str(cfg.get("cluster") or "sandbox"))
     if kind == "cnpg":
         raise BadInput("the cnpg target is not available in this version of pgdrill",
                        fix="run drills on the sandbox (pgdrill_target: sandbox) for now")
