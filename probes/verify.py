@@ -58,7 +58,7 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
 def amcheck_check(result) -> CheckResult:
     """pg_amcheck's result as one built-in checklist step."""
     actual = "no corruption" if result.passed else (
-        f"{len(result.problems)} problem(s): " + " | ".join(result.problems[:3]))
+        f"{result.problem_count} problem(s): " + " | ".join(result.problems[:3]))
     return CheckResult(name="pg_amcheck", query=result.command, expected="no corruption",
                        actual=actual, passed=result.passed)
 
