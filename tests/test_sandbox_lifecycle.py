@@ -52,6 +52,7 @@ def test_up_twice_status_and_down_leaves_no_process(sandbox_dir, capsys):
     assert main(["sandbox", "status", "--json", "--home", home]) == 1
     broken = json.loads(capsys.readouterr().out)
     assert broken["up"] is False and broken["s3"]["running"] is False
+    assert "in memory" in broken["s3"]["store_lost"]  # moto's objects died with it
     assert "cannot list backups at http://127.0.0.1:" in broken["latest_backup"]["error"]
     assert main(["sandbox", "status", "--home", home]) == 1
     out = capsys.readouterr()

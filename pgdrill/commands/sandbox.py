@@ -1,9 +1,14 @@
-"""`pgdrill sandbox up|status|down`: the local sandbox target."""
+"""`pgdrill sandbox up|status|down|reset`: the local sandbox target."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from pgdrill.errors import BadInput
+
+RESET_FIX = "pgdrill sandbox reset --yes"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,11 +20,36 @@ def run(args: argparse.Namespace) -> int:
         print_status(target.status(), as_json=False)
     elif args.action == "down":
         target.down()
+    elif args.action == "reset":
+        if not args.yes:
+            confirm_reset(target)
+        target.reset()
+        print_status(target.status(), as_json=False)
     elif args.action == "status":
         status = target.status()
         print_status(status, as_json=args.json)
         return 0 if status.get("up") else 1
     return 0
+
+
+def confirm_reset(target) -> None:
+    """Ask on a terminal; without one, refuse (nothing is discarded without --yes)."""
+    state = target.layout.read()
+    if state is None:
+        return  # nothing to discard
+    if not sys.stdin.isatty():
+        raise BadInput(f"`pgdrill sandbox reset` discards sandbox {state.cluster!r} in "
+                       f"{target.layout.home} and there is no terminal to confirm it on; "
+                       f"nothing was discarded", fix=f"pass --yes: `{RESET_FIX}`")
+    print(f"This discards sandbox {state.cluster!r} in {target.layout.home}: both data "
+          f"directories, every backup and the WAL archive, then builds a new one.",
+          file=sys.stderr)
+    try:
+        answer = input(f"Type the cluster name ({state.cluster}) to confirm: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != state.cluster:
+        raise BadInput("not confirmed: nothing was discarded", fix=f"`{RESET_FIX}`")
 
 
 def print_status(status: dict, *, as_json: bool) -> None:
@@ -34,6 +64,9 @@ def print_status(status: dict, *, as_json: bool) -> None:
     s3 = status["s3"]
     print(f"  object store  {s3['endpoint']}  {s3['destination_path']}{s3['server_name']}/"
           f"  {'running' if s3['running'] else 'STOPPED'}")
+    if s3.get("store_lost"):
+        print(f"  object store  EMPTIED: {s3['store_lost']}")
+        print(f"                fix: `{RESET_FIX}` discards this sandbox and builds a new one")
     print(f"  supervisor    pid {status['supervisor']['pid']}  "
           f"{'running' if status['supervisor']['running'] else 'STOPPED'}")
     for inst in status["instances"]:
@@ -63,8 +96,18 @@ def print_status(status: dict, *, as_json: bool) -> None:
 
 
 def register(sub) -> None:
-    sandbox = sub.add_parser("sandbox", help="the local sandbox target (PostgreSQL + S3 + barman)")
-    sandbox.add_argument("action", choices=["up", "status", "down"])
+    sandbox = sub.add_parser(
+        "sandbox", help="the local sandbox target (PostgreSQL + S3 + barman)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="up      create the sandbox, or repair a stopped/broken one in place "
+        "(never discards it)\n"
+        "status  instances, roles, ports, LSNs, archiver, latest backup\n"
+        "down    stop every process and remove the state: DISCARDS the sandbox (data, "
+        "backups, archive)\n"
+        "reset   discard the sandbox and build a new one (asks first; --yes to skip)")
+    sandbox.add_argument("action", choices=["up", "status", "down", "reset"])
+    sandbox.add_argument("--yes", action="store_true",
+                         help="reset: discard without asking (needed without a terminal)")
     sandbox.add_argument("--json", action="store_true", help="status as JSON")
     sandbox.add_argument("--home", default=None,
                          help="state directory (default $PGDRILL_HOME or ./.pgdrill)")

@@ -1,7 +1,12 @@
-"""A real S3 endpoint on loopback: moto's server, kept alive as long as the sandbox."""
+"""A real S3 endpoint on loopback: moto's server, kept alive as long as the sandbox.
+
+moto keeps every object in memory: when its process dies, the sandbox's base backups and WAL
+archive die with it, and a server restarted on the same port starts empty. A marker object
+written at creation (`<cluster>/pgdrill-sandbox.json`) tells an emptied store from ours."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pgdrill.errors import TargetError
-from pgdrill.procs import spawn_detached
+from pgdrill.procs import pid_alive, spawn_detached
+from pgdrill.targets.sandbox.state import process_runs
 from pgdrill.waiting import poll_until
 
 # moto accepts any credentials; these are not secrets, they only satisfy the AWS SDK.
@@ -31,6 +37,71 @@ def start_server(port: int, log: Path) -> int:
     """Start moto's S3 server detached from our session; return its pid."""
     return spawn_detached([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                            "-p", str(port)], log)
+
+
+def server_running(pid: int | None, port: int) -> bool:
+    """The recorded moto pid still runs moto on `port` (cheap: no S3 round trip)."""
+    return process_runs(pid, "moto.server", f"-p {port} ")
+
+
+def wait_ready(endpoint_url: str, pid: int, timeout: float = 30) -> None:
+    """Wait until the server answers S3 requests; fail fast when its process exits."""
+    s3 = client(endpoint_url)
+
+    def ready() -> bool:
+        if not pid_alive(pid):
+            raise TargetError(f"the S3 server (pid {pid}) exited before answering at "
+                              f"{endpoint_url}")
+        try:
+            s3.list_buckets()
+            return True
+        except (BotoCoreError, ClientError):
+            return False
+
+    poll_until(ready, timeout=timeout, what=f"the S3 endpoint at {endpoint_url}")
+
+
+MARKER = "pgdrill-sandbox.json"
+
+
+def marker_key(server_name: str) -> str:
+    return f"{server_name}/{MARKER}"
+
+
+def write_marker(endpoint_url: str, bucket: str, server_name: str, content: dict) -> None:
+    client(endpoint_url).put_object(Bucket=bucket, Key=marker_key(server_name),
+                                    Body=json.dumps(content, sort_keys=True).encode(),
+                                    ContentType="application/json")
+
+
+def emptied(endpoint_url: str, bucket: str, server_name: str) -> str | None:
+    """Why the store no longer holds this sandbox's objects, or None when it does.
+
+    Emptied = the bucket is gone, or neither the marker nor any object (backup, WAL) is left
+    under `<server_name>/` (a sandbox from before the marker still counts as intact while its
+    backups are there). Raises TargetError when the endpoint does not answer."""
+    s3 = client(endpoint_url)
+    where = f"s3://{bucket}/{server_name}/"
+    try:
+        s3.head_object(Bucket=bucket, Key=marker_key(server_name))
+        return None
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code not in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+            raise TargetError(f"cannot read {where}{MARKER} at {endpoint_url}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: {exc}") from exc
+    try:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{server_name}/", MaxKeys=1)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return f"bucket {bucket!r} does not exist at {endpoint_url}"
+        raise TargetError(f"cannot list {where} at {endpoint_url}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: {exc}") from exc
+    if listing.get("KeyCount", 0) == 0:
+        return f"nothing is stored under {where} at {endpoint_url} (its marker {MARKER} is gone)"
+    return None
 
 
 def client(endpoint_url: str):

@@ -7,9 +7,11 @@ import json
 import os
 import socket
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pgdrill.procs import pid_alive
 
 DEFAULT_CLUSTER = "sandbox"
 DEFAULT_BUCKET = "pgdrill-backups"
@@ -24,6 +26,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:`port` (so a server can be restarted on it)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def process_runs(pid: int | None, *needles: str) -> bool:
+    """True when `pid` is alive and its command line contains every one of `needles`: a pid
+    recorded before a reboot may belong to an unrelated process by now. Cheap (reads /proc)."""
+    if not pid or not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except PermissionError:
+        return True  # /proc hidden from us (hidepid): liveness is all we can tell
+    except OSError:
+        return False
+    return all(needle in cmdline for needle in needles)
 
 
 @dataclass
@@ -46,6 +74,9 @@ class SandboxState:
     restore_port: int | None = None
     restore_backup_id: str | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # set when the object store was found emptied (moto keeps it in memory): the sandbox's
+    # backups and WAL archive are gone for good, only `pgdrill sandbox reset` helps
+    store_lost: str | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -65,7 +96,8 @@ class SandboxState:
     def from_json(cls, text: str) -> "SandboxState":
         data = json.loads(text)
         data["instances"] = {k: InstanceState(**v) for k, v in data.get("instances", {}).items()}
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Layout:

@@ -22,9 +22,15 @@ import psycopg
 from pgdrill.errors import PgdrillError
 from pgdrill.targets.sandbox.cluster import SandboxCluster, wait_writable
 from pgdrill.targets.sandbox.osuser import resolve_run_as
-from pgdrill.targets.sandbox.state import Layout, sandbox_home
+from pgdrill.targets.sandbox.state import Layout, process_runs, sandbox_home
 
 INTERVAL_S = 0.25
+MODULE = "pgdrill.targets.sandbox.supervisor"
+
+
+def running(pid: int | None, home: str) -> bool:
+    """The recorded supervisor pid still runs this sandbox's supervisor (reads /proc only)."""
+    return process_runs(pid, MODULE, f"--home {home} ")
 
 
 def log(message: str) -> None:
