@@ -7,10 +7,10 @@ import argparse
 import sys
 import warnings
 
-from pgdrill.commands import sandbox
+from pgdrill.commands import backups, ledger, sandbox
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox,)
+COMMANDS = (sandbox, ledger, backups)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,11 @@ class Instance:
 
 @dataclass(frozen=True)
 class Backup:
-    """A base backup in the object store, as barman-cloud describes it."""
+    """A base backup in the object store, as barman-cloud describes it.
+
+    `begin_lsn`/`end_lsn` are the WAL positions the backup starts and ends at (e.g.
+    "0/5000028"); `size` is the bytes the backup occupies in the object store (its compressed
+    archives plus backup.info), None when unknown."""
 
     id: str
     status: str
@@ -50,12 +54,16 @@ class Backup:
     end_wal: str | None = None
     timeline: int | None = None
     name: str | None = None
+    begin_lsn: str | None = None
+    end_lsn: str | None = None
+    size: int | None = None
 
     @property
     def completed(self) -> bool:
         return self.status == "DONE"
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (times as ISO-8601)."""
         return {
             "id": self.id,
             "status": self.status,
@@ -65,6 +73,9 @@ class Backup:
             "end_wal": self.end_wal,
             "timeline": self.timeline,
             "name": self.name,
+            "begin_lsn": self.begin_lsn,
+            "end_lsn": self.end_lsn,
+            "size": self.size,
         }
 
 

@@ -1,4 +1,5 @@
-"""Backup probes: is there a recent completed backup (step 1 of the safe workflow)."""
+"""Backup probes: is there a recent completed backup, and has a recent one been proven by a
+passing restore drill (step 1 of the safe workflow)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from datetime import UTC, datetime
 
 from chaoslib.types import Configuration, Secrets
 
+from pgdrill import ledger, policy
 from pgdrill.chaos.activity import activity, ready_target
 from pgdrill.console import say
 
-__all__ = ["latest_backup_age_seconds", "latest_backup_within"]
+__all__ = ["latest_backup_age_seconds", "latest_backup_verified", "latest_backup_within"]
 
 
 @activity
@@ -37,3 +39,20 @@ def latest_backup_within(max_age_seconds: int = 86400, configuration: Configurat
     if age > max_age_seconds:
         say(f"the newest backup is {age:.0f}s old, more than {max_age_seconds}s")
     return age <= max_age_seconds
+
+
+@activity
+def latest_backup_verified(max_age_days: int = 35, configuration: Configuration = None,
+                           secrets: Secrets = None) -> bool:
+    """True when a backup that ended within the last `max_age_days` days (default 35: monthly
+    drills with some slack) was restored by a passing drill recorded in the run ledger
+    (reports/ledger.jsonl, verified first) for this very cluster (same PostgreSQL system
+    identifier). No backup without restore."""
+    entries = ledger.verified_entries(ledger.default_reports_dir(configuration))
+    target = ready_target(configuration)
+    verified = policy.verified_backups(entries, target.cluster_identity())
+    reason = policy.backup_gate(target.list_backups(), verified, datetime.now(UTC),
+                                max_age_days=max_age_days)
+    if reason:
+        say(f"no verified recent backup: {reason}")
+    return reason is None

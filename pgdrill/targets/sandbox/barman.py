@@ -68,10 +68,15 @@ def _time(value: str | None) -> datetime | None:
 
 
 def parse_backup_list(output: str) -> list[Backup]:
-    """Parse `barman-cloud-backup-list --format json`; oldest first."""
+    """Parse `barman-cloud-backup-list --format json`; oldest first.
+
+    Each item is the backup's whole backup.info: LSNs come from `begin_xlog`/`end_xlog`.
+    barman-cloud-backup leaves `size` null (only barman's own executor fills it), so `size` is
+    None here unless the list has it; `backup_sizes` measures it in the bucket."""
     data = json.loads(output or "{}")
     backups = []
     for item in data.get("backups_list", []):
+        size = item.get("size")
         backups.append(Backup(
             id=item["backup_id"],
             status=item.get("status", "UNKNOWN"),
@@ -81,5 +86,22 @@ def parse_backup_list(output: str) -> list[Backup]:
             end_wal=item.get("end_wal"),
             timeline=item.get("timeline"),
             name=item.get("backup_name"),
+            begin_lsn=item.get("begin_xlog"),
+            end_lsn=item.get("end_xlog"),
+            size=int(size) if isinstance(size, int | float) else None,
         ))
     return sorted(backups, key=lambda b: b.id)
+
+
+def backup_sizes(s3, bucket: str, server_name: str) -> dict[str, int]:
+    """Backup id → bytes stored under `<server_name>/base/<id>/` (compressed archives,
+    backup_label, backup.info): one paginated ListObjectsV2 (1,000 keys a page) for every
+    backup, where `barman-cloud-backup-show` would cost a process per backup."""
+    prefix = f"{server_name}/base/"
+    sizes: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            backup_id, _, rest = obj["Key"][len(prefix):].partition("/")
+            if rest:
+                sizes[backup_id] = sizes.get(backup_id, 0) + int(obj["Size"])
+    return sizes

@@ -3,6 +3,7 @@ barman-cloud, on this machine, supervised by a small stand-in for the CNPG opera
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -11,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 import psycopg.sql
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pgdrill.console import Stopwatch, say
 from pgdrill.errors import BadInput, PgdrillError, PreflightRefused, TargetError
@@ -22,6 +24,7 @@ from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
 from pgdrill.targets.sandbox.restore import (
     remove_restore_test, restore_into_test, restore_test_instance,
 )
+from pgdrill.targets.sandbox.s3 import client as s3_client
 from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
 from pgdrill.targets.sandbox.state import (
     DEFAULT_BUCKET, DEFAULT_CLUSTER, RESTORE_NAME, InstanceState, Layout, SandboxState,
@@ -500,6 +503,8 @@ class SandboxTarget:
         return new[-1]
 
     def list_backups(self) -> list[Backup]:
+        """The object store's backups, oldest first, with LSNs (from barman-cloud-backup-list)
+        and stored sizes (one bucket listing; None when the listing fails)."""
         cluster = self._cluster()
         try:
             out = postgres.run(cluster.run_as, cluster.store.list_argv(), env=cluster.process_env(),
@@ -507,7 +512,16 @@ class SandboxTarget:
         except TargetError as exc:
             raise TargetError(f"cannot list backups at {cluster.store.endpoint_url}: {exc.message}",
                               fix="is the sandbox up? `pgdrill sandbox status`") from exc
-        return barman.parse_backup_list(out)
+        backups = barman.parse_backup_list(out)
+        store = cluster.store
+        try:
+            sizes = barman.backup_sizes(s3_client(store.endpoint_url), store.bucket,
+                                        store.server_name)
+        except (BotoCoreError, ClientError) as exc:
+            say(f"cannot measure backup sizes at {store.endpoint_url}: {exc}")
+            return backups
+        return [b if b.size is not None else dataclasses.replace(b, size=sizes.get(b.id))
+                for b in backups]
 
     # -- restore ------------------------------------------------------------------------
     def restored_instance(self) -> Instance | None:

@@ -1,0 +1,88 @@
+"""`pgdrill backups`: the object store's backups, each marked verified when the run ledger
+holds a passing restore drill of it (no backup without restore)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from pgdrill import ledger, policy
+from pgdrill.commands.ledger import reports_arg, reports_dir
+from pgdrill.errors import BadInput
+
+
+def backup_rows(backups, verified: dict[str, str]) -> list[dict]:
+    """The backups (oldest first) as JSON-ready rows with `verified` and `verified_by`."""
+    return [{**b.to_dict(), "verified": b.id in verified, "verified_by": verified.get(b.id)}
+            for b in backups]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def run(args: argparse.Namespace) -> int:
+    """List backups; with --require-verified exit 1 when the backup gate fails."""
+    from pgdrill.targets.sandbox.target import SandboxTarget
+
+    if args.max_age_days is not None and not args.require_verified:
+        raise BadInput("--max-age-days only applies to --require-verified",
+                       fix="add --require-verified, or drop --max-age-days")
+    if args.max_age_days is not None and args.max_age_days <= 0:
+        raise BadInput(f"--max-age-days must be positive, got {args.max_age_days:g}")
+    entries = ledger.verified_entries(reports_dir(args))
+    target = SandboxTarget(home=args.home, cluster=args.cluster)
+    backups = target.list_backups()
+    identity = target.cluster_identity()
+    verified = policy.verified_backups(entries, identity)
+    rows = backup_rows(backups, verified)
+    gate = None
+    if args.require_verified:
+        reason = policy.backup_gate(backups, verified, datetime.now(UTC),
+                                    max_age_days=args.max_age_days)
+        gate = {"passed": reason is None, "reason": reason}
+    if args.json:
+        print(json.dumps({"cluster": args.cluster, "cluster_identity": identity,
+                          "backups": rows, "gate": gate}, indent=2))
+    else:
+        print(f"cluster {args.cluster!r} (system identifier {identity}): "
+              f"{len(rows)} backup{'s' if len(rows) != 1 else ''}")
+        for r in rows:
+            mark = f"verified by {r['verified_by']}" if r["verified"] else "NOT verified"
+            print(f"  {r['id']}  {r['status']:<7} tl {r['timeline'] or '-'}  "
+                  f"{r['begin_time'] or '-'} .. {r['end_time'] or '-'}  "
+                  f"lsn {r['begin_lsn'] or '-'} .. {r['end_lsn'] or '-'}  "
+                  f"{_size(r['size'])}  {mark}")
+        if gate is not None:
+            print("gate: passed" if gate["passed"] else f"gate: FAILED: {gate['reason']}")
+    if gate is not None and not gate["passed"]:
+        if args.json:
+            print(f"pgdrill: backup gate failed: {gate['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    """Add `backups` to the `pgdrill` subcommands."""
+    parser = sub.add_parser("backups", help="the object store's backups and which ones a "
+                                            "passing restore drill verified")
+    parser.add_argument("--json", action="store_true", help="as JSON")
+    parser.add_argument("--require-verified", action="store_true",
+                        help="exit 1 unless the newest backup (or, with --max-age-days, one "
+                             "that recent) was restored by a passing drill")
+    parser.add_argument("--max-age-days", type=float, default=None,
+                        help="with --require-verified: a verified backup must have ended "
+                             "within this many days")
+    reports_arg(parser)
+    parser.add_argument("--home", default=None,
+                        help="sandbox state directory (default $PGDRILL_HOME or ./.pgdrill)")
+    parser.add_argument("--cluster", default="sandbox", help="cluster name (default sandbox)")
+    parser.set_defaults(func=run)
