@@ -4,7 +4,9 @@ exit codes are documented in pgdrill.errors and README."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 import warnings
 
 from pgdrill.commands import backups, ledger, sandbox
@@ -22,10 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def finish_stale_runs() -> None:
+    """Every command first finishes drills that died without finishing (see
+    pgdrill.chaos.stale): their evidence says `interrupted` and their leftovers go."""
+    from pgdrill.chaos.stale import recover_stale_runs
+
+    reports = Path(os.environ.get("PGDRILL_REPORTS") or "reports")
+    if reports.is_dir():
+        recover_stale_runs(reports)
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="platformdirs")
     args = build_parser().parse_args(argv)
     try:
+        finish_stale_runs()
         return args.func(args)
     except PgdrillError as exc:
         print(f"pgdrill: error: {exc}", file=sys.stderr)

@@ -99,10 +99,14 @@ def interruption(journal: dict, context: dict) -> dict | None:
     """Where an interrupted run stopped: the activity it was in and the last completed."""
     if journal.get("status") != "interrupted":
         return None
-    current = context.get("current_activity") or {}
-    return {"during": current.get("name"), "phase": current.get("phase"),
-            "last_completed_activity": context.get("last_completed_activity"),
-            "found_dead": bool(context.get("found_dead"))}
+    cut = context.get("interrupted_activity")
+    if cut:
+        last = context.get("last_completed_before_interruption")
+    else:  # found dead: nothing ran after the activity it was in
+        cut = context.get("current_activity") or {}
+        last = context.get("last_completed_activity")
+    return {"during": cut.get("name"), "phase": cut.get("phase"),
+            "last_completed_activity": last, "found_dead": bool(context.get("found_dead"))}
 
 
 def objectives(context: dict) -> dict:

@@ -10,6 +10,7 @@ from chaoslib.types import Configuration, Secrets
 from pgdrill import ledger, policy
 from pgdrill.chaos.activity import activity, ready_target
 from pgdrill.console import say
+from pgdrill.errors import TargetError
 
 __all__ = ["latest_backup_age_seconds", "latest_backup_verified", "latest_backup_within"]
 
@@ -21,7 +22,9 @@ def latest_backup_age_seconds(configuration: Configuration = None,
     (an error if there is none)."""
     backups = [b for b in ready_target(configuration).list_backups() if b.completed]
     if not backups:
-        raise ValueError("the object store holds no completed backup")
+        raise TargetError("the object store holds no completed backup",
+                          fix="take one (actions.backup.trigger_backup, or CNPG's "
+                          "ScheduledBackup)")
     newest = max(backups, key=lambda b: b.end_time)
     return round((datetime.now(UTC) - newest.end_time).total_seconds(), 3)
 

@@ -133,9 +133,19 @@ def before_activity_control(context: dict, configuration: dict | None = None,
     ctx = _context(configuration)
     if ctx is None:
         return
-    phase = ctx.read().get("phase") or "method"
+    data = ctx.read()
+    if data.get("current_activity") and not data.get("interrupted_activity"):
+        _note_interrupted(ctx, data)
+    phase = data.get("phase") or "method"
     ctx.update(current_activity={"name": context.get("name"), "type": context.get("type"),
                                  "phase": phase, "start": datetime.now(UTC).isoformat()})
+
+
+def _note_interrupted(ctx: RunContext, data: dict) -> None:
+    """The activity that started but never finished was cut short (a signal): remember it
+    and what had completed before it, before the rollbacks move on."""
+    ctx.update(interrupted_activity=data["current_activity"],
+               last_completed_before_interruption=data.get("last_completed_activity"))
 
 
 def after_activity_control(context: dict, state: dict | None = None,
@@ -153,8 +163,17 @@ def after_activity_control(context: dict, state: dict | None = None,
         entry["exception"] = "".join(state["exception"]).strip().splitlines()[-1]
     if "tolerance_met" in state:
         entry["tolerance_met"] = state["tolerance_met"]
-    ctx.append("activity_log", entry)
-    ctx.update(current_activity=None, last_completed_activity=entry["name"])
+    if not entry["status"]:
+        # Chaos Toolkit closes the activity's controls even when a signal cut it short,
+        # leaving its record without a status
+        entry["status"] = "interrupted"
+        if not ctx.read().get("interrupted_activity"):
+            _note_interrupted(ctx, {**ctx.read(), "current_activity": current})
+        ctx.append("activity_log", entry)
+        ctx.update(current_activity=None)
+    else:
+        ctx.append("activity_log", entry)
+        ctx.update(current_activity=None, last_completed_activity=entry["name"])
     write_partial_evidence(ctx.run_dir)
 
 
@@ -164,6 +183,9 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     ctx = _context(configuration)
     if ctx is None:
         return
+    data = ctx.read()
+    if data.get("current_activity") and not data.get("interrupted_activity"):
+        _note_interrupted(ctx, data)
     try:
         evidence = finish_run(ctx.run_dir, state)
     except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently

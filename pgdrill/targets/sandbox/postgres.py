@@ -16,15 +16,27 @@ SUPERUSER = "postgres"
 
 
 def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: float = 300,
-        what: str) -> str:
-    """Run a PostgreSQL tool as `run_as`; raise TargetError with its stderr on failure."""
-    try:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=env,
-            stdin=subprocess.DEVNULL, **run_as.popen_kwargs(),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TargetError(f"{what} did not finish within {timeout:.0f}s") from exc
+        what: str, pid_file: Path | None = None) -> str:
+    """Run a PostgreSQL tool as `run_as`; raise TargetError with its stderr on failure.
+    `pid_file`: where to note the tool's pid while it runs, so that a later cleanup can stop
+    it if this process dies first (SIGKILL leaves children running)."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, stdin=subprocess.DEVNULL, **run_as.popen_kwargs()) as proc:
+        if pid_file is not None:
+            pid_file.write_text(f"{proc.pid}\n")
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise TargetError(f"{what} did not finish within {timeout:.0f}s") from exc
+        except BaseException:
+            proc.kill()  # interrupted (SIGINT, SIGTERM): the tool must not outlive the drill
+            raise
+        finally:
+            if pid_file is not None:
+                pid_file.unlink(missing_ok=True)
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
         raise TargetError(f"{what} failed (exit {result.returncode}): " + " | ".join(detail))

@@ -22,6 +22,8 @@ from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import RESTORE_NAME, Layout, free_port
 from pgdrill.waiting import poll_until
 
+RESTORE_TOOL_PID = "restore-tool.pid"
+
 
 def restore_test_instance(layout: Layout) -> Instance | None:
     state = layout.read()
@@ -52,7 +54,8 @@ def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryT
         say(f"restoring base backup {backup.id} into {RESTORE_NAME} (port {port})")
         postgres.run(cluster.run_as, cluster.store.restore_argv(backup.id, data),
                      env=cluster.process_env(idir), timeout=timeout,
-                     what=f"barman-cloud-restore of {backup.id}")
+                     what=f"barman-cloud-restore of {backup.id}",
+                     pid_file=layout.home / RESTORE_TOOL_PID)
     with watch.phase("configure_recovery"):
         configure_recovery(cluster, data, target)
     with watch.phase("replay_wal_and_promote"):
@@ -119,10 +122,12 @@ def wait_promoted(data: Path, port: int, log: Path, timeout: float) -> None:
 
 
 def remove_restore_test(layout: Layout) -> None:
-    """Stop the restore-test instance and delete its storage (idempotent)."""
+    """Stop the restore-test instance (and a barman-cloud-restore a killed drill left
+    running) and delete its storage (idempotent)."""
     state = layout.read()
     if state is None:
         return
+    stop_orphaned_restore_tool(layout)
     data = layout.data_dir(RESTORE_NAME)
     pid = postgres.postmaster_pid(data)
     if pid is not None:
@@ -137,6 +142,23 @@ def remove_restore_test(layout: Layout) -> None:
         if state is not None and state.restore_port is not None:
             state.restore_port = state.restore_backup_id = None
             layout.write(state)
+
+
+def stop_orphaned_restore_tool(layout: Layout) -> None:
+    """A drill killed with SIGKILL mid-download leaves barman-cloud-restore writing into
+    restore-test: stop it (by the pid noted when it started, if that is still it)."""
+    pid_file = layout.home / RESTORE_TOOL_PID
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        cmdline = ""
+    if "barman-cloud-restore" in cmdline and str(layout.data_dir(RESTORE_NAME)) in cmdline:
+        terminate(pid, timeout=10)
+    pid_file.unlink(missing_ok=True)
 
 
 def fatal_lines(log: Path, limit: int = 3) -> list[str]:
