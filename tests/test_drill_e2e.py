@@ -28,8 +28,18 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert evidence["failover"]["seconds"] > 0
     assert evidence["validation"] and all(v["passed"] for v in evidence["validation"])
     assert (folder / "summary.md").read_text().startswith("# pvc-loss: PASSED")
-    # rollbacks (strategy always) removed the restore-test copy
-    assert json.loads(json.dumps(journal["rollbacks"]))[0]["status"] == "succeeded"
+    # recovery provably replayed to the end of the archive, and PostgreSQL's own check passed
+    assert evidence["restore"]["position_ok"] is True
+    assert evidence["restore"]["reached"]["stop_kind"] == "latest"
+    assert evidence["amcheck"]["passed"] is True and evidence["amcheck"]["problems"] == []
+    assert [v["name"] for v in evidence["validation"]][-1] == "pg_amcheck"
+    # every rollback (strategy always) ran and succeeded; restore-test is gone
+    assert [(r["activity"]["name"], r["status"]) for r in journal["rollbacks"]] == [
+        ("stop-load", "succeeded"), ("remove-restore-test", "succeeded")]
+    assert not (folder / "run.lock").exists()
+    ledger = [json.loads(line) for line in (folder.parent / "ledger.jsonl").read_text().splitlines()]
+    assert [(e["run_id"], e["verdict"], e["backup"]["id"]) for e in ledger] == [
+        (folder.name, "passed", evidence["backup"]["id"])]
 
 
 def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, tmp_path):

@@ -199,7 +199,8 @@ def test_the_load_follows_the_primary_through_a_failover(sandbox, sandbox_env, t
         summary = stop_load(configuration=cfg)
     assert gone(started["pid"])
     assert summary["writes_acknowledged"] == len(read_acks(log)) >= after_heal + 200
-    assert summary["requests"] > 0 and summary["failures"] >= 0
+    # the failover breaks the users' connections: the load must notice (measured 4-8)
+    assert summary["requests"] > 0 and summary["failures"] >= 1
     # the writes acknowledged after the failover are on the new primary (writes acknowledged
     # just before it may be lost by asynchronous replication: that is what drills measure)
     recent = {(a.client_id, a.seq) for a in read_acks(log)[after_heal:]}
