@@ -139,11 +139,13 @@ def restore_section(context: dict) -> dict | None:
     phases = dict(restore.get("phases") or {})
     if context.get("validation_seconds") is not None:
         phases["validate"] = context["validation_seconds"]
+    # time to a proven recovery: download + replay + promote + validation; none at all when
+    # the restore never finished (interrupted, failed)
+    finished = restore.get("started_at") is not None
     return {
         **restore,
         "phases": phases,
-        # time to a proven recovery: download + replay + promote + validation queries
-        "rto_seconds": round(sum(phases.values()), 3),
+        "rto_seconds": round(sum(phases.values()), 3) if finished else None,
     }
 
 
@@ -217,7 +219,12 @@ def render_summary(evidence: dict) -> str:
     if evidence.get("restore"):
         r = evidence["restore"]
         phases = ", ".join(f"{k} {v}s" for k, v in r["phases"].items())
-        lines.append(f"- restore RTO {r['rto_seconds']}s to {r['target']['kind']} ({phases})")
+        if r["rto_seconds"] is None:
+            lines.append(f"- restore to {r['target']['kind']} of backup {r['backup_id']} did "
+                         "not finish")
+        else:
+            lines.append(f"- restore RTO {r['rto_seconds']}s to {r['target']['kind']} "
+                         f"({phases})")
         reached = r.get("reached")
         if reached:
             lines.append(f"- recovery stopped at {reached['lsn']} on timeline "

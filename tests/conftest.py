@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,9 @@ def sandbox_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def sandbox():
-    """One real sandbox for the session, removed at the end."""
+@contextmanager
+def running_sandbox():
+    """A real sandbox of its own, stopped and removed on the way out."""
     from pgdrill.targets.sandbox.target import SandboxTarget
 
     parent = sandbox_parent_dir()
@@ -49,6 +50,13 @@ def sandbox():
     finally:
         target.down()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One real sandbox for the session, removed at the end."""
+    with running_sandbox() as target:
+        yield target
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ def context(validation=None, restore=True):
         ctx["restore"] = {"backup_id": "B1", "phases": {"download_base_backup": 1.0,
                                                         "replay_wal_and_promote": 2.5},
                           "target": {"kind": "latest"}, "position_ok": True,
+                          "started_at": "2026-11-30T20:00:00+00:00",
                           "reached": {"timeline": 2, "parent_timeline": 1, "lsn": "0/6000000",
                                       "reason": "no recovery target specified",
                                       "stop_kind": "latest"}}
@@ -183,4 +184,14 @@ def test_interruption_names_the_activity_and_the_last_completed():
     assert ev["interruption"] == {"during": "restore", "phase": "method",
                                   "last_completed_activity": "manual-backup",
                                   "found_dead": False}
+    validate(ev)
+
+
+def test_an_unfinished_restore_has_no_rto():
+    ctx = context()
+    ctx["restore"].update(started_at=None, phases={})
+    ev = build_evidence(journal(status="interrupted"), ctx, experiment="e", target="sandbox",
+                        environment="develop")
+    assert ev["restore"]["rto_seconds"] is None
+    assert "did not finish" in render_summary(ev)
     validate(ev)

@@ -3,10 +3,8 @@ middle of the restore run the rollbacks at once; SIGKILL leaves partial evidence
 next `pgdrill` command finishes it and removes the leftovers; a following drill passes."""
 
 import json
-import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -93,7 +91,10 @@ def test_sigkill_mid_drill_is_finished_by_the_next_command_and_a_drill_then_pass
     drill = start_drill(sandbox_env, tmp_path)
     try:
         folder = wait_mid_restore(sandbox, tmp_path / "reports")
-        time.sleep(0.5)  # let barman-cloud-restore write: the leftovers are the point here
+        # let barman-cloud-restore write into restore-test: the leftovers are the point here
+        data = sandbox.layout.data_dir(RESTORE_NAME)
+        poll_until(lambda: data.is_dir() and any(data.iterdir()), timeout=120, interval=0.02,
+                   what="barman-cloud-restore to write into restore-test")
         drill.send_signal(signal.SIGKILL)
         drill.communicate(timeout=60)
     finally:

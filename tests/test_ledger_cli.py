@@ -122,7 +122,8 @@ def test_backups_are_verified_only_by_a_passing_restore_in_the_ledger(sandbox, s
     for row in rows.values():
         assert LSN.match(row["begin_lsn"]) and LSN.match(row["end_lsn"])
         assert isinstance(row["size"], int) and row["size"] > 100_000
-        assert row["begin_time"] and row["end_time"] and row["timeline"] == 1
+        # the session's sandbox may have failed over before: any timeline, but a real one
+        assert row["begin_time"] and row["end_time"] and row["timeline"] >= 1
         assert row["status"] == "DONE"
     assert [b["id"] for b in data["backups"]] == sorted(rows)  # oldest first
 

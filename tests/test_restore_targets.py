@@ -31,7 +31,10 @@ def test_restore_to_named_point_and_to_latest(sandbox, sandbox_env, tmp_path):
     try:
         record = restore_latest_backup(restore_point="before-bad-change", configuration=cfg)
         assert record["target"] == {"kind": "restore_point", "name": "before-bad-change",
-                                    "lsn": None, "time": None}
+                                    "real_name": point["real_name"],
+                                    "expected_lsn": point["lsn"], "lsn": None, "time": None}
+        assert point["real_name"].startswith("before-bad-change@")
+        assert record["reached"]["lsn"] == point["lsn"] and record["position_ok"] is True
         assert query_value("SELECT count(*) FROM pitr_probe", instance="restore-test",
                            configuration=cfg) == 10
 

@@ -4,7 +4,6 @@ reset` discards a sandbox. Real processes, killed by pid; no mocks."""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import InstanceState, Layout, SandboxState
 from pgdrill.targets.sandbox.target import SandboxTarget
 from pgdrill.waiting import poll_until
-from tests.conftest import REPO, run_chaos, sandbox_parent_dir
+from tests.conftest import REPO, run_chaos, running_sandbox
 
 PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 
@@ -31,14 +30,8 @@ PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 @pytest.fixture
 def own_sandbox():
     """A sandbox of this test's own (it gets broken on purpose), always stopped at the end."""
-    parent = sandbox_parent_dir()
-    target = SandboxTarget(home=parent / "home")
-    try:
-        target.up()
+    with running_sandbox() as target:
         yield target
-    finally:
-        target.down()
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def kill(pid: int) -> None:

@@ -115,19 +115,12 @@ def client(endpoint_url: str):
     )
 
 
-def wait_and_create_bucket(endpoint_url: str, bucket: str, timeout: float = 30) -> None:
-    s3 = client(endpoint_url)
-
-    def ready() -> bool:
-        try:
-            s3.list_buckets()
-            return True
-        except (BotoCoreError, ClientError):
-            return False
-
-    poll_until(ready, timeout=timeout, what=f"the S3 endpoint at {endpoint_url}")
+def wait_and_create_bucket(endpoint_url: str, bucket: str, pid: int,
+                           timeout: float = 30) -> None:
+    """Wait for the new server (pid `pid`) to answer, then create `bucket`."""
+    wait_ready(endpoint_url, pid, timeout=timeout)
     try:
-        s3.create_bucket(Bucket=bucket)
+        client(endpoint_url).create_bucket(Bucket=bucket)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
                                                               "BucketAlreadyExists"):

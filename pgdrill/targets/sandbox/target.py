@@ -237,7 +237,7 @@ class SandboxTarget:
         say(f"starting S3 endpoint on {state.endpoint_url} (bucket {self.bucket})")
         state.s3_pid = start_server(state.s3_port, self.layout.s3_log)
         self.layout.write(state)
-        wait_and_create_bucket(state.endpoint_url, self.bucket)
+        wait_and_create_bucket(state.endpoint_url, self.bucket, state.s3_pid)
         # tells this store from an emptied one after a restart (moto keeps it in memory)
         s3.write_marker(state.endpoint_url, self.bucket, self.cluster_name,
                         {"cluster": self.cluster_name, "created_at": state.created_at,
