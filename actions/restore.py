@@ -8,7 +8,7 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
-from pgdrill.errors import BadInput, PgdrillError
+from pgdrill.errors import PgdrillError
 from pgdrill.model import RecoveryTarget
 from pgdrill.recovery_position import position_mismatch
 from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
