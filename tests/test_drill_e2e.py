@@ -65,3 +65,23 @@ def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, t
     assert failed[0]["actual"] == "ok"
     assert any("sentinel-row" in r for r in evidence["reasons"])
     assert evidence["backup"]["validated"] is False
+
+
+def test_a_drill_on_a_repaired_sandbox_says_so(sandbox, sandbox_env, tmp_path):
+    import os
+    import signal
+
+    from pgdrill.procs import pid_alive
+    from pgdrill.waiting import poll_until
+
+    pid = sandbox.layout.read().supervisor_pid
+    os.kill(pid, signal.SIGKILL)
+    poll_until(lambda: not pid_alive(pid), timeout=10, what="the supervisor to die")
+    out = run_chaos("experiments/pitr-restore-point.json", sandbox_env, tmp_path)
+    evidence = json.loads((only_run_folder(tmp_path / "reports") / "evidence.json").read_text())
+    assert out.returncode == 0, (evidence["reasons"], out.stderr[-2000:])
+    assert evidence["verdict"] == "passed"
+    [repair] = evidence["preflight"]["repairs"]
+    assert repair.startswith("restarted the supervisor")
+    assert sandbox.layout.read().supervisor_pid != pid
+    assert "repaired in place" in (only_run_folder(tmp_path / "reports") / "summary.md").read_text()
