@@ -92,11 +92,18 @@ def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "
     The repair is one transaction on the primary: TRUNCATE, COPY every row from
     restore-test, fingerprint the result against the pre-damage fingerprint, COMMIT only if
     they are equal (TRUNCATE also drops a physically corrupted file). Use it as a rollback
-    after a corruption drill, before cleanup_restore. Returns the repair report."""
+    after a corruption drill, before cleanup_restore. A run that injected no fault (say,
+    interrupted before it) has nothing to repair: the report says so and nothing fails.
+    Returns the repair report."""
     ctx = run_context(configuration)
     data = ctx.read()
     label = ((data.get("restore") or {}).get("requested") or {}).get("name")
     report = RepairReport(table=table, reference=label)
+    if not data.get("fault"):
+        # e.g. a drill interrupted before its fault: there is nothing to repair
+        say(f"repair of {table}: no fault was injected in this run, nothing to repair")
+        ctx.update(repair=report.to_dict())
+        return report.to_dict()
     report.refused = repair_refusals(data, table, label)
     target = ready_target(configuration)
     restored = target.restored_instance()

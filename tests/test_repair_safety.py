@@ -25,6 +25,9 @@ def restore_to_point(sandbox, cfg):
     sandbox.wait_ready(timeout=120)
     mark_restore_point("pre-damage", configuration=cfg)
     capture_fingerprints(tables=[TABLE], label="pre-damage", configuration=cfg)
+    # stands in for corrupt_table (the primary's table stays intact, so that a refused repair
+    # can be seen to leave it as it was)
+    RunContext.from_configuration(cfg).update(fault={"kind": "corrupt_table", "table": TABLE})
     restore_latest_backup(restore_point="pre-damage", configuration=cfg)
 
 
@@ -87,5 +90,14 @@ def test_a_repair_whose_result_differs_is_rolled_back(sandbox, sandbox_env, tmp_
                 copy_table_checked(src, dst, TABLE, before)
     finally:
         cleanup_restore(configuration=cfg)
+    after = primary_print(sandbox)
+    assert (after.rows, after.digest) == (before.rows, before.digest)
+
+
+def test_a_run_without_a_fault_has_nothing_to_repair(sandbox, sandbox_env, tmp_path):
+    cfg = {RUN_DIR_KEY: str(tmp_path)}
+    before = primary_print(sandbox)
+    report = repair_table_from_restore(TABLE, configuration=cfg)
+    assert report["performed"] is False and report["refused"] == []
     after = primary_print(sandbox)
     assert (after.rows, after.digest) == (before.rows, before.digest)
