@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 ## Run one drill (default experiments/pvc-loss.json) against the sandbox; evidence in reports/.
 drill: venv
-	@status=0; $(CHAOS) run --journal-path reports/latest-journal.json $(EXPERIMENT) || status=$$?; \
+	@$(VENV)/bin/pgdrill validate $(EXPERIMENT) || exit $$?; \
+	status=0; $(CHAOS) run --journal-path reports/latest-journal.json $(EXPERIMENT) || status=$$?; \
 	echo "The sandbox keeps running for the next drill; stop it with: $(VENV)/bin/pgdrill sandbox down"; \
 	exit $$status
 

@@ -8,11 +8,11 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
-from pgdrill.errors import PgdrillError
+from pgdrill.errors import BadInput, PgdrillError, TargetError
 from pgdrill.model import RecoveryTarget
 from pgdrill.recovery_position import position_mismatch
 from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
-from pgdrill.restore_plan import choose_backup
+from pgdrill.restore_plan import backup_start_lsn, choose_backup
 from pgdrill.restored import read_reached_position
 
 __all__ = ["restore_latest_backup", "cleanup_restore", "repair_table_from_restore"]
@@ -32,6 +32,9 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     records `reached` (LSN, timeline, reason) beside `requested`; the activity fails, naming
     both positions, when recovery stopped anywhere but the requested point (another restore
     point of the same name, an earlier LSN, a time before the target).
+    Refused before restore-test is touched: an object store without a completed backup, a
+    target time before the oldest backup ended, a restore point neither marked in this run
+    nor in the source's WAL since the chosen backup began.
     Returns backup id, requested and reached positions and phase timings; the copy is not
     "successful" until probes.verify.checklist_passes validates it."""
     ctx = run_context(configuration)
@@ -40,7 +43,12 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     recovery = RecoveryTarget.parse(target_time, target_lsn, real_name)
     target = ready_target(configuration)
     not_after = datetime.fromisoformat(point["time"]) if point else None
-    backup = choose_backup(target.list_backups(), recovery, not_after)
+    backup = choose_backup(target.list_backups(), recovery, not_after,
+                           where=backup_destination(target))
+    # refused here, before restore-test is touched: a name neither marked in this run nor
+    # in the WAL would replay the whole archive and end in PostgreSQL's FATAL
+    wal_check = (check_restore_point_in_wal(target, real_name, backup)
+                 if recovery.kind == "restore_point" and not point else None)
     requested = {**recovery.to_dict(), "name": restore_point, "real_name": real_name,
                  "expected_lsn": point.get("lsn") if point else None}
     if recovery.kind != "restore_point":
@@ -49,6 +57,8 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     # recorded before the restore, so an interrupted restore still names what it restored
     record = {"backup_id": backup.id, "target": requested, "requested": requested,
               "started_at": None, "phases": {}}
+    if wal_check:
+        record["restore_point_check"] = wal_check
     ctx.update(backup=backup.to_dict(), restore=record)
     result = target.restore(backup, recovery, timeout=float(timeout_seconds))
     record.update(started_at=result.started_at.isoformat(), phases=result.phases,
@@ -67,6 +77,46 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
         f"recovery stopped at {reached.describe()}")
     return record
+
+
+def backup_destination(target) -> str | None:
+    """The target's bucket and serverName for messages, when it can say."""
+    describe = getattr(target, "backup_destination", None)
+    try:
+        return describe() if describe else None
+    except PgdrillError:
+        return None
+
+
+def check_restore_point_in_wal(target, name: str, backup) -> dict:
+    """Refuse (BadInput) a restore point that is not in the source's WAL since `backup`
+    began; when the target cannot tell (WAL recycled, no begin LSN, the source down: a
+    restore must still work then), say so and let the restore go ahead — PostgreSQL's
+    replay is then the judge. Returns what was checked."""
+    since = backup_start_lsn(backup)
+    check = {"name": name, "since_lsn": since, "found_lsn": None, "checked": False,
+             "note": None}
+    finder = getattr(target, "find_restore_point", None)
+    if since is None or finder is None:
+        check["note"] = ("backup has no begin LSN" if since is None
+                         else "the target cannot search its WAL")
+    else:
+        try:
+            check["found_lsn"] = finder(name, since)
+            check["checked"] = True
+        except TargetError as exc:  # WalNotAvailable, or the source is down: cannot tell
+            check["note"] = exc.message
+    if not check["checked"]:
+        say(f"cannot check restore point {name!r} before restoring ({check['note']}); "
+            f"PostgreSQL's replay will tell")
+    elif check["found_lsn"] is None:
+        raise BadInput(f"restore point {name!r} was not created in this run and is not in the "
+                       f"WAL since backup {backup.id} (began at LSN {since})",
+                       fix="mark it with actions.backup.mark_restore_point, or check the name")
+    else:
+        say(f"restore point {name!r} is in the WAL at {check['found_lsn']}, after backup "
+            f"{backup.id} began ({since})")
+    return check
 
 
 @activity

@@ -7,6 +7,7 @@ from actions.backup import mark_restore_point
 from actions.restore import cleanup_restore, restore_latest_backup
 from pgdrill.runcontext import RUN_DIR_KEY
 from pgdrill.targets.sandbox.cluster import SandboxCluster
+from pgdrill.targets.sandbox.state import RESTORE_NAME
 from probes.sql import query_value
 
 pytestmark = pytest.mark.sandbox
@@ -49,15 +50,22 @@ def test_restore_to_named_point_and_to_latest(sandbox, sandbox_env, tmp_path):
     assert sandbox.restored_instance() is None
 
 
-def test_unreachable_restore_point_fails_with_postgres_reason(sandbox, sandbox_env, tmp_path):
+def test_unknown_restore_point_is_refused_before_restoring(sandbox, sandbox_env, tmp_path):
+    """A name neither marked in this run nor in the WAL since the backup began is refused
+    before restore-test is touched (it used to replay the whole archive and end in
+    PostgreSQL's FATAL "recovery ended before configured recovery target was reached")."""
     cfg = {RUN_DIR_KEY: str(tmp_path)}
-    try:
-        with pytest.raises(ActivityFailed) as err:
-            restore_latest_backup(restore_point="never-created", timeout_seconds=120,
-                                  configuration=cfg)
-        assert "recovery ended before configured recovery target was reached" in str(err.value)
-    finally:
-        cleanup_restore(configuration=cfg)
+    cleanup_restore(configuration=cfg)
+    backup = max((b for b in sandbox.list_backups() if b.completed), key=lambda b: b.end_time)
+    with pytest.raises(ActivityFailed) as err:
+        restore_latest_backup(restore_point="never-created", timeout_seconds=120,
+                              configuration=cfg)
+    assert str(err.value) == (
+        f"restore point 'never-created' was not created in this run and is not in the WAL "
+        f"since backup {backup.id} (began at LSN {backup.begin_lsn})\n"
+        f"  fix: mark it with actions.backup.mark_restore_point, or check the name")
+    assert sandbox.restored_instance() is None
+    assert not sandbox.layout.data_dir(RESTORE_NAME).exists()
 
 
 def test_fingerprint_mismatch_is_bisected_to_the_damaged_key(sandbox, sandbox_env, tmp_path):

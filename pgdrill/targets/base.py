@@ -6,7 +6,13 @@ from typing import Protocol, runtime_checkable
 
 import psycopg
 
+from pgdrill.errors import TargetError
 from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
+
+
+class WalNotAvailable(TargetError):
+    """Target.find_restore_point cannot tell: the WAL it would have to read is gone (or could
+    not be read). Not a refusal: the restore goes ahead and PostgreSQL's replay decides."""
 
 
 @runtime_checkable
@@ -59,3 +65,11 @@ class Target(Protocol):
 
     def cleanup_restore(self) -> None:
         """Remove the restore-test instance and its storage (idempotent)."""
+
+    def backup_destination(self) -> str:
+        """Where the backups are, for messages: bucket (destinationPath) and serverName."""
+
+    def find_restore_point(self, name: str, since_lsn: str) -> str | None:
+        """The LSN of the first restore point record named exactly `name` at or after
+        `since_lsn` in the source's WAL, or None when that WAL holds none. Raises
+        WalNotAvailable when the WAL since `since_lsn` cannot be read any more."""

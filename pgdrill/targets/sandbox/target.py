@@ -206,3 +206,18 @@ class SandboxTarget(SandboxLifecycle):
 
     def cleanup_restore(self) -> None:
         remove_restore_test(self.layout)
+
+    # -- checks before a restore -----------------------------------------------------------
+    def backup_destination(self) -> str:
+        store = self._cluster().store
+        return (f"s3://{store.bucket}/{store.server_name}/ (bucket {store.bucket}, serverName "
+                f"{store.server_name}, at {store.endpoint_url})")
+
+    def find_restore_point(self, name: str, since_lsn: str) -> str | None:
+        """pg_waldump over the primary's pg_wal (pgdrill.targets.sandbox.walscan)."""
+        from pgdrill.targets.sandbox import walscan
+
+        primary = self.primary()
+        with self.connect(primary, "postgres") as conn:
+            return walscan.find_restore_point(
+                conn, self.layout.data_dir(primary.name) / "pg_wal", name, since_lsn)
