@@ -192,6 +192,8 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "restore_points": context.get("restore_points") or {},
         "preflight": {"repairs": context.get("preflight_repairs") or [],
                       "cluster_identity": context.get("cluster_identity")},
+        # where the S3 credentials came from (file, recipients, key names): never values
+        "credentials": context.get("credentials"),
         "interruption": interruption(journal, context),
     }
 
@@ -231,6 +233,10 @@ def render_summary(evidence: dict) -> str:
                          f"{reached['parent_timeline']} ({reached['reason']}): "
                          + ("the requested position" if r.get("position_ok")
                             else f"**WRONG POSITION** — {r.get('position_error')}"))
+    if evidence.get("credentials"):
+        c = evidence["credentials"]
+        lines.append(f"- S3 credentials: SOPS/age file {c.get('file')} (recipients "
+                     f"{', '.join(c.get('recipients') or [])}), MAC verified")
     if (evidence.get("preflight") or {}).get("repairs"):
         lines.append("- the target was repaired in place before the drill: "
                      + "; ".join(evidence["preflight"]["repairs"]))

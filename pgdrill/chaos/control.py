@@ -22,7 +22,10 @@ from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
-from pgdrill.chaos.preflight import check_environment, environment_of
+from pgdrill.chaos.preflight import (
+    apply_environment_file, check_credentials_file, check_environment,
+    check_no_plaintext_credentials, environment_of,
+)
 from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
 from pgdrill.chaos.stale import recover_stale_runs, write_lock
 from pgdrill.console import say
@@ -54,6 +57,7 @@ def _context(configuration: dict | None) -> RunContext | None:
 
 
 def before_experiment_control(context: dict, configuration: dict | None = None,
+                              secrets: dict | None = None,
                               experiment_name_override: str | None = None, **_: object) -> None:
     """Finish stale runs, create the run folder and its lock, run the preflight checks."""
     if configuration is None:
@@ -80,10 +84,19 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
     )
     say(f"run folder {run_dir}")
     try:
+        environment_file = apply_environment_file(configuration)
+        if environment_file:
+            kind = target_kind(configuration)
+            ctx.update(environment_file=environment_file, target=kind,
+                       environment=environment_of(configuration),
+                       cluster=configuration.get("cluster") or "sandbox")
+        check_no_plaintext_credentials(configuration, secrets)
         check_environment(configuration, name, kind, reports)
         target = get_target(configuration)
+        check_credentials_file(configuration, secrets, target)
         repairs = target.ensure_ready()
         ctx.update(preflight_repairs=list(repairs or []),
+                   credentials=target.credentials_source(),
                    cluster_identity=target.cluster_identity())
     except PgdrillError as exc:
         say(f"preflight refused: {exc}")

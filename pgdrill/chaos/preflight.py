@@ -4,10 +4,12 @@ target is ready (repaired in place, never rebuilt)."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pgdrill import policy
+from pgdrill.credentials import SOPS_WAY, plaintext_credentials
 from pgdrill.errors import PgdrillError, PreflightRefused
 
 
@@ -47,7 +49,54 @@ def check_environment(configuration: dict, experiment: str, target_kind: str,
             "use environment develop on the sandbox (the default)")
 
 
+def check_no_plaintext_credentials(configuration: dict, secrets: dict | None) -> None:
+    """Guardrail 2: S3 credentials come from SOPS/age files only. Plaintext ones in the
+    configuration (and so in --var / var files), inline secrets or pgdrill's own environment
+    variables refuse the drill, naming where (never the value)."""
+    found = plaintext_credentials(configuration, secrets, dict(os.environ))
+    if found:
+        raise PreflightRefused("plaintext S3 credentials are not accepted: " + ", ".join(found),
+                               fix=f"remove them; {SOPS_WAY}")
+
+
 def _truthy(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def apply_environment_file(configuration: dict) -> str | None:
+    """Load `environment_file` (PGDRILL_ENVIRONMENT_FILE) into the configuration: its
+    environment, target, cluster, credentials file and settings win over the experiment's
+    defaults. Returns the file's path, or None when there is none."""
+    from pgdrill.environments import load_environment_file
+
+    path = configuration.get("environment_file") or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
+    if not path:
+        return None
+    configuration.update(load_environment_file(path).configuration())
+    return str(path)
+
+
+def credentials_file_of(configuration: dict, secrets: dict | None) -> str | None:
+    """The SOPS file named by the environment file, or by a secrets entry
+    {"type": "sops", "file": ...} of the experiment."""
+    if configuration.get("s3_credentials_file"):
+        return str(configuration["s3_credentials_file"])
+    for entries in (secrets or {}).values():
+        for value in (entries or {}).values() if isinstance(entries, dict) else ():
+            if isinstance(value, dict) and value.get("type") == "sops" and value.get("file"):
+                return str(value["file"])
+    return None
+
+
+def check_credentials_file(configuration: dict, secrets: dict | None, target) -> None:
+    """The sandbox reads its own SOPS file; naming another one is a mistake worth saying."""
+    named = credentials_file_of(configuration, secrets)
+    own = getattr(getattr(target, "layout", None), "credentials_file", None)
+    if named and own is not None and Path(named).resolve() != Path(own).resolve():
+        raise PreflightRefused(
+            f"the sandbox reads its S3 credentials from its own SOPS file {own}; the "
+            f"credentials file {named} is for a real cluster (pgdrill_target: cnpg)",
+            fix="drop the credentials file from the environment file or secrets block for "
+            "sandbox drills")

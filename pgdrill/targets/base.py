@@ -25,6 +25,10 @@ class Target(Protocol):
         """Make the target usable without destroying anything, or raise PreflightRefused
         naming the fix. Returns what had to be repaired in place (empty when nothing)."""
 
+    def credentials_source(self) -> dict:
+        """Where the object store's credentials come from (decrypting and MAC-verifying
+        them): file, recipients, key names, bucket, endpoint — never a value."""
+
     def cluster_identity(self) -> str:
         """A stable identity of the source cluster: PostgreSQL's system_identifier (a
         restored copy shares it; a re-initialised cluster gets a new one)."""

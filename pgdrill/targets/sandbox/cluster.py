@@ -3,18 +3,19 @@ the supervisor: create, clone, start, promote, seed, back up."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
 import psycopg
 
-from pgdrill.errors import TargetError
+from pgdrill.credentials import S3Credentials, load_s3_credentials, write_encrypted_secret
+from pgdrill.errors import PreflightRefused, TargetError
 from pgdrill.model import Instance, Role
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.barman import ObjectStore
 from pgdrill.targets.sandbox.osuser import RunAs
-from pgdrill.targets.sandbox.s3 import sandbox_credentials_env
 from pgdrill.targets.sandbox.state import Layout, SandboxState
 from pgdrill.waiting import poll_until
 
@@ -24,11 +25,41 @@ APP_DB = "app"
 ARCHIVE_TIMEOUT_S = 10
 
 
+def sandbox_credentials(layout: Layout) -> S3Credentials:
+    """The sandbox's S3 credentials, read the production way: decrypted (MAC verified) from
+    its SOPS-encrypted `cnpg-backup-s3` file with its own age identity."""
+    if not layout.credentials_file.is_file() or not layout.age_key_file.is_file():
+        raise PreflightRefused(
+            f"the sandbox in {layout.home} has no SOPS-encrypted credentials file "
+            f"({layout.credentials_file.name}) and age identity: it was made by an older "
+            "pgdrill, or they were removed",
+            fix="`pgdrill sandbox reset --yes` discards this sandbox and builds a new one")
+    return load_s3_credentials(layout.credentials_file, [str(layout.age_key_file)])
+
+
+def create_sandbox_credentials(layout: Layout, values: dict[str, str]) -> S3Credentials:
+    """A new age identity for the sandbox and its credentials encrypted to it."""
+    from pgdrill import sops
+
+    secret_key, recipient = sops.new_identity()
+    layout.age_key_file.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.age_key_file.parent, 0o700)
+    fd = os.open(layout.age_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# pgdrill sandbox identity\n# public key: {recipient}\n{secret_key}\n")
+    write_encrypted_secret(layout.credentials_file, values, [recipient])
+    return sandbox_credentials(layout)
+
+
 class SandboxCluster:
     def __init__(self, layout: Layout, state: SandboxState, run_as: RunAs) -> None:
         self.layout = layout
         self.state = state
         self.run_as = run_as
+
+    @functools.cached_property
+    def credentials(self) -> S3Credentials:
+        return sandbox_credentials(self.layout)
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -47,7 +78,7 @@ class SandboxCluster:
             "LANG": "C.UTF-8",
             "HOME": str(home or self.layout.home),
         }
-        env.update(sandbox_credentials_env())
+        env.update(self.credentials.process_env())
         return env
 
     # -- instance lifecycle ---------------------------------------------------------

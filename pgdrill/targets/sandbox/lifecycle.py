@@ -17,7 +17,9 @@ from pgdrill.errors import BadInput, PgdrillError, PreflightRefused, TargetError
 from pgdrill.model import Role
 from pgdrill.procs import spawn_detached, terminate
 from pgdrill.targets.sandbox import postgres, s3, supervisor
-from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster, replica_streaming
+from pgdrill.targets.sandbox.cluster import (
+    APP_DB, SandboxCluster, create_sandbox_credentials, replica_streaming, sandbox_credentials,
+)
 from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
 from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
 from pgdrill.targets.sandbox.state import (
@@ -140,7 +142,7 @@ class SandboxLifecycle:
         t0 = time.monotonic()
         pid = s3.start_server(port, self.layout.s3_log)
         try:
-            s3.wait_ready(endpoint, pid)
+            s3.wait_ready(endpoint, pid, sandbox_credentials(self.layout))
         except TargetError:
             terminate(pid)
             if not port_free(port):
@@ -154,7 +156,8 @@ class SandboxLifecycle:
     def _check_store(self, state: SandboxState) -> None:
         """After any repair: is the store still ours? moto keeps its objects in memory."""
         try:
-            why = s3.emptied(state.endpoint_url, state.bucket, state.cluster)
+            why = s3.emptied(state.endpoint_url, state.bucket, state.cluster,
+                             sandbox_credentials(self.layout))
         except TargetError as exc:
             raise PreflightRefused(f"cannot check the sandbox's object store: {exc.message}",
                                    fix=f"see {self.layout.s3_log}; {RESET_FIX}") from exc
@@ -225,14 +228,18 @@ class SandboxLifecycle:
         for i, name in enumerate(names):
             state.instances[name] = InstanceState(port=free_port(),
                                                   role="primary" if i == 0 else "replica")
+        credentials = create_sandbox_credentials(
+            self.layout, s3.new_sandbox_credentials(state.endpoint_url, self.bucket))
+        say(f"S3 credentials: SOPS/age-encrypted in {self.layout.credentials_file} for the "
+            f"sandbox's own identity ({self.layout.age_key_file})")
         say(f"starting S3 endpoint on {state.endpoint_url} (bucket {self.bucket})")
         state.s3_pid = start_server(state.s3_port, self.layout.s3_log)
         self.layout.write(state)
-        wait_and_create_bucket(state.endpoint_url, self.bucket, state.s3_pid)
+        wait_and_create_bucket(state.endpoint_url, self.bucket, state.s3_pid, credentials)
         # tells this store from an emptied one after a restart (moto keeps it in memory)
         s3.write_marker(state.endpoint_url, self.bucket, self.cluster_name,
                         {"cluster": self.cluster_name, "created_at": state.created_at,
-                         "home": str(self.layout.home)})
+                         "home": str(self.layout.home)}, credentials)
 
         cluster = SandboxCluster(self.layout, state, run_as)
         primary = names[0]
@@ -361,8 +368,9 @@ class SandboxLifecycle:
                           "memory: the backups and WAL archive are gone")
         elif store_lost is None:
             try:
-                store_lost = s3.emptied(state.endpoint_url, state.bucket, state.cluster)
-            except TargetError:
+                store_lost = s3.emptied(state.endpoint_url, state.bucket, state.cluster,
+                                        sandbox_credentials(self.layout))
+            except PgdrillError:
                 store_lost = None
         return {
             "up": self.is_up(),

@@ -7,12 +7,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+from pgdrill.credentials import redact
 from pgdrill.errors import TargetError
 from pgdrill.pgbin import BIN, binary  # noqa: F401  (postgres.BIN / postgres.binary stay)
 from pgdrill.targets.sandbox.osuser import RunAs
 from pgdrill.procs import pid_alive
 
 SUPERUSER = "postgres"
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: float = 300,
@@ -36,11 +38,17 @@ def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: flo
         finally:
             if pid_file is not None:
                 pid_file.unlink(missing_ok=True)
-    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise TargetError(f"{what} failed (exit {result.returncode}): " + " | ".join(detail))
-    return result.stdout
+    if proc.returncode != 0:
+        detail = (stderr or stdout).strip().splitlines()[-5:]
+        # a tool may echo what it was given: never let a credential through
+        raise TargetError(redact(f"{what} failed (exit {proc.returncode}): "
+                                 + " | ".join(detail), credential_values(env)))
+    return stdout
+
+
+def credential_values(env: dict | None) -> list[str]:
+    """The credential values in a child's environment (to redact from its messages)."""
+    return [v for k, v in (env or {}).items() if k in CREDENTIAL_ENV]
 
 
 def initdb(run_as: RunAs, data: Path) -> None:

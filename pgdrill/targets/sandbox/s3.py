@@ -7,6 +7,7 @@ written at creation (`<cluster>/pgdrill-sandbox.json`) tells an emptied store fr
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -14,23 +15,22 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pgdrill.credentials import S3Credentials
 from pgdrill.errors import TargetError
 from pgdrill.procs import pid_alive, spawn_detached
 from pgdrill.targets.sandbox.state import process_runs
 from pgdrill.waiting import poll_until
 
-# moto accepts any credentials; these are not secrets, they only satisfy the AWS SDK.
-# Real S3 credentials come from SOPS/age files (cnpg target), never from here.
-SANDBOX_ACCESS_KEY_ID = "pgdrill-sandbox"
 SANDBOX_REGION = "us-east-1"
 
 
-def sandbox_credentials_env() -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_ACCESS_KEY_ID,
-        "AWS_DEFAULT_REGION": SANDBOX_REGION,
-    }
+def new_sandbox_credentials(endpoint_url: str, bucket: str) -> dict[str, str]:
+    """Fresh random credentials for a new sandbox (moto accepts any): they go straight into
+    the sandbox's SOPS-encrypted `cnpg-backup-s3` file, and every drill reads them from
+    there, the way it reads a real cluster's."""
+    return {"ACCESS_KEY_ID": "PGDRILL" + secrets.token_hex(8).upper(),
+            "ACCESS_SECRET_KEY": secrets.token_urlsafe(30), "BUCKET": bucket,
+            "ENDPOINT": endpoint_url, "REGION": SANDBOX_REGION}
 
 
 def start_server(port: int, log: Path) -> int:
@@ -44,9 +44,10 @@ def server_running(pid: int | None, port: int) -> bool:
     return process_runs(pid, "moto.server", f"-p {port} ")
 
 
-def wait_ready(endpoint_url: str, pid: int, timeout: float = 30) -> None:
+def wait_ready(endpoint_url: str, pid: int, credentials: S3Credentials,
+               timeout: float = 30) -> None:
     """Wait until the server answers S3 requests; fail fast when its process exits."""
-    s3 = client(endpoint_url)
+    s3 = client(endpoint_url, credentials)
 
     def ready() -> bool:
         if not pid_alive(pid):
@@ -68,19 +69,21 @@ def marker_key(server_name: str) -> str:
     return f"{server_name}/{MARKER}"
 
 
-def write_marker(endpoint_url: str, bucket: str, server_name: str, content: dict) -> None:
-    client(endpoint_url).put_object(Bucket=bucket, Key=marker_key(server_name),
+def write_marker(endpoint_url: str, bucket: str, server_name: str, content: dict,
+                 credentials: S3Credentials) -> None:
+    client(endpoint_url, credentials).put_object(Bucket=bucket, Key=marker_key(server_name),
                                     Body=json.dumps(content, sort_keys=True).encode(),
                                     ContentType="application/json")
 
 
-def emptied(endpoint_url: str, bucket: str, server_name: str) -> str | None:
+def emptied(endpoint_url: str, bucket: str, server_name: str,
+            credentials: S3Credentials) -> str | None:
     """Why the store no longer holds this sandbox's objects, or None when it does.
 
     Emptied = the bucket is gone, or neither the marker nor any object (backup, WAL) is left
     under `<server_name>/` (a sandbox from before the marker still counts as intact while its
     backups are there). Raises TargetError when the endpoint does not answer."""
-    s3 = client(endpoint_url)
+    s3 = client(endpoint_url, credentials)
     where = f"s3://{bucket}/{server_name}/"
     try:
         s3.head_object(Bucket=bucket, Key=marker_key(server_name))
@@ -104,23 +107,24 @@ def emptied(endpoint_url: str, bucket: str, server_name: str) -> str | None:
     return None
 
 
-def client(endpoint_url: str):
+def client(endpoint_url: str, credentials: S3Credentials):
+    """A boto3 S3 client with credentials from the decrypted SOPS file (never env/config)."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
-        aws_access_key_id=SANDBOX_ACCESS_KEY_ID,
-        aws_secret_access_key=SANDBOX_ACCESS_KEY_ID,
-        region_name=SANDBOX_REGION,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        region_name=credentials.region,
         config=Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2}),
     )
 
 
 def wait_and_create_bucket(endpoint_url: str, bucket: str, pid: int,
-                           timeout: float = 30) -> None:
+                           credentials: S3Credentials, timeout: float = 30) -> None:
     """Wait for the new server (pid `pid`) to answer, then create `bucket`."""
-    wait_ready(endpoint_url, pid, timeout=timeout)
+    wait_ready(endpoint_url, pid, credentials, timeout=timeout)
     try:
-        client(endpoint_url).create_bucket(Bucket=bucket)
+        client(endpoint_url, credentials).create_bucket(Bucket=bucket)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
                                                               "BucketAlreadyExists"):

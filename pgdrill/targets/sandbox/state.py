@@ -127,6 +127,16 @@ class Layout:
         return self.home / "s3.log"
 
     @property
+    def credentials_file(self) -> Path:
+        """The sandbox's SOPS/age-encrypted `cnpg-backup-s3` Secret: its S3 credentials."""
+        return self.home / "cnpg-backup-s3.enc.yaml"
+
+    @property
+    def age_key_file(self) -> Path:
+        """The sandbox's own age identity (mode 0600), the recipient of its credentials."""
+        return self.home / "age" / "keys.txt"
+
+    @property
     def sockets(self) -> Path:
         return self.home / "sockets"
 

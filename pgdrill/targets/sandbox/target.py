@@ -17,7 +17,7 @@ from pgdrill.errors import BadInput, TargetError
 from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
 from pgdrill.procs import pid_alive
 from pgdrill.targets.sandbox import barman, postgres
-from pgdrill.targets.sandbox.cluster import APP_DB, replica_streaming
+from pgdrill.targets.sandbox.cluster import APP_DB, replica_streaming, sandbox_credentials
 from pgdrill.targets.sandbox.lifecycle import SandboxLifecycle
 from pgdrill.targets.sandbox.restore import (
     remove_restore_test, restore_into_test, restore_test_instance,
@@ -44,6 +44,9 @@ class SandboxTarget(SandboxLifecycle):
         if self.layout.read() is None:
             say("no sandbox yet: creating one (first run takes a minute)")
         return self._up()[1]
+
+    def credentials_source(self) -> dict:
+        return sandbox_credentials(self.layout).describe()
 
     def cluster_identity(self) -> str:
         with self.connect(self.primary(), "postgres") as conn:
@@ -157,8 +160,8 @@ class SandboxTarget(SandboxLifecycle):
         backups = barman.parse_backup_list(out)
         store = cluster.store
         try:
-            sizes = barman.backup_sizes(s3_client(store.endpoint_url), store.bucket,
-                                        store.server_name)
+            sizes = barman.backup_sizes(s3_client(store.endpoint_url, cluster.credentials),
+                                        store.bucket, store.server_name)
         except (BotoCoreError, ClientError) as exc:
             say(f"cannot measure backup sizes at {store.endpoint_url}: {exc}")
             return backups
