@@ -108,3 +108,17 @@ def test_secret_manifest_is_what_cnpg_reads():
         VALUES["ACCESS_SECRET_KEY"]
     with pytest.raises(BadInput, match="needs ENDPOINT"):
         secret_manifest({**VALUES, "ENDPOINT": ""})
+
+
+def test_a_failing_tool_that_echoes_its_credentials_is_redacted(tmp_path):
+    from pgdrill.errors import TargetError
+    from pgdrill.targets.sandbox import postgres
+    from pgdrill.targets.sandbox.osuser import resolve_run_as
+
+    env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": VALUES["ACCESS_KEY_ID"],
+           "AWS_SECRET_ACCESS_KEY": VALUES["ACCESS_SECRET_KEY"]}
+    with pytest.raises(TargetError) as err:
+        postgres.run(resolve_run_as(), ["/bin/sh", "-c", 'echo "denied for $AWS_ACCESS_KEY_ID:'
+                                        '$AWS_SECRET_ACCESS_KEY" >&2; exit 3'],
+                     env=env, what="a tool")
+    assert str(err.value) == "a tool failed (exit 3): denied for <redacted>:<redacted>"

@@ -93,10 +93,34 @@ def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
         shutil.copy2(saved, layout.credentials_file)
         saved.unlink()
 
+    # the wrong age identity: refused, naming the file's recipient and where keys were looked
+    saved_key = tmp_path / "saved-keys.txt"
+    shutil.copy2(layout.age_key_file, saved_key)
+    try:
+        from pgdrill import sops
+
+        layout.age_key_file.write_text(sops.new_identity()[0] + "\n")
+        wrong_key = run_chaos("experiments/backup-restore.json", sandbox_env, tmp_path)
+        console = wrong_key.stdout + wrong_key.stderr
+        assert wrong_key.returncode != 0 and recipient in console
+        assert newest_evidence(reports)["verdict"] == "refused"
+        # and a missing credentials file: refused with the fix
+        layout.credentials_file.rename(saved)
+        missing = run_chaos("experiments/backup-restore.json", sandbox_env, tmp_path)
+        assert missing.returncode != 0
+        assert "no SOPS-encrypted credentials file" in missing.stdout + missing.stderr
+        assert "sandbox reset --yes" in missing.stdout + missing.stderr
+    finally:
+        shutil.copy2(saved_key, layout.age_key_file)
+        if saved.exists():
+            saved.rename(layout.credentials_file)
+    assert sandbox_credentials(layout).secret_values() == values
+
     logs = [p for p in (layout.home,) if p.exists()]
     found = leaks(values, reports, *logs, tmp_path)
     assert found == [], found
-    console = "".join(o.stdout + o.stderr for o in (passing, failing, plaintext, tampered))
+    console = "".join(o.stdout + o.stderr
+                      for o in (passing, failing, plaintext, tampered, wrong_key, missing))
     assert not any(v in console for v in values)
     # and the scan would see one
     planted = tmp_path / "planted" / "x.log"

@@ -124,7 +124,8 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
     ack_offset = complete_size(ack_log)
     initial = count_acks(ack_log)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}  # reproducible
+    # reproducible (no LOCUST_* settings), and no cloud credentials: the load never needs them
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "AWS_"))}
     env |= {"PGDRILL_LOAD_CONNINFO": conninfo, "PGDRILL_ACK_LOG": str(ack_log)}
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
