@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 import warnings
 
-from pgdrill.commands import backups, ledger, sandbox, validate
+from pgdrill.commands import backups, ledger, sandbox, secrets, validate
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate)
+COMMANDS = (sandbox, ledger, backups, validate, secrets)
 
 
 def build_parser() -> argparse.ArgumentParser:
