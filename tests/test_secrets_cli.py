@@ -16,15 +16,13 @@ from pgdrill.cli import main
 
 def _fixtures() -> Path:
     env = os.environ.get("PGDRILL_SOPS_FIXTURES")
-    return Path(env) if env else (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    return Path(env) if env else (Path(__file__).resolve().parent / "fixtures"
                                   / "sops")
 
 
 FIXTURES = _fixtures()
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(),
-    reason=f"SOPS fixtures not found at {FIXTURES}: set PGDRILL_SOPS_FIXTURES to the "
-           "shared/fixtures/sops folder")
+# the fixtures are part of the repository (tests/fixtures/sops): never skipped
+assert FIXTURES.is_dir(), f"SOPS fixtures missing at {FIXTURES}"
 PR = FIXTURES / "getsops-sops-pr1031"
 HUMPHD = FIXTURES / "humphd-sops-age"
 CLEAR = {"ACCESS_KEY_ID": "AKIAPGDRILLCLITEST01", "ACCESS_SECRET_KEY":
@@ -98,7 +96,6 @@ def test_identity_found_the_sops_way(capsys, secret_file, monkeypatch):
     ("example.ini", PR / "keys.txt", "name.firstName, name.lastName, name.age"),
     ("example.txt", PR / "keys.txt", "content: binary data, 155 bytes (not shown)"),
 ])
-@needs_fixtures
 def test_every_fixture_checks_and_no_value_is_printed(capsys, name, key, shown):
     code, out, err = cli(capsys, PR / name, "--identity", key)
     assert code == 0 and err == "", err
@@ -112,7 +109,6 @@ def test_every_fixture_checks_and_no_value_is_printed(capsys, name, key, shown):
         assert value not in out + err, value
 
 
-@needs_fixtures
 def test_humphd_dotenv_with_the_sops_age_key_variable(capsys, monkeypatch):
     key = next(line for line in (HUMPHD / "key.txt").read_text().splitlines()
                if line.startswith("AGE-SECRET-KEY-1"))
@@ -134,7 +130,6 @@ def test_a_tampered_file_exits_2_with_the_mac_error(capsys, secret_file):
         assert value not in err
 
 
-@needs_fixtures
 def test_a_wrong_identity_exits_2_naming_recipients_and_places(capsys, secret_file):
     path, _, recipient, secrets = secret_file
     code, out, err = cli(capsys, path, "--identity", PR / "keys.txt")
@@ -152,7 +147,6 @@ def test_a_wrong_identity_exits_2_naming_recipients_and_places(capsys, secret_fi
     ([PR / "example.yaml", "--identity", "no-such-key.txt"], "age identity file"),
     ([PR / "keys.txt"], "not a SOPS-encrypted file"),
 ])
-@needs_fixtures
 def test_bad_input_exits_2_with_one_message_and_a_fix(capsys, tmp_path, argv, message):
     code, out, err = cli(capsys, *argv)
     assert code == 2 and out == "" and message in err

@@ -24,15 +24,13 @@ from pgdrill.sops import (
 
 def _fixtures() -> Path:
     env = os.environ.get("PGDRILL_SOPS_FIXTURES")
-    return Path(env) if env else (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    return Path(env) if env else (Path(__file__).resolve().parent / "fixtures"
                                   / "sops")
 
 
 FIXTURES = _fixtures()
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(),
-    reason=f"SOPS fixtures not found at {FIXTURES}: set PGDRILL_SOPS_FIXTURES to the "
-           "shared/fixtures/sops folder")
+# the fixtures are part of the repository (tests/fixtures/sops): never skipped
+assert FIXTURES.is_dir(), f"SOPS fixtures missing at {FIXTURES}"
 PR = FIXTURES / "getsops-sops-pr1031"
 MAIN_KEYS = FIXTURES / "getsops-sops-main-keys" / "keys.txt"
 HUMPHD = FIXTURES / "humphd-sops-age"
@@ -92,7 +90,6 @@ EXPECTED_EXAMPLE_JSON = {
     "anEmptyValue": ""}
 
 
-@needs_fixtures
 def test_example_yaml_decrypts_with_go_types_and_comments_dropped():
     opened = sops.open_file(PR / "example.yaml", [PR_KEYS])
     doc = opened.content
@@ -110,7 +107,6 @@ def test_example_yaml_decrypts_with_go_types_and_comments_dropped():
     assert "sops" not in doc
 
 
-@needs_fixtures
 def test_example_json_txt_ini_decrypt_and_verify():
     assert sops.decrypt_file(PR / "example.json", [PR_KEYS]) == EXPECTED_EXAMPLE_JSON
     binary = sops.decrypt_file(PR / "example.txt", [PR_KEYS])
@@ -125,7 +121,6 @@ def test_example_json_txt_ini_decrypt_and_verify():
         "not private": {"notsecret_unencrypted": "hi there!"}}
 
 
-@needs_fixtures
 def test_humphd_files_equal_the_known_plaintext():
     plain = json.loads((HUMPHD / "secret.json").read_text())
     from_json = sops.decrypt_file(HUMPHD / "secret.enc.json", [HUMPHD_KEY])
@@ -142,7 +137,6 @@ def test_humphd_files_equal_the_known_plaintext():
         HUMPHD / "secret.enc.yaml") and len(sops.recipients(HUMPHD / "secret.enc.json")) == 3
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["example.yaml", "example.json", "example.txt", "example.ini"])
 def test_the_second_identity_of_the_main_keys_decrypts_too(name, monkeypatch):
     second = key_lines(MAIN_KEYS)[1]
@@ -154,7 +148,6 @@ def test_the_second_identity_of_the_main_keys_decrypts_too(name, monkeypatch):
     assert both.content == opened.content
 
 
-@needs_fixtures
 def test_yaml_written_back_has_the_fixture_layout():
     """go-yaml v3 layout with indent 4: re-emitting example.yaml's tree gives the file byte for
     byte, but for its comments (sops's own output is what encrypt_yaml writes)."""
@@ -241,7 +234,6 @@ def flip_base64_char(text: str, marker: str) -> str:
     ("example.ini", "home   = ENC[AES256_GCM,data:", "phoneNumbers.home"),
     ("example.txt", '"data": "ENC[AES256_GCM,data:', "data"),
 ])
-@needs_fixtures
 def test_a_changed_encrypted_value_fails_authentication_naming_file_and_key(
         tmp_path, name, marker, where):
     path = copy_fixture(PR / name, tmp_path, lambda t: flip_base64_char(t, marker))
@@ -254,7 +246,6 @@ def test_a_changed_encrypted_value_fails_authentication_naming_file_and_key(
         assert "InvalidTag" not in message and "Traceback" not in message
 
 
-@needs_fixtures
 def test_a_value_moved_to_another_key_fails_authentication(tmp_path):
     """The path is the additional data: swapping two ciphertexts is detected."""
     text = (PR / "example.yaml").read_text()
@@ -266,7 +257,6 @@ def test_a_value_moved_to_another_key_fails_authentication(tmp_path):
         sops.decrypt_file(path, [PR_KEYS])
 
 
-@needs_fixtures
 def test_a_changed_clear_value_fails_the_mac_and_ignore_mac_reads_it(tmp_path):
     path = copy_fixture(PR / "example.yaml", tmp_path, lambda t: t.replace(
         "all: going to remain in clear text", "all: going to remain in clear text!"))
@@ -297,7 +287,6 @@ def swap_list_items(text: str, marker: str) -> str:
                                         "notsecret_unencrypted = hi there?")),
     ("example.yaml", lambda t: swap_list_items(t, "an_array:\n")),  # same AAD, new order
 ])
-@needs_fixtures
 def test_a_changed_or_missing_mac_fails_with_the_mac_error(tmp_path, name, edit):
     path = copy_fixture(PR / name, tmp_path, edit)
     with pytest.raises(SopsMacMismatch) as err:
@@ -306,7 +295,6 @@ def test_a_changed_or_missing_mac_fails_with_the_mac_error(tmp_path, name, edit)
     sops.decrypt_file(path, [PR_KEYS], ignore_mac=True)
 
 
-@needs_fixtures
 def test_a_clear_text_that_should_be_encrypted_is_refused_without_echoing_it(tmp_path):
     path = copy_fixture(PR / "example.yaml", tmp_path, lambda t: re.sub(
         r"myapp1: ENC\[[^\]]+\]", "myapp1: plaintext-sneaked-in", t))
@@ -316,7 +304,6 @@ def test_a_clear_text_that_should_be_encrypted_is_refused_without_echoing_it(tmp
 
 
 # -- 3. identities ------------------------------------------------------------------------------
-@needs_fixtures
 def test_a_wrong_key_lists_the_recipients_and_every_place_looked(tmp_path, monkeypatch):
     wrong = key_lines(HUMPHD_KEY)[0]
     missing = tmp_path / "nowhere" / "keys.txt"
@@ -338,28 +325,24 @@ def test_a_wrong_key_lists_the_recipients_and_every_place_looked(tmp_path, monke
         sops.decrypt_file(PR / "example.yaml", [HUMPHD_KEY])
 
 
-@needs_fixtures
 def test_no_identity_anywhere_says_so(tmp_path):
     with pytest.raises(SopsNoIdentity, match="no age identity was found") as err:
         sops.decrypt_file(HUMPHD / "secret.enc.env")
     assert "SOPS_AGE_KEY: not set" in str(err.value)
 
 
-@needs_fixtures
 def test_discovery_from_sops_age_key_with_several_keys_on_a_line(monkeypatch):
     monkeypatch.setenv("SOPS_AGE_KEY", " ".join(key_lines(HUMPHD_KEY) + key_lines(PR_KEYS)))
     assert sops.decrypt_file(PR / "example.json") == EXPECTED_EXAMPLE_JSON
     assert sops.open_file(HUMPHD / "secret.enc.json").identity_source == "SOPS_AGE_KEY"
 
 
-@needs_fixtures
 def test_discovery_from_sops_age_key_file(monkeypatch):
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(HUMPHD_KEY))
     opened = sops.open_file(HUMPHD / "secret.enc.yaml")
     assert opened.identity_source == f"SOPS_AGE_KEY_FILE={HUMPHD_KEY}"
 
 
-@needs_fixtures
 def test_discovery_from_sops_age_key_cmd_run_per_recipient_without_a_shell(tmp_path,
                                                                           monkeypatch):
     script = tmp_path / "give key.py"
@@ -379,7 +362,6 @@ def test_discovery_from_sops_age_key_cmd_run_per_recipient_without_a_shell(tmp_p
                      f"[';', 'echo no shell'] {PR_RECIPIENTS[1]}"]
 
 
-@needs_fixtures
 def test_discovery_from_the_user_config_dir(tmp_path, monkeypatch):
     xdg_keys = tmp_path / "xdg" / "sops" / "age" / "keys.txt"
     xdg_keys.parent.mkdir(parents=True)
@@ -392,7 +374,6 @@ def test_discovery_from_the_user_config_dir(tmp_path, monkeypatch):
     assert sops.open_file(HUMPHD / "secret.enc.env").identity_source == str(home_keys)
 
 
-@needs_fixtures
 def test_sources_are_merged(tmp_path, monkeypatch):
     monkeypatch.setenv("SOPS_AGE_KEY", key_lines(HUMPHD_KEY)[0])
     xdg_keys = tmp_path / "xdg" / "sops" / "age" / "keys.txt"
@@ -401,7 +382,6 @@ def test_sources_are_merged(tmp_path, monkeypatch):
     assert sops.decrypt_file(PR / "example.json") == EXPECTED_EXAMPLE_JSON
 
 
-@needs_fixtures
 def test_explicit_identities_as_keys_or_paths_replace_discovery(monkeypatch):
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(PR_KEYS))
     assert sops.decrypt_file(HUMPHD / "secret.enc.env", key_lines(HUMPHD_KEY))["secret"]
@@ -411,7 +391,6 @@ def test_explicit_identities_as_keys_or_paths_replace_discovery(monkeypatch):
         sops.decrypt_file(PR / "example.json", [HUMPHD_KEY])    # the env is not consulted
 
 
-@needs_fixtures
 def test_unusable_identities_are_named_without_echoing_them(tmp_path):
     pq = tmp_path / "pq.txt"
     pq.write_text("# post-quantum\nAGE-SECRET-KEY-PQ-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ\n")
@@ -451,7 +430,6 @@ def test_malformed_files_are_sops_errors_with_a_fix(tmp_path, name, text, messag
     assert err.value.fix and "\n" not in err.value.message
 
 
-@needs_fixtures
 def test_shamir_key_groups_and_comment_regexes_are_refused_clearly(tmp_path):
     document = formats.yaml_documents((PR / "example.yaml").read_text())[0]
     age = document["sops"].pop("age")
@@ -595,7 +573,6 @@ def test_multi_document_yaml_mac_covers_every_document(tmp_path, two_identities)
         sops.decrypt_file(path, [key])
 
 
-@needs_fixtures
 def test_comments_are_never_hashed(tmp_path, two_identities):
     """`#ENC[...,type:comment]` lines are YAML comments (sops only warns when one does not
     decrypt); a comment written as a list item (sops issue #2243) is decrypted with the list's
@@ -647,7 +624,6 @@ def test_mac_only_encrypted_hashes_encrypted_values_only(tmp_path, two_identitie
 
 
 # -- 5. nothing leaks ---------------------------------------------------------------------------
-@needs_fixtures
 def test_no_message_or_repr_holds_a_plaintext_value_or_a_key(tmp_path, two_identities,
                                                              monkeypatch):
     (key, recipient), _ = two_identities
@@ -698,7 +674,6 @@ def test_scrub_blanks_anything_shaped_like_a_secret_key():
     assert "AGE-SECRET-KEY-<redacted>" in error.message
 
 
-@needs_fixtures
 def test_decrypted_containers_stay_usable():
     import yaml
 
