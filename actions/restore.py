@@ -8,11 +8,12 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
-from pgdrill.errors import BadInput, PgdrillError, TargetError
+from pgdrill.errors import PgdrillError
 from pgdrill.model import RecoveryTarget
 from pgdrill.recovery_position import position_mismatch
 from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
-from pgdrill.restore_plan import backup_start_lsn, choose_backup
+from pgdrill.restore_checks import backup_destination, check_restore_point_in_wal
+from pgdrill.restore_plan import choose_backup
 from pgdrill.restored import read_reached_position
 
 __all__ = ["restore_latest_backup", "cleanup_restore", "repair_table_from_restore"]
@@ -77,46 +78,6 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
         f"recovery stopped at {reached.describe()}")
     return record
-
-
-def backup_destination(target) -> str | None:
-    """The target's bucket and serverName for messages, when it can say."""
-    describe = getattr(target, "backup_destination", None)
-    try:
-        return describe() if describe else None
-    except PgdrillError:
-        return None
-
-
-def check_restore_point_in_wal(target, name: str, backup) -> dict:
-    """Refuse (BadInput) a restore point that is not in the source's WAL since `backup`
-    began; when the target cannot tell (WAL recycled, no begin LSN, the source down: a
-    restore must still work then), say so and let the restore go ahead — PostgreSQL's
-    replay is then the judge. Returns what was checked."""
-    since = backup_start_lsn(backup)
-    check = {"name": name, "since_lsn": since, "found_lsn": None, "checked": False,
-             "note": None}
-    finder = getattr(target, "find_restore_point", None)
-    if since is None or finder is None:
-        check["note"] = ("backup has no begin LSN" if since is None
-                         else "the target cannot search its WAL")
-    else:
-        try:
-            check["found_lsn"] = finder(name, since)
-            check["checked"] = True
-        except TargetError as exc:  # WalNotAvailable, or the source is down: cannot tell
-            check["note"] = exc.message
-    if not check["checked"]:
-        say(f"cannot check restore point {name!r} before restoring ({check['note']}); "
-            f"PostgreSQL's replay will tell")
-    elif check["found_lsn"] is None:
-        raise BadInput(f"restore point {name!r} was not created in this run and is not in the "
-                       f"WAL since backup {backup.id} (began at LSN {since})",
-                       fix="mark it with actions.backup.mark_restore_point, or check the name")
-    else:
-        say(f"restore point {name!r} is in the WAL at {check['found_lsn']}, after backup "
-            f"{backup.id} began ({since})")
-    return check
 
 
 @activity

@@ -110,7 +110,7 @@ def test_restore_points_are_found_across_a_failover(sandbox):
 def test_wal_gone_from_pg_wal_cannot_tell_and_the_restore_is_not_refused(sandbox):
     """WAL from before the oldest segment in pg_wal (here: segment 0, which never exists)
     gives "cannot tell", and restore_latest_backup's check lets the restore go ahead."""
-    from actions.restore import check_restore_point_in_wal
+    from pgdrill.restore_checks import check_restore_point_in_wal
 
     with pytest.raises(WalNotAvailable, match="is no longer in .*pg_wal"):
         sandbox.find_restore_point("anything", "0/28")

@@ -23,9 +23,10 @@ from pathlib import Path
 from chaoslib.exceptions import InterruptExecution
 
 from pgdrill.chaos.preflight import (
-    apply_environment_file, check_credentials_file, check_environment,
+    apply_environment_file, check_cluster_name, check_credentials_file, check_environment,
     check_no_plaintext_credentials, environment_of,
 )
+from pgdrill.chaos.plan_check import check_restores
 from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
 from pgdrill.chaos.stale import recover_stale_runs, write_lock
 from pgdrill.console import say
@@ -93,11 +94,13 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         check_no_plaintext_credentials(configuration, secrets)
         check_environment(configuration, name, kind, reports)
         target = get_target(configuration)
+        check_cluster_name(configuration, target)
         check_credentials_file(configuration, secrets, target)
         repairs = target.ensure_ready()
         ctx.update(preflight_repairs=list(repairs or []),
                    credentials=target.credentials_source(),
-                   cluster_identity=target.cluster_identity())
+                   cluster_identity=target.cluster_identity(),
+                   preflight_restores=check_restores(context, configuration, target))
     except PgdrillError as exc:
         say(f"preflight refused: {exc}")
         ctx.update(refused=exc.message, refused_fix=exc.fix)

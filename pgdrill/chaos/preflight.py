@@ -90,6 +90,19 @@ def credentials_file_of(configuration: dict, secrets: dict | None) -> str | None
     return None
 
 
+def check_cluster_name(configuration: dict, target) -> None:
+    """A sandbox runs one cluster: a drill naming another would run against it while its
+    evidence named the wrong one."""
+    layout = getattr(target, "layout", None)
+    state = layout.read() if layout is not None else None
+    asked = configuration.get("cluster")
+    if state is not None and asked and asked != state.cluster:
+        raise PreflightRefused(
+            f"the sandbox in {layout.home} runs cluster {state.cluster!r}, not {asked!r}",
+            fix=f"set cluster (PGDRILL_CLUSTER) to {state.cluster!r}, or use another "
+            "PGDRILL_HOME for another sandbox")
+
+
 def check_credentials_file(configuration: dict, secrets: dict | None, target) -> None:
     """The sandbox reads its own SOPS file; naming another one is a mistake worth saying."""
     named = credentials_file_of(configuration, secrets)
