@@ -306,8 +306,9 @@ class Decryptor(_Walk):
             kind, plain = crypto.decrypt(value, self._key, aad)
         except crypto.AuthenticationFailed:
             raise SopsAuthFailed(
-                f"{self.file}: the encrypted value at {where} failed AES-GCM authentication "
-                "(its ciphertext, iv or tag was changed, or it was moved from another key)",
+                f"{self.file}: the encrypted value at {where} failed AES-GCM authentication: "
+                "its MAC (the GCM tag) did not match (its ciphertext, iv or tag was changed, "
+                "or it was moved from another key)",
                 path=self.file, fix=RESTORE_FIX) from None
         except crypto.BadValue as exc:
             raise self._fail(where, f"should be encrypted ({self.rules.describe()}) but {exc}"
