@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pgdrill.credentials import S3Credentials
+from pgdrill.credentials import S3Credentials, redact
 from pgdrill.errors import TargetError
 from pgdrill.procs import pid_alive, spawn_detached
 from pgdrill.targets.sandbox.state import process_runs
@@ -91,20 +91,29 @@ def emptied(endpoint_url: str, bucket: str, server_name: str,
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code"))
         if code not in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
-            raise TargetError(f"cannot read {where}{MARKER} at {endpoint_url}: {exc}") from exc
+            raise TargetError(f"cannot read {where}{MARKER} at {endpoint_url}: "
+                              f"{_clean(exc, credentials)}") from exc
     except BotoCoreError as exc:
-        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: {exc}") from exc
+        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: "
+                          f"{_clean(exc, credentials)}") from exc
     try:
         listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{server_name}/", MaxKeys=1)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             return f"bucket {bucket!r} does not exist at {endpoint_url}"
-        raise TargetError(f"cannot list {where} at {endpoint_url}: {exc}") from exc
+        raise TargetError(f"cannot list {where} at {endpoint_url}: "
+                          f"{_clean(exc, credentials)}") from exc
     except BotoCoreError as exc:
-        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: {exc}") from exc
+        raise TargetError(f"the S3 endpoint at {endpoint_url} does not answer: "
+                          f"{_clean(exc, credentials)}") from exc
     if listing.get("KeyCount", 0) == 0:
         return f"nothing is stored under {where} at {endpoint_url} (its marker {MARKER} is gone)"
     return None
+
+
+def _clean(exc: Exception, credentials: S3Credentials) -> str:
+    """An S3 error for a message: without any credential value it might quote."""
+    return redact(str(exc), credentials.secret_values())
 
 
 def client(endpoint_url: str, credentials: S3Credentials):
@@ -128,4 +137,5 @@ def wait_and_create_bucket(endpoint_url: str, bucket: str, pid: int,
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
                                                               "BucketAlreadyExists"):
-            raise TargetError(f"could not create bucket {bucket!r}: {exc}") from exc
+            raise TargetError(f"could not create bucket {bucket!r}: "
+                              f"{_clean(exc, credentials)}") from exc

@@ -13,6 +13,7 @@ import psycopg.sql
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pgdrill.console import say
+from pgdrill.credentials import redact
 from pgdrill.errors import BadInput, TargetError
 from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
 from pgdrill.procs import pid_alive
@@ -163,7 +164,8 @@ class SandboxTarget(SandboxLifecycle):
             sizes = barman.backup_sizes(s3_client(store.endpoint_url, cluster.credentials),
                                         store.bucket, store.server_name)
         except (BotoCoreError, ClientError) as exc:
-            say(f"cannot measure backup sizes at {store.endpoint_url}: {exc}")
+            say(f"cannot measure backup sizes at {store.endpoint_url}: "
+                f"{redact(str(exc), cluster.credentials.secret_values())}")
             return backups
         return [b if b.size is not None else dataclasses.replace(b, size=sizes.get(b.id))
                 for b in backups]
