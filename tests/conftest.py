@@ -14,6 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = str(Path(sys.executable).parent / "chaos")
+# SOPS files encrypted by the real sops binary (public test keys): part of the repository so
+# that every clone tests them; PGDRILL_SOPS_FIXTURES points at another copy
+SOPS_FIXTURES = Path(os.environ.get("PGDRILL_SOPS_FIXTURES") or REPO / "tests" / "fixtures" / "sops")
+assert SOPS_FIXTURES.is_dir(), f"SOPS fixtures missing at {SOPS_FIXTURES}"
 
 
 @pytest.fixture(autouse=True)

@@ -5,24 +5,15 @@ failures exit 2 with one message and a fix."""
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import SOPS_FIXTURES as FIXTURES
 
 from pgdrill import sops
 from pgdrill.cli import main
 
 
-def _fixtures() -> Path:
-    env = os.environ.get("PGDRILL_SOPS_FIXTURES")
-    return Path(env) if env else (Path(__file__).resolve().parent / "fixtures"
-                                  / "sops")
-
-
-FIXTURES = _fixtures()
-# the fixtures are part of the repository (tests/fixtures/sops): never skipped
-assert FIXTURES.is_dir(), f"SOPS fixtures missing at {FIXTURES}"
 PR = FIXTURES / "getsops-sops-pr1031"
 HUMPHD = FIXTURES / "humphd-sops-age"
 CLEAR = {"ACCESS_KEY_ID": "AKIAPGDRILLCLITEST01", "ACCESS_SECRET_KEY":

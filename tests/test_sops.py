@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import stat
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SOPS_FIXTURES as FIXTURES
+
 from pgdrill import sops
 from pgdrill.errors import BadInput
 from pgdrill.sops import (
@@ -22,15 +23,6 @@ from pgdrill.sops import (
 )
 
 
-def _fixtures() -> Path:
-    env = os.environ.get("PGDRILL_SOPS_FIXTURES")
-    return Path(env) if env else (Path(__file__).resolve().parent / "fixtures"
-                                  / "sops")
-
-
-FIXTURES = _fixtures()
-# the fixtures are part of the repository (tests/fixtures/sops): never skipped
-assert FIXTURES.is_dir(), f"SOPS fixtures missing at {FIXTURES}"
 PR = FIXTURES / "getsops-sops-pr1031"
 MAIN_KEYS = FIXTURES / "getsops-sops-main-keys" / "keys.txt"
 HUMPHD = FIXTURES / "humphd-sops-age"
