@@ -78,11 +78,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         experiment=name, title=context.get("title"), target=kind,
         environment=environment_of(configuration),
         cluster=configuration.get("cluster") or "sandbox",
-        started_at=datetime.now(UTC).isoformat(),
-        objectives={k: configuration[k] for k in ("rpo_objective_seconds",
-                                                   "rto_objective_seconds")
-                    if configuration.get(k) is not None},
-    )
+        started_at=datetime.now(UTC).isoformat(), objectives=_objectives(configuration))
     say(f"run folder {run_dir}")
     try:
         environment_file = apply_environment_file(configuration)
@@ -90,7 +86,8 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
             kind = target_kind(configuration)
             ctx.update(environment_file=environment_file, target=kind,
                        environment=environment_of(configuration),
-                       cluster=configuration.get("cluster") or "sandbox")
+                       cluster=configuration.get("cluster") or "sandbox",
+                       objectives=_objectives(configuration))
         check_no_plaintext_credentials(configuration, secrets)
         check_environment(configuration, name, kind, reports)
         target = get_target(configuration)
@@ -106,6 +103,11 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         ctx.update(refused=exc.message, refused_fix=exc.fix)
         raise InterruptExecution(f"pgdrill preflight refused the drill: {exc}") from None
     write_partial_evidence(run_dir)
+
+
+def _objectives(configuration: dict) -> dict:
+    return {k: configuration[k] for k in ("rpo_objective_seconds", "rto_objective_seconds")
+            if configuration.get(k) is not None}
 
 
 def _phase(configuration: dict | None, phase: str) -> None:
