@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 import warnings
 
-from pgdrill.commands import backups, ledger, sandbox, secrets, validate
+from pgdrill.commands import backups, ledger, plan, sandbox, secrets, validate
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate, secrets)
+COMMANDS = (sandbox, ledger, backups, validate, secrets, plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,167 @@
+"""`pgdrill plan EXPERIMENT --target cnpg ...`: print every Kubernetes manifest a drill would
+create on a CloudNativePG cluster, as multi-document YAML, each validated against CNPG's CRDs
+and webhook rules — without contacting any cluster.
+
+The source is read from files (`--cluster-manifest`, and `--object-store-manifest` for the
+barman-cloud plugin): the manual Backup for each `actions.backup.trigger_backup`, and the
+restore into `restore-test` for each `actions.restore.restore_latest_backup` (`${...}` in its
+arguments from the experiment's configuration defaults). The credentials Secret is only
+referenced: it is created at run time from the SOPS file and never printed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pgdrill.credentials import REQUIRED_KEYS, SECRET_NAME
+from pgdrill.errors import BadInput
+
+NOT_BUILT = ("reading the source Cluster from a running cluster is not built yet: plan mode "
+             "reads it from files")
+
+
+def configuration_defaults(experiment: dict) -> dict:
+    """The experiment's configuration with each `{"type": "env", ...}` entry at its default
+    (the plan does not depend on this shell's environment)."""
+    values = {}
+    for key, value in (experiment.get("configuration") or {}).items():
+        if isinstance(value, dict) and value.get("type") == "env":
+            value = value.get("default")
+        values[key] = value
+    return values
+
+
+def activities(experiment: dict, module: str, func: str) -> list[dict]:
+    """Method and rollback activities calling `module.func`, in order."""
+    found = []
+    for group in ("method", "rollbacks"):
+        for activity in experiment.get(group) or []:
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            if isinstance(provider, dict) and provider.get("module") == module \
+                    and provider.get("func") == func:
+                found.append(activity)
+    return found
+
+
+def load_manifest(path: str, what: str) -> dict:
+    try:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the {what} manifest: {exc.strerror}",
+                       fix="pass the path of a YAML manifest") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise BadInput(f"{path}{where}: the {what} manifest is not valid YAML",
+                       fix="fix the YAML (or export it again with kubectl get -o yaml)") from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise BadInput(f"{path}: the {what} manifest must hold one object, it holds "
+                       f"{len(docs)} documents", fix=f"pass a file with only the {what}")
+    return docs[0]
+
+
+def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
+    """(comment lines, validated manifests) for the experiment."""
+    from chaoslib import substitute
+
+    from actions.backup import unique_restore_point_name
+    from pgdrill.commands.validate import parse_experiment
+    from pgdrill.model import RecoveryTarget
+    from pgdrill.targets.cnpg import manifests
+
+    experiment = parse_experiment(Path(args.experiment))
+    configuration = configuration_defaults(experiment)
+    backups = activities(experiment, "actions.backup", "trigger_backup")
+    restores = activities(experiment, "actions.restore", "restore_latest_backup")
+    if not backups and not restores:
+        raise BadInput(f"{args.experiment}: no actions.backup.trigger_backup and no "
+                       f"actions.restore.restore_latest_backup activity: nothing to plan",
+                       fix="plan a drill experiment (experiments/*.json)")
+    exact_points = {a["provider"].get("arguments", {}).get("name")
+                    for a in activities(experiment, "actions.backup", "mark_restore_point")
+                    if (a["provider"].get("arguments") or {}).get("exact")}
+
+    cluster_doc = load_manifest(args.cluster_manifest, "Cluster")
+    store_doc = (load_manifest(args.object_store_manifest, "ObjectStore")
+                 if args.object_store_manifest else None)
+    for doc in (cluster_doc, store_doc):
+        if doc is not None:
+            manifests.validate_manifest(doc)
+    source = manifests.read_source(cluster_doc, store_doc, namespace=args.namespace)
+    if source.name != args.cluster:
+        raise BadInput(f"{args.cluster_manifest} is Cluster {source.name}, not {args.cluster}",
+                       fix=f"pass --cluster {source.name}, or the manifest of {args.cluster}")
+
+    notes = [f"pgdrill plan: {args.experiment} on CNPG Cluster {source.namespace}/{source.name}",
+             f"source archive: {source.archive} ({source.style}"
+             + (f", ObjectStore {source.object_store}" if source.object_store else "") + ")",
+             f"Secret {args.restore_namespace}/{SECRET_NAME} (keys {', '.join(REQUIRED_KEYS)}) "
+             f"is created at run time from the SOPS file: referenced here, never printed"]
+    docs: list[dict] = []
+    for index, _ in enumerate(backups, 1):
+        suffix = "" if len(backups) == 1 else f"-{index}"
+        docs.append(manifests.backup_manifest(
+            source, f"{source.name}-pgdrill-{args.run_id}{suffix}"))
+    for index, activity in enumerate(restores, 1):
+        arguments = substitute(activity["provider"].get("arguments") or {}, configuration, {})
+        point = arguments.get("restore_point")
+        if point and point not in exact_points:  # as mark_restore_point writes it
+            point = unique_restore_point_name(point, args.run_id)
+        recovery = RecoveryTarget.parse(arguments.get("target_time"),
+                                        arguments.get("target_lsn"), point)
+        name = f"{source.name}-restore" + ("" if len(restores) == 1 else f"-{index}")
+        try:
+            docs.extend(manifests.restore_manifests(
+                source, recovery, namespace=args.restore_namespace, name=name,
+                backup_id=args.backup_id))
+        except BadInput as exc:
+            raise BadInput(f"{args.experiment}: activity {activity.get('name')!r}: "
+                           f"{exc.message}", fix=exc.fix + " (plan mode contacts no cluster, "
+                           "so it cannot pick the backup itself)"
+                           if "backupID" in exc.message else exc.fix) from None
+        notes.append(f"restore {name}: {recovery.describe()}"
+                     + (f" from backup {args.backup_id}" if args.backup_id else
+                        " from the backup CNPG picks"))
+    for doc in docs:
+        manifests.validate_manifest(doc)
+    return notes, docs
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target != "cnpg":
+        raise BadInput(f"plan mode is for the cnpg target, not {args.target!r}",
+                       fix="pass --target cnpg (the sandbox creates no manifests)")
+    if not args.cluster_manifest:
+        raise BadInput(NOT_BUILT, fix=f"export the source and pass it: kubectl get cluster "
+                       f"{args.cluster} -n {args.namespace} -o yaml > cluster.yaml; pgdrill "
+                       f"plan ... --cluster-manifest cluster.yaml (plus "
+                       f"--object-store-manifest for the barman-cloud plugin)")
+    notes, docs = plan_documents(args)
+    print("\n".join(f"# {line}" for line in notes))
+    print(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), end="")
+    return 0
+
+
+def register(sub) -> None:
+    """Add `plan` to the `pgdrill` subcommands."""
+    parser = sub.add_parser("plan", help="print the manifests a drill would create on a CNPG "
+                                         "cluster, validated against CNPG's CRDs (contacts no "
+                                         "cluster)")
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment file")
+    parser.add_argument("--target", required=True, choices=("cnpg", "sandbox"),
+                        help="the target kind (plan mode: cnpg)")
+    parser.add_argument("--cluster", required=True, help="the source CNPG Cluster's name")
+    parser.add_argument("--namespace", required=True, help="the source Cluster's namespace")
+    parser.add_argument("--cluster-manifest", metavar="FILE",
+                        help="the source Cluster as YAML (kubectl get cluster -o yaml)")
+    parser.add_argument("--object-store-manifest", metavar="FILE",
+                        help="its barman-cloud ObjectStore as YAML (plugin backups)")
+    parser.add_argument("--restore-namespace", default="restore-test",
+                        help="where the restore goes (default restore-test)")
+    parser.add_argument("--backup-id", help="restore this backup (YYYYMMDDTHHMMSS); needed "
+                                            "for a restore point")
+    parser.add_argument("--run-id", default="plan",
+                        help="the run id names are derived from (default: plan)")
+    parser.set_defaults(func=run)
