@@ -1,0 +1,295 @@
+"""cnpg target manifests (pure): the source read from its Cluster/ObjectStore, the manual
+Backup, the restore into restore-test, validation against CNPG's CRDs and webhook rules, and
+`pgdrill plan`."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pgdrill.cli import main
+from pgdrill.errors import BadInput
+from pgdrill.model import RecoveryTarget
+from pgdrill.targets.cnpg import manifests as m
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "cnpg"
+IN_TREE = FIXTURES / "cluster-in-tree.yaml"
+PLUGIN = FIXTURES / "cluster-plugin.yaml"
+STORE = FIXTURES / "objectstore-plugin.yaml"
+BACKUP_ID = "20260101T000000"
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(params=["in-tree", "plugin"])
+def source(request) -> m.SourceCluster:
+    if request.param == "in-tree":
+        return m.read_source(load(IN_TREE))
+    return m.read_source(load(PLUGIN), load(STORE))
+
+
+def restored_cluster(docs: list[dict]) -> dict:
+    [cluster] = [d for d in docs if d["kind"] == "Cluster"]
+    return cluster
+
+
+def test_crds_are_in_the_package_with_their_licence_note():
+    assert (m.CRDS / "README.md").read_text().count("Apache-2.0") >= 2
+    assert ("postgresql.cnpg.io/v1", "Cluster") in m._schemas()
+    assert ("barmancloud.cnpg.io/v1", "ObjectStore") in m._schemas()
+
+
+def test_fixtures_themselves_validate():
+    for path in (IN_TREE, PLUGIN, STORE):
+        m.validate_manifest(load(path))
+
+
+def test_in_tree_source():
+    s = m.read_source(load(IN_TREE))
+    assert (s.style, s.name, s.namespace) == ("in-tree", "app-db", "staging")
+    assert s.destination_path == "s3://pg-backups/staging/"
+    assert s.server_name == "app-db"  # default: the Cluster name
+    assert s.endpoint_url == "https://s3.eu-central-1.example.com"
+    assert s.s3_credentials["accessKeyId"] == {"name": "cnpg-backup-s3", "key": "ACCESS_KEY_ID"}
+    assert (s.wal_compression, s.data_compression) == ("zstd", "lz4")
+    assert s.archive == "s3://pg-backups/staging/app-db/"
+
+
+def test_plugin_source_uses_its_server_name_and_object_store():
+    s = m.read_source(load(PLUGIN), load(STORE))
+    assert (s.style, s.object_store) == ("plugin", "app-db-store")
+    assert s.server_name == "app-db-v2" != s.name
+    assert s.destination_path == "s3://pg-backups/staging-plugin/"
+    assert (s.wal_compression, s.data_compression) == ("gzip", "gzip")
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda c, o: c["spec"].pop("plugins"), "no backup configured"),
+    (lambda c, o: c["spec"].update(backup={"barmanObjectStore": {"destinationPath": "s3://x/"}}),
+     "ambiguous"),
+    (lambda c, o: c["spec"]["plugins"].append(copy.deepcopy(c["spec"]["plugins"][0])),
+     "ambiguous"),
+    (lambda c, o: c["spec"]["plugins"][0]["parameters"].pop("barmanObjectName"),
+     "barmanObjectName"),
+    (lambda c, o: o["metadata"].update(name="other"), "uses staging/app-db-store"),
+    (lambda c, o: o["spec"]["configuration"].pop("destinationPath"), "no destinationPath"),
+    (lambda c, o: c["metadata"].pop("namespace"), "no metadata.namespace"),
+])
+def test_read_source_names_what_is_missing_or_ambiguous(change, needle):
+    cluster, store = load(PLUGIN), load(STORE)
+    change(cluster, store)
+    with pytest.raises(BadInput, match=needle):
+        m.read_source(cluster, store)
+
+
+def test_plugin_source_without_its_object_store_says_which_flag():
+    with pytest.raises(BadInput) as exc:
+        m.read_source(load(PLUGIN))
+    assert "app-db-store" in exc.value.message and "--object-store-manifest" in exc.value.fix
+
+
+def test_namespace_argument_fills_in_and_must_agree():
+    cluster = load(IN_TREE)
+    assert m.read_source(cluster, namespace="staging").namespace == "staging"
+    with pytest.raises(BadInput, match="not prod"):
+        m.read_source(cluster, namespace="prod")
+    cluster["metadata"].pop("namespace")
+    assert m.read_source(cluster, namespace="prod").namespace == "prod"
+
+
+def test_backup_manifest_per_style(source):
+    doc = m.validate_manifest(m.backup_manifest(source, "app-db-pgdrill-1"))
+    assert doc["metadata"] == {"name": "app-db-pgdrill-1", "namespace": "staging"}
+    assert doc["spec"]["cluster"] == {"name": "app-db"}
+    if source.style == "plugin":
+        assert doc["spec"]["method"] == "plugin"
+        assert doc["spec"]["pluginConfiguration"] == {"name": "barman-cloud.cloudnative-pg.io"}
+    else:
+        assert doc["spec"]["method"] == "barmanObjectStore"
+
+
+TARGETS = [
+    (RecoveryTarget(), None, None),
+    (RecoveryTarget(time=datetime(2026, 11, 30, 21, 15, 27, tzinfo=timezone(timedelta(hours=1)))),
+     "targetTime", "2026-11-30T20:15:27Z"),
+    (RecoveryTarget(lsn="0/5000060"), "targetLSN", "0/5000060"),
+    (RecoveryTarget(name="pre-change@run1"), "targetName", "pre-change@run1"),
+]
+
+
+@pytest.mark.parametrize("recovery, field, value", TARGETS)
+def test_every_restore_manifest_validates_and_maps_the_target(source, recovery, field, value):
+    backup_id = BACKUP_ID if recovery.kind == "restore_point" else None
+    docs = m.restore_manifests(source, recovery, backup_id=backup_id)
+    for doc in docs:
+        m.validate_manifest(doc)
+        assert doc["metadata"]["namespace"] == "restore-test"
+    target = restored_cluster(docs)["spec"]["bootstrap"]["recovery"].get("recoveryTarget")
+    if field is None:
+        assert target is None
+    else:
+        expected = {field: value, **({"backupID": BACKUP_ID} if backup_id else {})}
+        assert target == expected
+
+
+def test_restore_point_without_backup_id_is_refused_as_the_webhook_would(source):
+    with pytest.raises(BadInput, match="backupID"):
+        m.restore_manifests(source, RecoveryTarget(name="x"))
+
+
+def test_backup_id_is_passed_with_any_target(source):
+    docs = m.restore_manifests(source, RecoveryTarget(lsn="0/1"), backup_id=BACKUP_ID)
+    target = restored_cluster(docs)["spec"]["bootstrap"]["recovery"]["recoveryTarget"]
+    assert target == {"targetLSN": "0/1", "backupID": BACKUP_ID}
+
+
+def test_restore_reads_the_sources_archive_and_archives_nowhere(source):
+    docs = m.restore_manifests(source, RecoveryTarget())
+    cluster = restored_cluster(docs)
+    spec = cluster["spec"]
+    assert spec["bootstrap"]["recovery"]["source"] == "origin"
+    [origin] = spec["externalClusters"]
+    assert origin["name"] == "origin"
+    stores = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ObjectStore"}
+    if source.style == "plugin":
+        parameters = origin["plugin"]["parameters"]
+        assert origin["plugin"]["name"] == "barman-cloud.cloudnative-pg.io"
+        assert parameters["serverName"] == "app-db-v2"  # the source's, not the cluster name
+        store = stores[parameters["barmanObjectName"]]
+        assert store["metadata"]["namespace"] == "restore-test"
+        configuration = store["spec"]["configuration"]
+        assert "serverName" not in configuration and "retentionPolicy" not in store["spec"]
+        assert configuration["destinationPath"] == source.destination_path
+    else:
+        configuration = origin["barmanObjectStore"]
+        assert configuration["serverName"] == "app-db"  # explicit, not the entry name
+        assert configuration["destinationPath"] == source.destination_path
+        assert "tags" not in configuration
+    assert configuration["s3Credentials"] == {
+        "accessKeyId": {"name": "cnpg-backup-s3", "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": "cnpg-backup-s3", "key": "ACCESS_SECRET_KEY"},
+        "region": {"name": "cnpg-backup-s3", "key": "REGION"}}
+    assert "backup" not in spec and "plugins" not in spec
+    assert not m.archives_into(cluster, source, stores)
+    assert spec["imageName"] == source.image_name  # same PostgreSQL major
+    assert not any(d["kind"] == "Secret" for d in docs)  # referenced, never with values
+
+
+def test_archives_into_catches_a_cluster_writing_into_the_source(source):
+    cluster = restored_cluster(m.restore_manifests(source, RecoveryTarget()))
+    in_tree = copy.deepcopy(cluster)
+    in_tree["spec"]["backup"] = {"barmanObjectStore": {
+        "destinationPath": source.destination_path, "serverName": source.server_name}}
+    assert m.archives_into(in_tree, source)
+    plugin = copy.deepcopy(cluster)
+    plugin["spec"]["plugins"] = [{"name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True,
+                                  "parameters": {"barmanObjectName": "unknown",
+                                                 "serverName": source.server_name}}]
+    assert m.archives_into(plugin, source)
+
+
+def test_secret_name_is_configurable_and_iam_role_is_kept():
+    cluster = load(IN_TREE)
+    cluster["spec"]["backup"]["barmanObjectStore"]["s3Credentials"] = {"inheritFromIAMRole": True}
+    docs = m.restore_manifests(m.read_source(cluster), RecoveryTarget(), secret_name="other")
+    store = restored_cluster(docs)["spec"]["externalClusters"][0]["barmanObjectStore"]
+    assert store["s3Credentials"] == {"inheritFromIAMRole": True}
+    docs = m.restore_manifests(m.read_source(load(IN_TREE)), RecoveryTarget(), secret_name="s")
+    store = restored_cluster(docs)["spec"]["externalClusters"][0]["barmanObjectStore"]
+    assert {ref["name"] for ref in store["s3Credentials"].values()} == {"s"}
+
+
+@pytest.mark.parametrize("name", ["a" * 51, "Restore", "1-restore", "re_store"])
+def test_restore_cluster_names_follow_the_webhook(name):
+    with pytest.raises(BadInput, match="restore Cluster name"):
+        m.restore_manifests(m.read_source(load(IN_TREE)), RecoveryTarget(), name=name)
+    assert m.restore_manifests(m.read_source(load(IN_TREE)), RecoveryTarget(), name="a" * 50)
+
+
+@pytest.mark.parametrize("change, path", [
+    (lambda d: d["spec"].update(instances="three"), "$.spec.instances"),
+    (lambda d: d["spec"]["externalClusters"][0].pop("name"), "$.spec.externalClusters[0]"),
+    (lambda d: d["spec"]["externalClusters"][0]["barmanObjectStore"]["wal"].update(
+        compression="brotli"), "$.spec.externalClusters[0].barmanObjectStore.wal.compression"),
+    (lambda d: d["spec"]["bootstrap"]["recovery"].update(recoveryTarget={
+        "targetLSN": "0/1", "targetTime": "2026-01-01T00:00:00Z"}),
+     "$.spec.bootstrap.recovery.recoveryTarget"),
+    (lambda d: d["spec"]["bootstrap"]["recovery"].update(recoveryTarget={"targetName": "x"}),
+     "backupID"),
+    (lambda d: d["spec"]["bootstrap"]["recovery"].update(source="nope"),
+     "$.spec.bootstrap.recovery.source"),
+    (lambda d: d["spec"]["bootstrap"].update(initdb={"database": "app"}), "$.spec.bootstrap"),
+])
+def test_invalid_manifest_fails_naming_the_path(change, path):
+    doc = restored_cluster(m.restore_manifests(m.read_source(load(IN_TREE)), RecoveryTarget()))
+    change(doc)
+    with pytest.raises(BadInput) as exc:
+        m.validate_manifest(doc)
+    assert path in exc.value.message
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(BadInput, match="no CRD"):
+        m.validate_manifest({"apiVersion": "v1", "kind": "Secret"})
+
+
+# --- pgdrill plan --------------------------------------------------------------------------
+
+PLAN = ["plan", str(REPO / "experiments" / "pvc-loss.json"), "--target", "cnpg",
+        "--cluster", "app-db", "--namespace", "staging"]
+
+
+@pytest.mark.parametrize("files", [
+    ["--cluster-manifest", str(IN_TREE)],
+    ["--cluster-manifest", str(PLUGIN), "--object-store-manifest", str(STORE)],
+])
+def test_plan_prints_yaml_documents_that_validate(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no reports/ here: nothing else runs
+    assert main(PLAN + files) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d is not None]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "Backup" and kinds[-1] == "Cluster"
+    assert ("ObjectStore" in kinds) == ("--object-store-manifest" in files)
+    for doc in docs:
+        m.validate_manifest(doc)
+    source = m.read_source(load(IN_TREE)) if len(files) == 2 else m.read_source(load(PLUGIN),
+                                                                                   load(STORE))
+    assert not m.archives_into(docs[-1], source,
+                               {d["metadata"]["name"]: d for d in docs if d["kind"] == "ObjectStore"})
+
+
+def test_plan_without_cluster_manifest_says_contacting_a_cluster_is_not_built(capsys, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(PLAN) == 2
+    err = capsys.readouterr().err
+    assert "not built yet" in err and "fix:" in err and "--cluster-manifest" in err
+    assert "Traceback" not in err
+
+
+def test_plan_restore_point_needs_a_backup_id_then_maps_the_run_unique_name(capsys, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", str(REPO / "experiments" / "table-corruption.json"), "--target", "cnpg",
+            "--cluster", "app-db", "--namespace", "staging", "--cluster-manifest", str(IN_TREE)]
+    assert main(args) == 2
+    assert "--backup-id" in capsys.readouterr().err
+    assert main(args + ["--backup-id", BACKUP_ID, "--run-id", "r1"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    target = docs[-1]["spec"]["bootstrap"]["recovery"]["recoveryTarget"]
+    assert target == {"targetName": "pre-corruption@r1", "backupID": BACKUP_ID}
+
+
+def test_plan_refuses_another_cluster_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = PLAN[:]
+    args[args.index("app-db")] = "other"
+    assert main(args + ["--cluster-manifest", str(IN_TREE)]) == 2
+    assert "not other" in capsys.readouterr().err
