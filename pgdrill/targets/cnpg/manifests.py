@@ -351,8 +351,8 @@ def _cluster_webhook_rules(doc: dict, what: str) -> None:
                        f"a time, got {', '.join(methods)}", fix="keep one")
     recovery = bootstrap.get("recovery") or {}
     target = recovery.get("recoveryTarget") or {}
-    chosen = [k for k in ("targetTLI", "targetXID", "targetName", "targetLSN", "targetTime",
-                          "targetImmediate") if target.get(k) and k != "targetTLI"]
+    chosen = [k for k in ("targetXID", "targetName", "targetLSN", "targetTime",
+                          "targetImmediate") if target.get(k)]  # targetTLI combines
     if len(chosen) > 1:
         raise BadInput(f"{what}: $.spec.bootstrap.recovery.recoveryTarget: recovery target "
                        f"options are mutually exclusive, got {', '.join(chosen)}",
