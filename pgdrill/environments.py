@@ -23,6 +23,7 @@ import yaml
 
 from pgdrill.credentials import SOPS_WAY, plaintext_credentials
 from pgdrill.errors import BadInput
+from pgdrill.yamlerrors import yaml_error_where
 
 KNOWN_KEYS = {"environment", "target", "cluster", "namespace", "credentials", "age_identity",
               "settings"}
@@ -63,8 +64,7 @@ def load_environment_file(path: str | Path) -> EnvironmentFile:
         raise BadInput(f"environment file {path} does not exist",
                        fix="create it (see environments/staging.example.yaml)") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        where = yaml_error_where(exc)
         raise BadInput(f"environment file {path}{where} is not valid YAML",
                        fix="fix its syntax (see environments/staging.example.yaml)") from None
     if not isinstance(document, dict):

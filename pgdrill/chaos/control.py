@@ -152,18 +152,18 @@ def before_activity_control(context: dict, configuration: dict | None = None,
     if ctx is None:
         return
     data = ctx.read()
-    if data.get("current_activity") and not data.get("interrupted_activity"):
-        _note_interrupted(ctx, data)
+    _note_interrupted(ctx, data)
     phase = data.get("phase") or "method"
     ctx.update(current_activity={"name": context.get("name"), "type": context.get("type"),
                                  "phase": phase, "start": datetime.now(UTC).isoformat()})
 
 
 def _note_interrupted(ctx: RunContext, data: dict) -> None:
-    """The activity that started but never finished was cut short (a signal): remember it
-    and what had completed before it, before the rollbacks move on."""
-    ctx.update(interrupted_activity=data["current_activity"],
-               last_completed_before_interruption=data.get("last_completed_activity"))
+    """An activity that started but never finished was cut short (a signal): remember the
+    first such one and what had completed before it, before the rollbacks move on."""
+    if data.get("current_activity") and not data.get("interrupted_activity"):
+        ctx.update(interrupted_activity=data["current_activity"],
+                   last_completed_before_interruption=data.get("last_completed_activity"))
 
 
 def after_activity_control(context: dict, state: dict | None = None,
@@ -185,8 +185,7 @@ def after_activity_control(context: dict, state: dict | None = None,
         # Chaos Toolkit closes the activity's controls even when a signal cut it short,
         # leaving its record without a status
         entry["status"] = "interrupted"
-        if not ctx.read().get("interrupted_activity"):
-            _note_interrupted(ctx, {**ctx.read(), "current_activity": current})
+        _note_interrupted(ctx, {**ctx.read(), "current_activity": current})
         ctx.append("activity_log", entry)
         ctx.update(current_activity=None)
     else:
@@ -201,9 +200,7 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     ctx = _context(configuration)
     if ctx is None:
         return
-    data = ctx.read()
-    if data.get("current_activity") and not data.get("interrupted_activity"):
-        _note_interrupted(ctx, data)
+    _note_interrupted(ctx, ctx.read())
     try:
         evidence = finish_run(ctx.run_dir, state)
     except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently

@@ -17,6 +17,7 @@ import yaml
 
 from pgdrill.credentials import REQUIRED_KEYS, SECRET_NAME
 from pgdrill.errors import BadInput
+from pgdrill.yamlerrors import yaml_error_where
 
 NOT_BUILT = ("reading the source Cluster from a running cluster is not built yet: plan mode "
              "reads it from files")
@@ -52,8 +53,7 @@ def load_manifest(path: str, what: str) -> dict:
         raise BadInput(f"{path}: cannot read the {what} manifest: {exc.strerror}",
                        fix="pass the path of a YAML manifest") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        where = yaml_error_where(exc)
         raise BadInput(f"{path}{where}: the {what} manifest is not valid YAML",
                        fix="fix the YAML (or export it again with kubectl get -o yaml)") from None
     if len(docs) != 1 or not isinstance(docs[0], dict):

@@ -21,6 +21,7 @@ import yaml
 
 from pgdrill import policy
 from pgdrill.errors import BadInput, PgdrillError
+from pgdrill.yamlerrors import yaml_error_position
 
 CONTROL_MODULE = "pgdrill.chaos.control"
 CONTROL_FIX = ('declare it: "controls": [{"name": "pgdrill", "provider": {"type": "python", '
@@ -59,8 +60,7 @@ def parse_experiment(path: Path) -> dict:
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            line, column = yaml_error_position(exc) or (1, 1)
             what = getattr(exc, "problem", None) or one_line(exc)
             raise BadInput(f"{path}:{line}:{column}: {one_line(what)}",
                            fix=f"fix the YAML at line {line}, column {column}") from None

@@ -33,6 +33,7 @@ from yaml.resolver import BaseResolver, Resolver
 from yaml.scanner import Scanner
 
 from pgdrill.sops.errors import SopsError
+from pgdrill.yamlerrors import yaml_error_where
 from pgdrill.sops.gotypes import (
     INT64_MAX, INT64_MIN, GoTime, UnsupportedScalar, parse_float, yaml_resolve,
 )
@@ -165,8 +166,7 @@ def yaml_documents(text: str, path="<yaml>") -> list:
             documents.append(loader.get_data())
         return documents
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        where = yaml_error_where(exc)
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise SopsError(f"{path}{where}: {problem}", path=path,
                         fix="repair the YAML (a SOPS file is the YAML sops wrote, with only "
