@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgdrill.files import fsync_dir, write_atomically
 from pgdrill.errors import BadInput, PgdrillError
 
 LEDGER_NAME = "ledger.jsonl"
@@ -121,24 +122,6 @@ def _locked(reports: Path, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -237,9 +220,9 @@ def _append(reports: Path, run: Path, entry: dict) -> dict:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(reports)
+            fsync_dir(reports)
         receipt = {"schema": RECEIPT_SCHEMA, "seq": entry["seq"], "line": line}
-        _write_atomically(run / RECEIPT_NAME, json.dumps(receipt, indent=2) + "\n")
+        write_atomically(run / RECEIPT_NAME, json.dumps(receipt, indent=2) + "\n", durable=True)
     return entry
 
 

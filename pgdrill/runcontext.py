@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pgdrill.files import write_atomically
+
 RUN_DIR_KEY = "pgdrill_run_dir"
 _ADHOC: dict[int, Path] = {}
 
@@ -77,9 +79,7 @@ class RunContext:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.file)
+        write_atomically(self.file, json.dumps(data, indent=2, sort_keys=True, default=str))
 
     def update(self, **values: Any) -> dict[str, Any]:
         """Set top-level keys (atomically, under the context lock)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pgdrill.files import write_atomically
 from pgdrill.console import say
 from pgdrill.evidence import build_evidence, render_summary
 from pgdrill.runcontext import RunContext
@@ -133,6 +134,4 @@ def record_in_ledger(run_dir: Path, evidence: dict, context: dict) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

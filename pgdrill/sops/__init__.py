@@ -21,12 +21,12 @@ encryption rules, the walks)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import copysign, isnan
 from pathlib import Path
 
+from pgdrill.files import write_atomically
 from pgdrill.sops import crypto, formats
 from pgdrill.sops.errors import SopsAuthFailed, SopsError, SopsMacMismatch, SopsNoIdentity, scrub
 from pgdrill.sops.identities import (
@@ -220,18 +220,4 @@ def encrypt_file(path: str | os.PathLike, document: dict, recipients: list[str],
                         "format from its name", fix="name it .yaml or .yml")
     text = encrypt_yaml(document, recipients, encrypted_regex=encrypted_regex)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_atomically(path, text, mode=0o600, durable=True)

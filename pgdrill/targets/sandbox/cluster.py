@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from pgdrill.files import write_atomically
 from pgdrill.credentials import S3Credentials, load_s3_credentials, write_encrypted_secret
 from pgdrill.errors import PreflightRefused, TargetError
 from pgdrill.model import Instance, Role
@@ -44,9 +45,9 @@ def create_sandbox_credentials(layout: Layout, values: dict[str, str]) -> S3Cred
     secret_key, recipient = sops.new_identity()
     layout.age_key_file.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.age_key_file.parent, 0o700)
-    fd = os.open(layout.age_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"# pgdrill sandbox identity\n# public key: {recipient}\n{secret_key}\n")
+    write_atomically(layout.age_key_file,
+                     f"# pgdrill sandbox identity\n# public key: {recipient}\n{secret_key}\n",
+                     mode=0o600, durable=True)
     write_encrypted_secret(layout.credentials_file, values, [recipient])
     return sandbox_credentials(layout)
 

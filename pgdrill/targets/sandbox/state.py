@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgdrill.files import write_atomically
 from pgdrill.procs import pid_alive
 
 DEFAULT_CLUSTER = "sandbox"
@@ -156,9 +157,7 @@ class Layout:
             return None
 
     def write(self, state: SandboxState) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(state.to_json())
-        os.replace(tmp, self.state_file)
+        write_atomically(self.state_file, state.to_json())
 
     @contextmanager
     def locked(self):
