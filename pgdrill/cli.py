@@ -4,9 +4,7 @@ exit codes are documented in pgdrill.errors and README."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 import warnings
 
 from pgdrill.commands import backups, ledger, plan, sandbox, secrets, validate
@@ -28,8 +26,9 @@ def finish_stale_runs() -> None:
     """Every command first finishes drills that died without finishing (see
     pgdrill.chaos.stale): their evidence says `interrupted` and their leftovers go."""
     from pgdrill.chaos.stale import recover_stale_runs
+    from pgdrill.ledger import default_reports_dir
 
-    reports = Path(os.environ.get("PGDRILL_REPORTS") or "reports")
+    reports = default_reports_dir()
     if reports.is_dir():
         recover_stale_runs(reports)
 

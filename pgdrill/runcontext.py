@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdrill.files import write_atomically
+from pgdrill.ledger import default_reports_dir
 
 RUN_DIR_KEY = "pgdrill_run_dir"
 _ADHOC: dict[int, Path] = {}
@@ -57,7 +58,7 @@ class RunContext:
             return cls(Path(configured))
         pid = os.getpid()
         if pid not in _ADHOC:
-            reports = Path((configuration or {}).get("reports_dir", "reports"))
+            reports = default_reports_dir(configuration)
             _ADHOC[pid] = create_run_dir(reports, "adhoc")
         return cls(_ADHOC[pid])
 

@@ -31,6 +31,7 @@ from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
 from pgdrill.chaos.stale import recover_stale_runs, write_lock
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
+from pgdrill.ledger import default_reports_dir
 from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
 from pgdrill.targets import get_target, target_kind
 from pgdrill.targets.sandbox.state import sandbox_home
@@ -63,7 +64,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
     """Finish stale runs, create the run folder and its lock, run the preflight checks."""
     if configuration is None:
         raise InterruptExecution("pgdrill needs a `configuration` block in the experiment")
-    reports = Path(configuration.get("reports_dir") or "reports")
+    reports = default_reports_dir(configuration)
     reports.mkdir(parents=True, exist_ok=True)
     recover_stale_runs(reports)
     name = experiment_name(context, experiment_name_override)
