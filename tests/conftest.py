@@ -14,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = str(Path(sys.executable).parent / "chaos")
+PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 # SOPS files encrypted by the real sops binary (public test keys): part of the repository so
 # that every clone tests them; PGDRILL_SOPS_FIXTURES points at another copy
 SOPS_FIXTURES = Path(os.environ.get("PGDRILL_SOPS_FIXTURES") or REPO / "tests" / "fixtures" / "sops")
@@ -77,6 +78,17 @@ def run_chaos(experiment: str, env: dict, tmp_path: Path) -> subprocess.Complete
          str(tmp_path / "journal.json"), experiment],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
+
+
+def newest_run_folder(reports: Path) -> Path:
+    """The latest run folder under `reports` (names start with the UTC stamp)."""
+    return max((p for p in reports.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+
+def newest_evidence(reports: Path) -> dict:
+    import json
+
+    return json.loads((newest_run_folder(reports) / "evidence.json").read_text())
 
 
 def only_run_folder(reports: Path) -> Path:

@@ -4,16 +4,12 @@ shows the drilled backup verified (by that run) and every other backup not;
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHAOS, REPO, only_run_folder, run_chaos
+from tests.conftest import PGDRILL, REPO, only_run_folder, run_chaos
 
 pytestmark = pytest.mark.sandbox
-
-PGDRILL = str(Path(CHAOS).with_name("pgdrill"))
-
 
 def backups(env, *args):
     return subprocess.run([PGDRILL, "backups", *args], cwd=REPO, env=env, capture_output=True,

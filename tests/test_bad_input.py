@@ -7,10 +7,8 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
@@ -20,9 +18,8 @@ from actions.restore import cleanup_restore, restore_latest_backup
 from pgdrill.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.targets.sandbox.state import RESTORE_NAME
 from pgdrill.targets.sandbox.target import SandboxTarget
-from tests.conftest import REPO, only_run_folder, run_chaos
+from tests.conftest import PGDRILL, REPO, only_run_folder, run_chaos
 
-PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 EXPERIMENTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments").glob("*.json"))
 
 

@@ -3,7 +3,6 @@ SOPS/age-encrypted `cnpg-backup-s3` file, every drill reads them from there (evi
 file and its recipients), and no credential value appears in anything a drill writes — after a
 passing drill, a failing one, and ones refused for plaintext or tampered credentials."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.cluster import sandbox_credentials
-from tests.conftest import run_chaos
+from tests.conftest import newest_evidence, run_chaos
 
 pytestmark = pytest.mark.sandbox
 
@@ -29,11 +28,6 @@ def leaks(values, *roots: Path) -> list[str]:
         content = path.read_bytes()
         found += [f"{path}: {v[:4]}…" for v in values if v.encode() in content]
     return found
-
-
-def newest_evidence(reports: Path) -> dict:
-    folder = max((p for p in reports.iterdir() if p.is_dir()), key=lambda p: p.name)
-    return json.loads((folder / "evidence.json").read_text())
 
 
 def test_drills_read_credentials_from_the_sops_file_and_never_write_them(

@@ -12,14 +12,13 @@ import pytest
 from pgdrill.procs import pid_alive
 from pgdrill.targets.sandbox.state import RESTORE_NAME
 from pgdrill.waiting import poll_until
-from tests.conftest import CHAOS, REPO, only_run_folder, run_chaos
+from tests.conftest import CHAOS, PGDRILL, REPO, only_run_folder, run_chaos
 from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
 
 EXPERIMENT = "experiments/backup-restore.json"
 RESTORE_ACTIVITY = "restore-latest-backup-into-restore-test"
-PGDRILL = str(Path(CHAOS).with_name("pgdrill"))
 
 
 def start_drill(env, tmp_path):

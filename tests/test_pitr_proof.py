@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import REPO, run_chaos
+from tests.conftest import REPO, newest_run_folder, run_chaos
 from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
@@ -15,16 +15,12 @@ pytestmark = pytest.mark.sandbox
 PITR = "experiments/pitr-restore-point.json"
 
 
-def run_folders(reports):
-    return sorted(p for p in reports.iterdir() if p.is_dir())
-
-
 def test_pitr_twice_without_a_new_backup_reaches_each_runs_own_point(sandbox_env, tmp_path):
     reports = tmp_path / "reports"
     evidences = []
     for attempt in (1, 2):
         out = run_chaos(PITR, sandbox_env, tmp_path)
-        folder = run_folders(reports)[-1]
+        folder = newest_run_folder(reports)
         evidence = json.loads((folder / "evidence.json").read_text())
         assert out.returncode == 0, (attempt, evidence["reasons"], out.stderr[-3000:])
         evidences.append(evidence)
@@ -65,7 +61,7 @@ def test_a_restore_point_name_used_twice_stops_at_the_first_and_fails(sandbox_en
 
     out = run_chaos(str(path), sandbox_env, tmp_path)
     assert out.returncode != 0
-    folder = run_folders(tmp_path / "reports")[-1]
+    folder = newest_run_folder(tmp_path / "reports")
     evidence = json.loads((folder / "evidence.json").read_text())
     journal = json.loads((folder / "journal.json").read_text())
     validate(evidence)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pgdrill.targets.sandbox import postgres
-from tests.conftest import REPO, run_chaos
+from tests.conftest import REPO, newest_run_folder, run_chaos
 from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
@@ -23,8 +23,7 @@ def variant(tmp_path, source, name, **arguments):
 
 
 def refused(out, tmp_path):
-    folder = max((p for p in (tmp_path / "reports").iterdir() if p.is_dir()),
-                 key=lambda p: p.name)
+    folder = newest_run_folder(tmp_path / "reports")
     evidence = json.loads((folder / "evidence.json").read_text())
     journal = json.loads((folder / "journal.json").read_text())
     validate(evidence)

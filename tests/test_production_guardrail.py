@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from pgdrill.targets.sandbox import postgres
-from tests.conftest import CHAOS, REPO, run_chaos
+from tests.conftest import CHAOS, REPO, newest_run_folder, run_chaos
 from tests.test_evidence import validate
 
 pytestmark = pytest.mark.sandbox
@@ -25,10 +25,6 @@ def run_production(env, tmp_path, *extra):
          EXPERIMENT], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def newest_run(reports):
-    return max((p for p in reports.iterdir() if p.is_dir()), key=lambda p: p.name)
-
-
 def test_production_is_refused_before_any_fault_and_nothing_unlocks_it(
         sandbox, sandbox_env, tmp_path):
     reports = tmp_path / "reports"
@@ -39,7 +35,7 @@ def test_production_is_refused_before_any_fault_and_nothing_unlocks_it(
     # a real passing drill on the sandbox (develop), then its evidence copied as "staging"
     passed = run_chaos("experiments/backup-restore.json", sandbox_env, tmp_path)
     assert passed.returncode == 0, passed.stderr[-2000:]
-    source = newest_run(reports)
+    source = newest_run_folder(reports)
     forged = reports / "20200101T000000Z-primary-pod-loss"
     shutil.copytree(source, forged)
     evidence = json.loads((forged / "evidence.json").read_text())
@@ -52,7 +48,7 @@ def test_production_is_refused_before_any_fault_and_nothing_unlocks_it(
         console = out.stdout + out.stderr
         assert out.returncode != 0
         assert "staging" in console and "refused" in console
-        folder = newest_run(reports)
+        folder = newest_run_folder(reports)
         evidence = json.loads((folder / "evidence.json").read_text())
         validate(evidence)
         assert evidence["verdict"] == "refused"

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import InstanceState, Layout, SandboxState
 from pgdrill.targets.sandbox.target import SandboxTarget
 from pgdrill.waiting import poll_until
-from tests.conftest import REPO, run_chaos, running_sandbox
+from tests.conftest import PGDRILL, REPO, run_chaos, running_sandbox
 
-PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 
 
 @pytest.fixture
