@@ -29,7 +29,7 @@ def trigger_backup(wait: bool = True, timeout_seconds: int = 600,
         raise BadInput("trigger_backup(wait=False) is not supported: a drill needs the "
                          "backup to exist before injecting a fault",
                        fix="remove `wait` or set it to true")
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     backup = target.backup(timeout=float(timeout_seconds))
     say(f"backup {backup.id} completed at {backup.end_time.isoformat()}")
     run_context(configuration).update(manual_backup=backup.to_dict())
@@ -78,7 +78,7 @@ def mark_restore_point(name: str = "pgdrill", exact: bool = False,
     if len(real_name.encode()) > MAX_RESTORE_POINT_NAME:
         raise BadInput(f"restore point name {real_name!r} is longer than "
                        f"{MAX_RESTORE_POINT_NAME} bytes", fix="use a shorter name")
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     before = datetime.now(UTC)
     with target.connect(target.primary(), "postgres") as conn:
         lsn = str(conn.execute("SELECT pg_create_restore_point(%s)", (real_name,)).fetchone()[0])

@@ -32,7 +32,7 @@ def delete_primary_pod(configuration: Configuration = None, secrets: Secrets = N
     """Kill the primary abruptly: on the sandbox its postmaster gets SIGKILL; on CNPG the
     primary pod is deleted. The operator (or the sandbox supervisor) must promote a replica.
     Returns the fault record (kind, instance, time)."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     started = (time.time(), time.monotonic())
     victim = target.kill_primary()
     return _record(configuration, "delete_primary_pod", victim, started)
@@ -45,7 +45,7 @@ def drop_pvc(instance: str = "primary", configuration: Configuration = None,
     sandbox the instance is killed and its data directory deleted; on CNPG its PVC and pod
     are deleted. The cluster must heal by failover and re-cloning.
     Returns the fault record (kind, instance, time)."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     members = target.instances()
     if instance in ("primary", "replica"):
         chosen = [m for m in members if str(m.role) == instance]
@@ -73,7 +73,7 @@ def corrupt_table(table: str = "pgbench_accounts", mode: str = "logical", fracti
         raise BadInput(f"unknown corruption mode {mode!r}", fix="use logical or physical")
     if not 0 < float(fraction) <= 1:
         raise BadInput(f"fraction {fraction} must be in (0, 1]")
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     started = (time.time(), time.monotonic())
     if mode == "physical":
         record = target.corrupt_page(table, database)

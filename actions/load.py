@@ -11,7 +11,6 @@ from chaoslib.types import Configuration, Secrets
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.errors import BadInput
 from pgdrill.load import runner
-from pgdrill.model import Role
 
 __all__ = ["start_load", "stop_load"]
 
@@ -23,8 +22,10 @@ def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
     second) against the cluster's primary, and return once the first write is acknowledged.
     Each client inserts numbered rows into `pgdrill_ledger` (created if missing) and reads
     them back; every write whose COMMIT returned is logged in `acks.csv` of the run folder.
-    Clients connect with target_session_attrs=read-write to all instances, so after a
-    failover they carry on against the new primary.
+    Clients connect the way the target says reaches the primary across a failover (the
+    sandbox: all instances with target_session_attrs=read-write; CNPG: the `-rw` service, or
+    a port-forward that follows the primary), so after a failover they carry on against the
+    new primary.
     `duration`: seconds after which the load stops by itself. Without it the load runs until
     `stop_load` (put it in the rollbacks), capped at one hour, and also stops when the
     Chaos Toolkit process exits.
@@ -36,15 +37,14 @@ def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
     if previous and runner.running(runner.LoadHandle.from_dict(previous)):
         raise BadInput(f"a load already runs in this drill (Locust pid {previous['pid']})",
                        fix="stop it with actions.load.stop_load first")
-    target = ready_target(configuration)
-    instances = [i for i in target.instances() if i.role != Role.RESTORE]
-    primary = target.primary()
-    conninfo = runner.conninfo_for([(i.host, i.port) for i in instances],
-                                   dbname="app", user=primary.user)
-    with target.connect(primary, "app") as conn:
+    target = ready_target(configuration, secrets)
+    connection = target.load_connection("app")
+    with target.connect(target.primary(), "app") as conn:
         runner.create_ledger(conn)
-    handle = runner.start(conninfo, ctx.run_dir, users=int(users), spawn_rate=float(spawn_rate),
-                          duration=float(duration) if duration is not None else None)
+    handle = runner.start(connection.conninfo, ctx.run_dir, users=int(users),
+                          spawn_rate=float(spawn_rate),
+                          duration=float(duration) if duration is not None else None,
+                          extra_env=connection.env)
     ctx.update(load=handle.to_dict())
     return {"pid": handle.pid, "users": handle.users, "ack_log": handle.ack_log}
 

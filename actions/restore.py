@@ -42,7 +42,7 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     point = (ctx.read().get("restore_points") or {}).get(restore_point or "")
     real_name = point.get("real_name", point.get("name")) if point else restore_point
     recovery = RecoveryTarget.parse(target_time, target_lsn, real_name)
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     not_after = datetime.fromisoformat(point["time"]) if point else None
     backup = choose_backup(target.list_backups(), recovery, not_after,
                            where=backup_destination(target))
@@ -63,7 +63,7 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     ctx.update(backup=backup.to_dict(), restore=record)
     result = target.restore(backup, recovery, timeout=float(timeout_seconds))
     record.update(started_at=result.started_at.isoformat(), phases=result.phases,
-                  instance=result.instance.to_dict())
+                  phase_details=result.phase_details, instance=result.instance.to_dict())
     with target.connect(result.instance, "postgres") as conn:
         reached = read_reached_position(conn)
     mismatch = position_mismatch(recovery, reached, requested.get("expected_lsn"), real_name)
@@ -86,7 +86,7 @@ def cleanup_restore(configuration: Configuration = None, secrets: Secrets = None
     use it in `rollbacks` with strategy `always`."""
     from pgdrill.targets import get_target
 
-    get_target(configuration).cleanup_restore()
+    get_target(configuration, secrets).cleanup_restore()
     return True
 
 
@@ -116,7 +116,7 @@ def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "
         ctx.update(repair=report.to_dict())
         return report.to_dict()
     report.refused = repair_refusals(data, table, label)
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     restored = target.restored_instance()
     if restored is None and not report.refused:
         report.refused.append("there is no restore-test copy to repair from")

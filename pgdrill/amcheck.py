@@ -179,14 +179,16 @@ def parse_stdout(text: str) -> _Report:
 
 
 def run_amcheck(instance: Instance, *, databases: list[str] | None = None,
-                timeout: float = 600) -> AmcheckResult:
+                timeout: float = 600, client_env: dict[str, str] | None = None) -> AmcheckResult:
     """Run pg_amcheck against `instance` over all its connectable databases (or `databases`),
     with a deadline. Corruption gives passed=False with pg_amcheck's problem lines; a check
-    that could not run (unreachable, refused, no permission, cancelled) raises TargetError."""
+    that could not run (unreachable, refused, no permission, cancelled) raises TargetError.
+    `client_env`: the target's environment for libpq clients (Target.client_env: PGPASSWORD,
+    PGSSLMODE), never logged."""
     argv = amcheck_argv(instance, databases)
     command = shlex.join(argv)
     where = f"{instance.name} ({instance.host}:{instance.port})"
-    env = {**os.environ, "LC_ALL": "C", "PGAPPNAME": "pgdrill-amcheck"}
+    env = {**os.environ, **(client_env or {}), "LC_ALL": "C", "PGAPPNAME": "pgdrill-amcheck"}
     env.setdefault("PGCONNECT_TIMEOUT", "10")
     t0 = time.monotonic()
     try:

@@ -139,7 +139,7 @@ def restore_section(context: dict) -> dict | None:
     phases = dict(restore.get("phases") or {})
     if context.get("validation_seconds") is not None:
         phases["validate"] = context["validation_seconds"]
-    # time to a proven recovery: download + replay + promote + validation; none at all when
+    # time to a proven recovery: restore (base backup + WAL replay) + ready + validation; none at all when
     # the restore never finished (interrupted, failed)
     finished = restore.get("started_at") is not None
     return {

@@ -17,7 +17,10 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Instance:
-    """One PostgreSQL instance a drill can connect to."""
+    """One PostgreSQL instance a drill can connect to: where (host, port, dbname, sslmode),
+    as whom (user) and where that user's password comes from (`password_source`, e.g.
+    "secret staging/app-db-superuser", or None when the target needs none). The password itself
+    is never part of an Instance: only `Target.connect` reads it, so no evidence holds it."""
 
     name: str
     role: Role
@@ -25,17 +28,42 @@ class Instance:
     port: int
     dbname: str = "app"
     user: str = "postgres"
+    sslmode: str | None = None
+    password_source: str | None = None
 
     def conninfo(self, dbname: str | None = None) -> str:
+        """libpq keywords without a password (the target adds it at connect time)."""
+        sslmode = f" sslmode={self.sslmode}" if self.sslmode else ""
         return (
             f"host={self.host} port={self.port} dbname={dbname or self.dbname} "
-            f"user={self.user} connect_timeout=5"
+            f"user={self.user} connect_timeout=5{sslmode}"
         )
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["role"] = str(self.role)
         return data
+
+
+@dataclass(frozen=True)
+class LoadConnection:
+    """Where a load generator sends its writes: a libpq connection string that always lands
+    on the primary (multi-host with target_session_attrs, or a service), plus environment
+    variables for it (PGPASSWORD). `repr` hides the environment: it may hold a password."""
+
+    conninfo: str
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+BACKUP_COMPLETED, BACKUP_FAILED, BACKUP_RUNNING = "completed", "failed", "running"
+_BACKUP_PHASES = {"done": BACKUP_COMPLETED, "completed": BACKUP_COMPLETED,
+                  "failed": BACKUP_FAILED, "walarchivingfailing": BACKUP_FAILED,
+                  "invalid backup definition": BACKUP_FAILED}
+
+
+def backup_phase(status: str | None) -> str:
+    """Map a target's native backup status to the neutral completed/failed/running."""
+    return _BACKUP_PHASES.get(str(status or "").strip().lower(), BACKUP_RUNNING)
 
 
 @dataclass(frozen=True)
@@ -59,14 +87,21 @@ class Backup:
     size: int | None = None
 
     @property
+    def phase(self) -> str:
+        """The target-neutral state: "completed", "failed" or "running" (barman-cloud's
+        DONE/FAILED/STARTED…, CNPG's Backup `status.phase` completed/failed/running…)."""
+        return backup_phase(self.status)
+
+    @property
     def completed(self) -> bool:
-        return self.status == "DONE"
+        return self.phase == BACKUP_COMPLETED
 
     def to_dict(self) -> dict:
         """JSON-ready fields (times as ISO-8601)."""
         return {
             "id": self.id,
             "status": self.status,
+            "phase": self.phase,
             "begin_time": self.begin_time.isoformat() if self.begin_time else None,
             "end_time": self.end_time.isoformat() if self.end_time else None,
             "begin_wal": self.begin_wal,
@@ -145,15 +180,25 @@ class RecoveryTarget:
         }
 
 
+# Restore phases every target reports, in seconds (their sum plus validation is the RTO):
+RESTORE_PHASE = "restore"  # request -> the copy promoted: base backup fetched, WAL replayed
+READY_PHASE = "ready"      # promoted -> accepting connections and reported healthy
+
+
 @dataclass
 class RestoreResult:
-    """A restored copy that is up and accepting connections (not yet validated)."""
+    """A restored copy that is up and accepting connections (not yet validated).
+
+    `phases` has the neutral keys RESTORE_PHASE and READY_PHASE; `phase_details` what the
+    target itself can tell apart (the sandbox: download, configure, replay; CNPG: the
+    recovery Job and the Cluster's phases), for people reading the evidence."""
 
     instance: Instance
     backup: Backup
     target: RecoveryTarget
     started_at: datetime
     phases: dict[str, float] = field(default_factory=dict)
+    phase_details: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -20,7 +20,7 @@ def latest_backup_age_seconds(configuration: Configuration = None,
                               secrets: Secrets = None) -> float:
     """Seconds since the newest completed backup in the object store ended
     (an error if there is none)."""
-    backups = [b for b in ready_target(configuration).list_backups() if b.completed]
+    backups = [b for b in ready_target(configuration, secrets).list_backups() if b.completed]
     if not backups:
         raise TargetError("the object store holds no completed backup",
                           fix="take one (actions.backup.trigger_backup, or CNPG's "
@@ -52,7 +52,7 @@ def latest_backup_verified(max_age_days: int = 35, configuration: Configuration 
     (reports/ledger.jsonl, verified first) for this very cluster (same PostgreSQL system
     identifier). No backup without restore."""
     entries = ledger.verified_entries(ledger.default_reports_dir(configuration))
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     verified = policy.verified_backups(entries, target.cluster_identity())
     reason = policy.backup_gate(target.list_backups(), verified, datetime.now(UTC),
                                 max_age_days=max_age_days)

@@ -14,13 +14,13 @@ __all__ = ["is_healthy", "primary_name", "wait_until_healthy"]
 @activity
 def primary_name(configuration: Configuration = None, secrets: Secrets = None) -> str:
     """The name of the current primary instance."""
-    return ready_target(configuration).primary().name
+    return ready_target(configuration, secrets).primary().name
 
 
 @activity
 def is_healthy(configuration: Configuration = None, secrets: Secrets = None) -> bool:
     """True when the primary accepts writes and every replica streams from it."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     try:
         target.wait_ready(timeout=0.1)
         return True
@@ -35,7 +35,7 @@ def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration 
     """Wait (at most `timeout_seconds`) until the cluster has a writable primary and every
     instance is healthy again, and measure it from the last injected fault:
     `seconds` to a writable primary (failover) and `healthy_seconds` to full health."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     fault = ctx.read().get("fault") or {}
     # the fault was recorded by an earlier activity of this same process: its monotonic

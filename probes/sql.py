@@ -15,7 +15,7 @@ __all__ = ["writes_succeed", "query_value"]
 def writes_succeed(database: str = "app", configuration: Configuration = None,
                    secrets: Secrets = None) -> bool:
     """True when the primary commits a write (a row in pgdrill_heartbeat)."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     with target.connect(target.primary(), database) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS pgdrill_heartbeat ("
                      "id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
@@ -28,7 +28,7 @@ def query_value(sql: str, database: str = "app", instance: str = "primary",
                 configuration: Configuration = None, secrets: Secrets = None):
     """The first column of the first row of `sql` (None when no row), run on `instance`:
     `primary`, `restore-test` or an instance name. Numbers and times come back as JSON."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     if instance == "primary":
         member = target.primary()
     elif instance == "restore-test":

@@ -33,7 +33,7 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
     fails naming each query whose value differs and each corrupt relation pg_amcheck found.
     Evidence-first: a restore succeeds only once this passes."""
     plan = load_checklist(checklist)
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     restored = _restored(target)
     t0 = time.monotonic()
     with target.connect(restored, plan.database) as conn:
@@ -41,7 +41,7 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
     amcheck_result = None
     if amcheck:
         say("running pg_amcheck --heapallindexed on the restored copy")
-        amcheck_result = run_amcheck(restored)
+        amcheck_result = run_amcheck(restored, client_env=target.client_env(restored))
         results.append(amcheck_check(amcheck_result))
     elapsed = round(time.monotonic() - t0, 3)
     run_context(configuration).update(
@@ -78,7 +78,7 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
     and order-independent hashes per primary-key range — and keep them as the reference
     named `label` (default: the newest restore point of this run). Call it right after
     actions.backup.mark_restore_point and before a fault. Returns {table: rows}."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     data = ctx.read()
     if label is None:
@@ -100,7 +100,7 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
     (right for tables the drill does not write). Records `fingerprints` in the evidence and
     fails naming each table and key range that differs; against the live primary, each
     differing range is also bisected down to the narrowest key ranges that differ."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     if restore_point:
         stored = (ctx.read().get("fingerprints_reference") or {}).get(restore_point)
@@ -155,7 +155,7 @@ def lost_writes(on: str = "restore-test", configuration: Configuration = None,
     "latest", are expected absent; the others are lost) or on the `primary` after a fault
     (evidence `failover`: every acknowledged write should have survived).
     Returns acknowledged_writes, lost_writes, expected_absent and rpo_seconds."""
-    target = ready_target(configuration)
+    target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     data = ctx.read()
     if on == "restore-test":

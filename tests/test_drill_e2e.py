@@ -22,7 +22,8 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     validate(evidence)
     assert evidence["experiment"] == "pvc-loss" and evidence["target"] == "sandbox"
     assert evidence["restore"]["rto_seconds"] > 0
-    assert set(evidence["restore"]["phases"]) >= {"download_base_backup", "validate"}
+    assert set(evidence["restore"]["phases"]) >= {"restore", "ready", "validate"}
+    assert "download_base_backup" in evidence["restore"]["phase_details"]
     assert evidence["backup"]["id"] == evidence["restore"]["backup_id"]
     assert evidence["backup"]["validated"] is True
     assert evidence["failover"]["seconds"] > 0

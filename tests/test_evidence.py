@@ -13,8 +13,7 @@ def journal(status="completed", deviated=False, run=None, before=True):
 def context(validation=None, restore=True):
     ctx = {"cluster": "sandbox", "backup": {"id": "B1"}}
     if restore:
-        ctx["restore"] = {"backup_id": "B1", "phases": {"download_base_backup": 1.0,
-                                                        "replay_wal_and_promote": 2.5},
+        ctx["restore"] = {"backup_id": "B1", "phases": {"restore": 3.0, "ready": 0.5},
                           "target": {"kind": "latest"}, "position_ok": True,
                           "started_at": "2026-11-30T20:00:00+00:00",
                           "reached": {"timeline": 2, "parent_timeline": 1, "lsn": "0/6000000",

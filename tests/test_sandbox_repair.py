@@ -70,14 +70,14 @@ def test_killed_supervisor_and_replica_are_repaired_in_place(own_sandbox):
     s3_pid = state.s3_pid
 
     t0 = time.monotonic()
-    assert target.ensure_ready() == []
+    assert target.prepare() == []
     assert time.monotonic() - t0 < 0.5  # the fast path: pids only, no S3 round trip
 
     kill(state.supervisor_pid)
     kill(postgres.kill_postmaster(target.layout.data_dir(replica)))
 
     t0 = time.monotonic()
-    repairs = target.ensure_ready()
+    repairs = target.prepare()
     repair_seconds = time.monotonic() - t0
     print(f"repair of supervisor + replica: {repair_seconds:.2f}s: {repairs}")
     assert len(repairs) == 2, repairs
@@ -94,7 +94,7 @@ def test_killed_supervisor_and_replica_are_repaired_in_place(own_sandbox):
     assert system_identifier(target) == sysid
     poll_until(lambda: replica_streaming(cluster_of(target), replica), timeout=60,
                what=f"{replica} to stream again")
-    assert target.ensure_ready() == []
+    assert target.prepare() == []
     assert target.is_up()
 
 
@@ -118,14 +118,14 @@ def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(own_sa
         squatter.bind(("127.0.0.1", state.s3_port))
         squatter.listen()
         with pytest.raises(PreflightRefused) as refused:
-            target.ensure_ready()
+            target.prepare()
     assert f"port {state.s3_port} is taken" in refused.value.message
     assert "pgdrill sandbox reset --yes" in refused.value.fix
 
     # the port is free: moto restarts on it, empty, and the drill is refused
     t0 = time.monotonic()
     with pytest.raises(PreflightRefused) as refused:
-        target.ensure_ready()
+        target.prepare()
     print(f"S3 refusal (restart moto + detect the emptied store): {time.monotonic() - t0:.2f}s")
     message = refused.value.message
     assert "emptied" in message and "base backup" in message and "WAL archive" in message
@@ -137,7 +137,7 @@ def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(own_sa
     # refused again at once, without another restart
     t0 = time.monotonic()
     with pytest.raises(PreflightRefused):
-        target.ensure_ready()
+        target.prepare()
     assert time.monotonic() - t0 < 0.5
 
     # `pgdrill sandbox up` refuses the same way: one message and the fix, exit 3
@@ -177,7 +177,7 @@ def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(own_sa
     assert not pid_alive(primary_pid)
     assert system_identifier(target) != sysid
     assert target.layout.read().store_lost is None
-    assert target.ensure_ready() == []
+    assert target.prepare() == []
     status = target.status()
     assert status["up"] is True and status["s3"]["store_lost"] is None
     assert status["latest_backup"]["status"] == "DONE"
@@ -194,7 +194,7 @@ def test_half_created_sandbox_is_refused_not_removed(sandbox_dir):
     data.mkdir(parents=True)
     (data / "PG_VERSION").write_text("18\n")
     with pytest.raises(PreflightRefused) as refused:
-        SandboxTarget(home=layout.home).ensure_ready()
+        SandboxTarget(home=layout.home).prepare()
     assert "never completely created" in refused.value.message
     assert "pgdrill sandbox reset --yes" in refused.value.fix
     assert (data / "PG_VERSION").exists()

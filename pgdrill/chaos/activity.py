@@ -42,9 +42,11 @@ def _refused(configuration: dict | None) -> bool:
     return bool(run_dir and RunContext(Path(run_dir)).read().get("refused"))
 
 
-def ready_target(configuration: dict | None) -> Target:
-    target = get_target(configuration)
-    target.ensure_ready()
+def ready_target(configuration: dict | None, secrets: dict | None = None) -> Target:
+    """The drill's target, checked (never changed) before the activity uses it. `secrets`:
+    the experiment's secrets (e.g. chaosk8s' KUBERNETES_CONTEXT for the cnpg target)."""
+    target = get_target(configuration, secrets)
+    target.check_ready()
     return target
 
 

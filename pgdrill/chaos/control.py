@@ -91,11 +91,15 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
                        objectives=_objectives(configuration))
         check_no_plaintext_credentials(configuration, secrets)
         check_environment(configuration, name, kind, reports)
-        target = get_target(configuration)
+        target = get_target(configuration, secrets)
         check_cluster_name(configuration, target)
         check_credentials_file(configuration, secrets, target)
-        repairs = target.ensure_ready()
+        # the one sandbox-only step: start (or repair in place) the local sandbox; a real
+        # cluster is only ever checked
+        repairs = target.prepare() if kind == "sandbox" else []
+        target.check_ready()
         ctx.update(preflight_repairs=list(repairs or []),
+                   target_facts=target.facts(),
                    credentials=target.credentials_source(),
                    cluster_identity=target.cluster_identity(),
                    preflight_restores=check_restores(context, configuration, target))

@@ -100,14 +100,16 @@ def create_ledger(conn: psycopg.Connection) -> None:
 
 def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
           duration: float | None = None, *, stop_with_parent: bool = True,
-          start_timeout: float = START_TIMEOUT) -> LoadHandle:
+          start_timeout: float = START_TIMEOUT,
+          extra_env: dict[str, str] | None = None) -> LoadHandle:
     """Start Locust and return once its first write was acknowledged.
 
     `duration`: seconds after which Locust stops by itself; None means "until stop()", with
     a safety cap of SAFETY_RUN_TIME seconds. `stop_with_parent`: Locust also stops when this
     process exits (a drill that died without stopping its load).
     Raises TargetError naming the Locust log if Locust exits or nothing is acknowledged
-    within `start_timeout` seconds (Locust is then stopped)."""
+    within `start_timeout` seconds (Locust is then stopped). `extra_env`: the target's
+    environment for libpq (PGPASSWORD…), passed to Locust only, never recorded."""
     users, spawn_rate = int(users), float(spawn_rate)
     if users < 1 or spawn_rate <= 0:
         raise BadInput(f"users ({users}) must be at least 1 and spawn_rate ({spawn_rate}) "
@@ -126,7 +128,8 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
 
     # reproducible (no LOCUST_* settings), and no cloud credentials: the load never needs them
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "AWS_"))}
-    env |= {"PGDRILL_LOAD_CONNINFO": conninfo, "PGDRILL_ACK_LOG": str(ack_log)}
+    env |= {**(extra_env or {}), "PGDRILL_LOAD_CONNINFO": conninfo,
+            "PGDRILL_ACK_LOG": str(ack_log)}
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     if stop_with_parent:

@@ -16,7 +16,9 @@ def target_kind(configuration: dict | None) -> str:
                or "sandbox")
 
 
-def get_target(configuration: dict | None = None) -> Target:
+def get_target(configuration: dict | None = None, secrets: dict | None = None) -> Target:
+    """The experiment's target. `secrets` reach the target (the cnpg target builds its
+    Kubernetes client from them as chaostoolkit-kubernetes does)."""
     cfg = configuration or {}
     kind = target_kind(cfg)
     if kind == "sandbox":
@@ -25,6 +27,7 @@ def get_target(configuration: dict | None = None) -> Target:
         return SandboxTarget(home=cfg.get("sandbox_home"),
                              cluster=str(cfg.get("cluster") or "sandbox"))
     if kind == "cnpg":
-        raise BadInput("the cnpg target is not available in this version of pgdrill",
-                       fix="run drills on the sandbox (pgdrill_target: sandbox) for now")
+        from pgdrill.targets.cnpg.target import CnpgTarget
+
+        return CnpgTarget.from_configuration(cfg, secrets)
     raise BadInput(f"unknown target {kind!r}", fix=f"set {TARGET_KEY} to one of {', '.join(KNOWN)}")

@@ -7,7 +7,9 @@ from typing import Protocol, runtime_checkable
 import psycopg
 
 from pgdrill.errors import TargetError
-from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
+from pgdrill.model import (
+    Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult,
+)
 
 
 class WalNotAvailable(TargetError):
@@ -17,13 +19,34 @@ class WalNotAvailable(TargetError):
 
 @runtime_checkable
 class Target(Protocol):
-    """What a drill needs from a PostgreSQL cluster and its object store."""
+    """What a drill needs from a PostgreSQL cluster and its object store.
+
+    Nothing here creates, recreates or wipes the cluster itself: a target is checked
+    (`check_ready`), faults are what the drill asks for, and only the isolated restore-test
+    copy is ever created and removed. Timings and states use neutral names (HealReport,
+    RestoreResult.phases, Backup.phase); each target maps its own onto them."""
 
     name: str
 
-    def ensure_ready(self) -> list[str]:
-        """Make the target usable without destroying anything, or raise PreflightRefused
-        naming the fix. Returns what had to be repaired in place (empty when nothing)."""
+    def check_ready(self) -> None:
+        """Check that the target is usable — reachable, its cluster there, its archive
+        readable — and change nothing; raise PreflightRefused (or TargetError) naming the
+        fix otherwise."""
+
+    def facts(self) -> dict:
+        """What the evidence should record about the target beyond its instances (CNPG:
+        operator version, failoverDelay, switchoverDelay, synchronous replication)."""
+
+    def load_connection(self, dbname: str) -> LoadConnection:
+        """How an external load generator reaches whichever instance is the primary, even
+        across a failover: a libpq connection string plus environment (the password)."""
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        """Environment for a libpq client program (pg_amcheck) reaching `instance`: its
+        password and sslmode (PGPASSWORD, PGSSLMODE); empty when none is needed."""
+
+    def close(self) -> None:
+        """Release what the target opened for this process (port-forwards, clients)."""
 
     def credentials_source(self) -> dict:
         """Where the object store's credentials come from (decrypting and MAC-verifying

@@ -14,7 +14,9 @@ import psycopg
 
 from pgdrill.console import Stopwatch, say
 from pgdrill.errors import PgdrillError, TargetError
-from pgdrill.model import Backup, Instance, RecoveryTarget, RestoreResult, Role
+from pgdrill.model import (
+    READY_PHASE, RESTORE_PHASE, Backup, Instance, RecoveryTarget, RestoreResult, Role,
+)
 from pgdrill.procs import terminate
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster
@@ -63,13 +65,18 @@ def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryT
         postgres.start(cluster.run_as, data, port, layout.sockets,
                        layout.log_file(RESTORE_NAME), cluster.process_env(idir), wait=False)
         wait_promoted(data, port, layout.log_file(RESTORE_NAME), timeout)
-    instance = restore_test_instance(layout)
-    with psycopg.connect(instance.conninfo("postgres")) as conn:
-        if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
-            raise TargetError("the restored copy has archiving on; refusing to keep it, "
-                              "it could write into the source's backup path")
+    with watch.phase("check_isolated"):
+        instance = restore_test_instance(layout)
+        with psycopg.connect(instance.conninfo("postgres")) as conn:
+            if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
+                raise TargetError("the restored copy has archiving on; refusing to keep it, "
+                                  "it could write into the source's backup path")
+    details = dict(watch.phases)
+    phases = {RESTORE_PHASE: round(sum(v for k, v in details.items()
+                                       if k != "check_isolated"), 3),
+              READY_PHASE: details["check_isolated"]}
     return RestoreResult(instance=instance, backup=backup, target=target,
-                         started_at=started_at, phases=dict(watch.phases))
+                         started_at=started_at, phases=phases, phase_details=details)
 
 
 def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget) -> None:

@@ -9,13 +9,15 @@ import shutil
 import time
 
 import psycopg
-import psycopg.sql
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pgdrill import corruption
 from pgdrill.console import say
 from pgdrill.credentials import redact
-from pgdrill.errors import BadInput, TargetError
-from pgdrill.model import Backup, HealReport, Instance, RecoveryTarget, RestoreResult
+from pgdrill.errors import PreflightRefused, TargetError
+from pgdrill.model import (
+    Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult, Role,
+)
 from pgdrill.procs import pid_alive
 from pgdrill.targets.sandbox import barman, postgres
 from pgdrill.targets.sandbox.cluster import APP_DB, replica_streaming, sandbox_credentials
@@ -26,25 +28,63 @@ from pgdrill.targets.sandbox.restore import (
 from pgdrill.targets.sandbox.s3 import client as s3_client
 from pgdrill.waiting import poll_until
 
-BLOCK_SIZE = 8192
-BLOCKS_PER_SEGMENT = 131072  # 1 GiB segment files
-
 
 class SandboxTarget(SandboxLifecycle):
     """Everything on one machine; state under PGDRILL_HOME (default ./.pgdrill)."""
 
     name = "sandbox"
 
-    # -- Target protocol -----------------------------------------------------------------
-    def ensure_ready(self) -> list[str]:
-        """Cheap when everything runs (pids only). No sandbox: create one. A broken one:
-        repair it in place and return one line per repair, or refuse with the fix
+    # -- the sandbox-only step before a drill --------------------------------------------
+    def prepare(self) -> list[str]:
+        """Bring the sandbox up for a drill (the drill control calls this on the sandbox
+        only, before check_ready): create one when none exists, repair a stopped or broken
+        one in place and return one line per repair, or refuse with the fix
         (PreflightRefused) — never discard anything to make a drill run."""
         if self.is_up():
             return []
         if self.layout.read() is None:
             say("no sandbox yet: creating one (first run takes a minute)")
         return self._up()[1]
+
+    # -- Target protocol -----------------------------------------------------------------
+    def check_ready(self) -> None:
+        """Cheap (pids only): the S3 server and the supervisor run and the store was not
+        emptied. Changes nothing; instances are the supervisor's to heal."""
+        if self.is_up():
+            return
+        state = self.layout.read()
+        if state is None:
+            raise PreflightRefused(f"there is no sandbox in {self.layout.home}",
+                                   fix="run `pgdrill sandbox up` (or `make drill`, which "
+                                       "starts it)")
+        if state.store_lost:
+            raise self._store_lost_refusal(state, state.store_lost)
+        raise PreflightRefused(f"the sandbox in {self.layout.home} is not fully running (its "
+                               f"S3 server or supervisor stopped)",
+                               fix="run `pgdrill sandbox up` to repair it in place")
+
+    def facts(self) -> dict:
+        state = self.layout.read()
+        return {"kind": "sandbox", "home": str(self.layout.home),
+                "instances": len(state.instances) if state else 0,
+                "supervisor": "pgdrill.targets.sandbox.supervisor (promotes the most advanced "
+                              "replica, no failover delay)"}
+
+    def load_connection(self, dbname: str) -> LoadConnection:
+        """All instances in one multi-host string with target_session_attrs=read-write: after
+        a failover libpq lands on the new primary. The sandbox trusts local TCP: no env."""
+        from pgdrill.load.runner import conninfo_for
+
+        instances = [i for i in self.instances() if i.role != Role.RESTORE]
+        return LoadConnection(conninfo_for([(i.host, i.port) for i in instances],
+                                           dbname=dbname, user=self.primary().user))
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        """The sandbox trusts local TCP connections: nothing to add."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release: the sandbox's processes outlive a drill."""
 
     def credentials_source(self) -> dict:
         return sandbox_credentials(self.layout).describe()
@@ -93,47 +133,25 @@ class SandboxTarget(SandboxLifecycle):
         return instance
 
     def corrupt_page(self, table: str, database: str = APP_DB) -> dict:
-        """Physical corruption: overwrite 64 bytes in the middle of one heap page of `table` in
-        the primary's data files, with the page evicted from shared buffers before and after
-        so the next read comes from disk. Physical damage does not replicate."""
+        """Physical corruption (pgdrill.corruption): the bytes are overwritten in the
+        primary's data files on this machine, each one changed."""
         primary = self.primary()
         data = self.layout.data_dir(primary.name)
-        with self.connect(primary, database) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
-            try:
-                relpath, blocks = conn.execute(
-                    "SELECT pg_relation_filepath(%s::regclass), pg_relation_size(%s::regclass) "
-                    "/ current_setting('block_size')::int", (table, table)).fetchone()
-            except psycopg.errors.UndefinedTable as exc:
-                raise BadInput(f"table {table!r} does not exist in database {database!r}") from exc
-            if not blocks:
-                raise BadInput(f"table {table!r} is empty: there is no page to corrupt")
-            block = min(blocks // 2, BLOCKS_PER_SEGMENT - 1)
-            conn.execute("CHECKPOINT")
-            conn.execute("SELECT pg_buffercache_evict_relation(%s::regclass)", (table,))
+
+        def overwrite(relpath: str, offset: int, length: int) -> None:
             with open(data / relpath, "r+b") as fh:
-                fh.seek(block * BLOCK_SIZE + BLOCK_SIZE // 2)
-                original = fh.read(64)
-                fh.seek(block * BLOCK_SIZE + BLOCK_SIZE // 2)
+                fh.seek(offset)
+                original = fh.read(length)
+                fh.seek(offset)
                 # random bytes, each different from the original (a second run still damages)
                 noise = os.urandom(len(original))
                 fh.write(bytes(b ^ (n | 1) for b, n in zip(original, noise)))
                 fh.flush()
                 os.fsync(fh.fileno())
-            conn.execute("SELECT pg_buffercache_evict_relation(%s::regclass)", (table,))
-            record = {"table": table, "instance": primary.name, "file": relpath, "block": block,
-                      "bytes": len(original), "detected": False, "detected_by": None,
-                      "error": None}
-            # read every heap page: an index-only scan would never touch the damaged one
-            for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
-                conn.execute(f"SET {setting} = off")
-            try:
-                conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(
-                    psycopg.sql.Identifier(*table.split("."))))
-            except psycopg.errors.DataCorrupted as exc:
-                record.update(detected=True, detected_by="data checksums",
-                              error=str(exc).strip().splitlines()[0])
-        say(f"corrupted block {block} of {table} on {primary.name}: "
+
+        with self.connect(primary, database) as conn:
+            record = {"instance": primary.name, **corruption.corrupt_page(conn, table, overwrite)}
+        say(f"corrupted block {record['block']} of {table} on {primary.name}: "
             + (f"detected ({record['error']})" if record["detected"] else "NOT detected"))
         return record
 
