@@ -194,6 +194,8 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
                       "cluster_identity": context.get("cluster_identity")},
         # where the S3 credentials came from (file, recipients, key names): never values
         "credentials": context.get("credentials"),
+        # what the target is (CNPG: operator and Kubernetes versions, HA settings)
+        "target_facts": context.get("target_facts"),
         "interruption": interruption(journal, context),
     }
 

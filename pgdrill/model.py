@@ -209,3 +209,5 @@ class HealReport:
     healthy_seconds: float
     primary: str
     instances: list[Instance]
+    # what the target itself recorded (CNPG: the operator's failover timestamps, HA settings)
+    details: dict = field(default_factory=dict)

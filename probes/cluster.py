@@ -44,7 +44,8 @@ def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration 
     report = target.wait_ready(timeout=float(timeout_seconds), since=since)
     failover = {"seconds": report.writable_primary_seconds,
                 "healthy_seconds": report.healthy_seconds, "primary": report.primary,
-                "measured_from": "fault" if since is not None else "probe start"}
+                "measured_from": "fault" if since is not None else "probe start",
+                **({"target": report.details} if report.details else {})}
     ctx.update(failover=failover)
     say(f"writable primary {report.primary} after {report.writable_primary_seconds}s, "
         f"all instances healthy after {report.healthy_seconds}s")

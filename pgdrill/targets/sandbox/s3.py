@@ -11,10 +11,9 @@ import secrets
 import sys
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pgdrill.s3client import s3_client as client  # noqa: F401 - used here and by callers
 from pgdrill.credentials import S3Credentials, redact
 from pgdrill.errors import TargetError
 from pgdrill.procs import pid_alive, spawn_detached
@@ -114,18 +113,6 @@ def emptied(endpoint_url: str, bucket: str, server_name: str,
 def _clean(exc: Exception, credentials: S3Credentials) -> str:
     """An S3 error for a message: without any credential value it might quote."""
     return redact(str(exc), credentials.secret_values())
-
-
-def client(endpoint_url: str, credentials: S3Credentials):
-    """A boto3 S3 client with credentials from the decrypted SOPS file (never env/config)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key,
-        region_name=credentials.region,
-        config=Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2}),
-    )
 
 
 def wait_and_create_bucket(endpoint_url: str, bucket: str, pid: int,

@@ -1,0 +1,113 @@
+"""Restore into restore-test on CNPG: a new Cluster bootstrapped with `bootstrap.recovery` from
+the source's archive (pgdrill.targets.cnpg.manifests), the `cnpg-backup-s3` Secret created there
+from the SOPS file, waited for until "Cluster in healthy state" + Ready, and removed again —
+Cluster, PVCs, Secret and ObjectStore copy."""
+
+from __future__ import annotations
+
+import time
+
+from pgdrill.console import say
+from pgdrill.credentials import S3Credentials, SECRET_NAME, secret_manifest
+from pgdrill.errors import DeadlineExceeded, TargetError
+from pgdrill.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget
+from pgdrill.targets.cnpg.config import CnpgConfig
+from pgdrill.targets.cnpg.kube import CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION, Kube
+from pgdrill.targets.cnpg.manifests import SourceCluster, restore_manifests, validate_manifest
+from pgdrill.targets.cnpg.status import HEALTHY, UNRECOVERABLE, unhealthy_reasons
+from pgdrill.waiting import poll_until
+
+def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
+                      recovery: RecoveryTarget, credentials: S3Credentials) -> list[dict]:
+    """Every object the restore creates, validated: the Secret, then (plugin) the ObjectStore
+    copy and the recovery Cluster (superuser access on, so the drill can log in)."""
+    values = {"ACCESS_KEY_ID": credentials.access_key_id,
+              "ACCESS_SECRET_KEY": credentials.secret_access_key, "BUCKET": credentials.bucket,
+              "ENDPOINT": credentials.endpoint, "REGION": credentials.region}
+    secret = secret_manifest(values, namespace=config.restore_namespace)
+    secret["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pgdrill"}
+    docs = restore_manifests(source, recovery, namespace=config.restore_namespace,
+                             name=config.restore_cluster, backup_id=backup.id)
+    for doc in docs:
+        if doc["kind"] == "Cluster":
+            doc["spec"]["enableSuperuserAccess"] = True
+        validate_manifest(doc)
+    return [secret, *docs]
+
+
+def create_restore(kube: Kube, docs: list[dict]) -> None:
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            kube.create_secret(doc)
+        else:
+            kube.create_custom(doc)
+
+
+def wait_restored(kube: Kube, config: CnpgConfig, timeout: float) -> tuple[dict, dict[str, float]]:
+    """Poll the recovery Cluster until healthy and Ready; show each phase change. Fails at
+    once when CNPG declares it unrecoverable, and names the phase and its reason when the
+    deadline passes. Returns the Cluster and the seconds spent in each phase."""
+    t0 = time.monotonic()
+    seen: dict[str, float] = {}
+    last = {"phase": None, "at": t0}
+
+    def healthy() -> dict | None:
+        cluster = kube.cluster(config.restore_namespace, config.restore_cluster)
+        status = cluster.get("status") or {}
+        phase = status.get("phase") or "pending"
+        now = time.monotonic()
+        if phase != last["phase"]:
+            if last["phase"] is not None:
+                seen[last["phase"]] = round(seen.get(last["phase"], 0) + now - last["at"], 3)
+            last.update(phase=phase, at=now)
+            reason = status.get("phaseReason")
+            say(f"  restore-test {config.restore_cluster}: {phase}"
+                + (f" ({reason})" if reason else ""))
+        if phase == UNRECOVERABLE:
+            raise TargetError(f"CNPG gave up on the recovery Cluster {config.restore_namespace}/"
+                              f"{config.restore_cluster}: {status.get('phaseReason') or phase}",
+                              fix="read the recovery Job's log (saved in the run folder) and "
+                                  "the operator's")
+        return cluster if not unhealthy_reasons(cluster) else None
+
+    try:
+        cluster = poll_until(healthy, timeout=timeout, interval=0.5,
+                             what=f"recovery Cluster {config.restore_namespace}/"
+                                  f"{config.restore_cluster} to be healthy")
+    except DeadlineExceeded:
+        cluster = kube.cluster(config.restore_namespace, config.restore_cluster)
+        raise TargetError(f"the recovery Cluster {config.restore_namespace}/"
+                          f"{config.restore_cluster} is not healthy after {timeout:.0f}s: "
+                          + "; ".join(unhealthy_reasons(cluster)),
+                          fix="read the recovery Job's and the operator's logs; a wrong "
+                              "serverName or credentials Secret keeps it in 'Setting up "
+                              "primary'") from None
+    seen[last["phase"]] = round(seen.get(last["phase"], 0) + time.monotonic() - last["at"], 3)
+    return cluster, seen
+
+
+def restore_phases(seen: dict[str, float], total: float) -> dict[str, float]:
+    """Neutral phases from the Cluster phases observed: everything before the copy came up
+    healthy is `restore` (CNPG runs base backup restore and WAL replay in its recovery Job);
+    the remainder up to Ready is `ready`."""
+    ready = round(max(0.0, total - sum(v for k, v in seen.items() if k != HEALTHY)), 3)
+    return {RESTORE_PHASE: round(total - ready, 3), READY_PHASE: ready}
+
+
+def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> list[str]:
+    """Delete the recovery Cluster, its PVCs, the copied Secret and ObjectStore; wait until its
+    pods are gone. Idempotent; returns what was deleted."""
+    ns, name = config.restore_namespace, config.restore_cluster
+    removed = []
+    if kube.delete_custom(CNPG_GROUP, CNPG_VERSION, ns, "clusters", name):
+        removed.append(f"Cluster {ns}/{name}")
+    for pvc in kube.pvcs(ns, f"cnpg.io/cluster={name}"):
+        if kube.delete_pvc(ns, pvc["metadata"]["name"]):
+            removed.append(f"PVC {pvc['metadata']['name']}")
+    if kube.delete_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores", f"{name}-origin"):
+        removed.append(f"ObjectStore {name}-origin")
+    if kube.delete_secret(ns, SECRET_NAME):
+        removed.append(f"Secret {SECRET_NAME}")
+    poll_until(lambda: not kube.pods(ns, f"cnpg.io/cluster={name}"), timeout=timeout,
+               interval=0.5, what=f"the pods of {ns}/{name} to go away")
+    return removed
