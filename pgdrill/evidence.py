@@ -196,6 +196,8 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "credentials": context.get("credentials"),
         # what the target is (CNPG: operator and Kubernetes versions, HA settings)
         "target_facts": context.get("target_facts"),
+        # the operator's/supervisor's and instances' log lines since the start, redacted
+        "logs": context.get("logs") or [],
         "interruption": interruption(journal, context),
     }
 

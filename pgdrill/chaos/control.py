@@ -72,8 +72,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
     configuration[RUN_DIR_KEY] = str(run_dir)
     kind = target_kind(configuration)
     configuration.setdefault("sandbox_home", str(sandbox_home()))
-    write_lock(run_dir, {"pgdrill_target": kind, "cluster": configuration.get("cluster"),
-                         "sandbox_home": configuration["sandbox_home"]})
+    write_lock(run_dir, _lock_target(configuration, kind))
     ctx = RunContext(run_dir)
     ctx.update(
         experiment=name, title=context.get("title"), target=kind,
@@ -85,6 +84,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         environment_file = apply_environment_file(configuration)
         if environment_file:
             kind = target_kind(configuration)
+            write_lock(run_dir, _lock_target(configuration, kind))
             ctx.update(environment_file=environment_file, target=kind,
                        environment=environment_of(configuration),
                        cluster=configuration.get("cluster") or "sandbox",
@@ -108,6 +108,29 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         ctx.update(refused=exc.message, refused_fix=exc.fix)
         raise InterruptExecution(f"pgdrill preflight refused the drill: {exc}") from None
     write_partial_evidence(run_dir)
+
+
+def _save_logs(configuration: dict, ctx: RunContext) -> None:
+    """The target's log lines since the run started, next to the evidence (logs/)."""
+    data = ctx.read()
+    if data.get("refused") or not data.get("started_at"):
+        return
+    try:
+        target = get_target(configuration)
+        written = target.save_logs(ctx.run_dir / "logs",
+                                   datetime.fromisoformat(data["started_at"]))
+    except PgdrillError as exc:
+        say(f"could not save the target's logs: {exc.message}")
+        return
+    ctx.update(logs=[f"logs/{name}" for name in written])
+
+
+def _lock_target(configuration: dict, kind: str) -> dict:
+    """What a later process needs to clean up after this run if it dies."""
+    keys = ("cluster", "namespace", "restore_namespace", "restore_cluster", "cnpg_connection",
+            "cnpg_operator_namespace", "sandbox_home")
+    return {"pgdrill_target": kind, **{k: configuration[k] for k in keys
+                                       if configuration.get(k) is not None}}
 
 
 def _objectives(configuration: dict) -> dict:
@@ -206,6 +229,7 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     if ctx is None:
         return
     _note_interrupted(ctx, ctx.read())
+    _save_logs(configuration, ctx)
     try:
         evidence = finish_run(ctx.run_dir, state)
     except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently

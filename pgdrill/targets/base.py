@@ -41,6 +41,11 @@ class Target(Protocol):
         """How an external load generator reaches whichever instance is the primary, even
         across a failover: a libpq connection string plus environment (the password)."""
 
+    def save_logs(self, folder, since) -> list[str]:
+        """Save, redacted, the log lines since `since` (aware datetime) of whatever healed or
+        restored the cluster (the operator or supervisor, the instances, the recovery) into
+        `folder`; return the file names written."""
+
     def client_env(self, instance: Instance) -> dict[str, str]:
         """Environment for a libpq client program (pg_amcheck) reaching `instance`: its
         password and sslmode (PGPASSWORD, PGSSLMODE); empty when none is needed."""

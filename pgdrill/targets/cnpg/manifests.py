@@ -265,8 +265,9 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
     target = recovery_target(recovery, backup_id)
     if target:
         recovery_doc["recoveryTarget"] = target
-    spec: dict = {"instances": 1, "bootstrap": {"recovery": recovery_doc},
-                  "externalClusters": [origin]}
+    # superuser access: CNPG creates <name>-superuser, the drill's way in for its checks
+    spec: dict = {"instances": 1, "enableSuperuserAccess": True,
+                  "bootstrap": {"recovery": recovery_doc}, "externalClusters": [origin]}
     if source.image_name:  # same PostgreSQL major as the source (§4)
         spec["imageName"] = source.image_name
     if source.storage:

@@ -20,7 +20,7 @@ from pgdrill.waiting import poll_until
 def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
                       recovery: RecoveryTarget, credentials: S3Credentials) -> list[dict]:
     """Every object the restore creates, validated: the Secret, then (plugin) the ObjectStore
-    copy and the recovery Cluster (superuser access on, so the drill can log in)."""
+    copy and the recovery Cluster."""
     values = {"ACCESS_KEY_ID": credentials.access_key_id,
               "ACCESS_SECRET_KEY": credentials.secret_access_key, "BUCKET": credentials.bucket,
               "ENDPOINT": credentials.endpoint, "REGION": credentials.region}
@@ -29,8 +29,6 @@ def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
     docs = restore_manifests(source, recovery, namespace=config.restore_namespace,
                              name=config.restore_cluster, backup_id=backup.id)
     for doc in docs:
-        if doc["kind"] == "Cluster":
-            doc["spec"]["enableSuperuserAccess"] = True
         validate_manifest(doc)
     return [secret, *docs]
 

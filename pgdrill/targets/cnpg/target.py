@@ -251,6 +251,37 @@ class CnpgTarget:
     def close(self) -> None:
         self.addresses.close()
 
+    def save_logs(self, folder, since) -> list[str]:
+        """The operator's pods, the source's instance pods and the recovery Cluster's pods
+        (its recovery Job too), from `since` on, redacted (Secret values and S3 keys)."""
+        from pgdrill.logs import save_log
+
+        secrets = [v for values in self._passwords.values() for v in values.values()]
+        if self._credentials is not None:
+            secrets += list(self._credentials.secret_values())
+        seconds = max(1, int((datetime.now(UTC) - since).total_seconds()) + 1)
+        groups = [(self.config.operator_namespace, "app.kubernetes.io/name=cloudnative-pg"),
+                  (self.config.namespace, f"cnpg.io/cluster={self.config.cluster}"),
+                  (self.config.restore_namespace, f"cnpg.io/cluster={self.config.restore_cluster}")]
+        written = []
+        for namespace, selector in groups:
+            try:
+                pods = self.kube.pods(namespace, selector)
+            except PgdrillError as exc:
+                say(f"cannot list pods for logs in {namespace}: {exc.message}")
+                continue
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                try:
+                    text = self.kube.pod_log(namespace, name, since_seconds=seconds)
+                except PgdrillError as exc:
+                    say(f"cannot read the log of {namespace}/{name}: {exc.message}")
+                    continue
+                label = f"{namespace}.{name}.log"
+                if save_log(folder, label, text, since, secrets):
+                    written.append(label)
+        return written
+
     # -- faults -------------------------------------------------------------------------
     def kill_primary(self) -> Instance:
         primary = self.primary()

@@ -79,6 +79,28 @@ class SandboxTarget(SandboxLifecycle):
         return LoadConnection(conninfo_for([(i.host, i.port) for i in instances],
                                            dbname=dbname, user=self.primary().user))
 
+    def save_logs(self, folder, since) -> list[str]:
+        """The supervisor's decisions and every instance's PostgreSQL log (restore-test too)."""
+        from pgdrill.logs import save_log
+
+        state = self.layout.read()
+        secrets = sandbox_credentials(self.layout).secret_values() if state else ()
+        sources = {"supervisor.log": self.layout.supervisor_log}
+        names = list(state.instances) if state else []
+        if self.restored_instance() is not None:
+            names.append(self.restored_instance().name)
+        for name in names:
+            sources[f"{name}.postgresql.log"] = self.layout.log_file(name)
+        written = []
+        for label, path in sources.items():
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            if save_log(folder, label, text, since, secrets):
+                written.append(label)
+        return written
+
     def client_env(self, instance: Instance) -> dict[str, str]:
         """The sandbox trusts local TCP connections: nothing to add."""
         return {}
