@@ -12,7 +12,8 @@ from pgdrill.chaos.activity import activity, ready_target
 from pgdrill.console import say
 from pgdrill.errors import TargetError
 
-__all__ = ["latest_backup_age_seconds", "latest_backup_verified", "latest_backup_within"]
+__all__ = ["latest_backup_age_seconds", "latest_backup_verified", "latest_backup_within",
+           "backups_healthy"]
 
 
 @activity
@@ -59,3 +60,28 @@ def latest_backup_verified(max_age_days: int = 35, configuration: Configuration 
     if reason:
         say(f"no verified recent backup: {reason}")
     return reason is None
+
+
+@activity
+def backups_healthy(max_backup_age_seconds: float = None, configuration: Configuration = None,
+                    secrets: Secrets = None) -> bool:
+    """Step 1 of the safe workflow, "verify backups", on a CNPG cluster: a ScheduledBackup of
+    the cluster exists, is not suspended and ran when its schedule said; the last successful
+    backup is recent (within the schedule's period, or `max_backup_age_seconds`); the
+    cluster has a first recoverability point; the ContinuousArchiving condition is True and
+    the newest Backup did not fail. Everything read goes into the evidence (`backup_health`);
+    False (with each problem printed) fails a steady-state hypothesis. CNPG target only."""
+    from pgdrill.chaos.activity import run_context
+    from pgdrill.errors import BadInput
+
+    target = ready_target(configuration, secrets)
+    check = getattr(target, "backup_health", None)
+    if check is None:
+        raise BadInput(f"backups_healthy reads CNPG's ScheduledBackups and Cluster status; the "
+                       f"{target.name} target has none",
+                       fix="use probes.backup.latest_backup_within on the sandbox")
+    health = check(max_backup_age_seconds)
+    run_context(configuration).update(backup_health=health)
+    for problem in health["problems"]:
+        say(f"backups not healthy: {problem}")
+    return bool(health["ok"])

@@ -383,6 +383,27 @@ class CnpgTarget:
                               fix="check the endpoint and the credentials in "
                                   f"{credentials.source}") from None
 
+    def backup_health(self, max_backup_age_seconds: float | None = None) -> dict:
+        """Step 1 of the safe workflow on CNPG: ScheduledBackups present, not suspended and on
+        time, the last successful backup recent, a first recoverability point, archiving
+        working (pgdrill.targets.cnpg.backup_health)."""
+        from datetime import timedelta
+
+        from pgdrill.targets.cnpg.backup_health import assess_backups
+
+        ns = self.config.namespace
+        cluster = self._cluster()
+        source = self.source(cluster)
+        store = (self.kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores",
+                                      source.object_store) if source.object_store else None)
+        health = assess_backups(
+            cluster, self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, ns, "scheduledbackups"),
+            self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, ns, "backups"),
+            now=datetime.now(UTC), object_store=store, server_name=source.server_name,
+            max_backup_age=(timedelta(seconds=float(max_backup_age_seconds))
+                            if max_backup_age_seconds else None))
+        return health.to_dict()
+
     def backup_destination(self) -> str:
         source = self.source()
         return (f"{source.archive} (destinationPath {source.destination_path}, serverName "
