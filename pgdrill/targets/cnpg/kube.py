@@ -197,10 +197,17 @@ class Kube:
         """Run `command` in the pod (pods/exec); return stdout, stderr and the exit code."""
         from kubernetes.stream import stream
 
-        client = self._call(
-            f"exec in pod {namespace}/{pod}", stream, self.core.connect_get_namespaced_pod_exec,
-            pod, namespace, container=container, command=command, stdin=False, stdout=True,
-            stderr=True, tty=False, _preload_content=False)
+        try:
+            client = self._call(
+                f"exec in pod {namespace}/{pod}", stream,
+                self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                command=command, stdin=False, stdout=True, stderr=True, tty=False,
+                _preload_content=False)
+        except AttributeError:
+            # kubernetes 36 raises this when the websocket upgrade is refused (404/400)
+            raise TargetError(f"cannot exec in pod {namespace}/{pod}: the API server refused "
+                              f"the exec session (pod gone, or no pods/exec permission)",
+                              fix="check the pod exists and the RBAC for pods/exec") from None
         try:
             client.run_forever(timeout=timeout)
             out, err = client.read_stdout() or "", client.read_stderr() or ""
