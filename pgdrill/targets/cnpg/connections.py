@@ -97,9 +97,11 @@ class _Listener:
         from kubernetes.stream import portforward
 
         pf = None
+        core = None
         try:
             pod = self.resolve()
-            pf = portforward(self.kube.core.connect_get_namespaced_pod_portforward, pod,
+            core = self.kube.session_core()  # its own ApiClient: see Kube.session_core
+            pf = portforward(core.connect_get_namespaced_pod_portforward, pod,
                              self.namespace, ports=str(self.port))
             _relay(client, pf.socket(self.port))
         except Exception as exc:  # noqa: BLE001 - the client sees a closed connection
@@ -110,6 +112,8 @@ class _Listener:
             client.close()
             if pf is not None:
                 pf.close()
+            if core is not None:
+                core.api_client.close()
 
     def close(self) -> None:
         self.closed = True

@@ -47,6 +47,15 @@ class Kube:
         self.custom = k8s.CustomObjectsApi(client)
         self.batch = k8s.BatchV1Api(client)
 
+    def session_core(self):
+        """A CoreV1Api on its own ApiClient (same configuration) for one exec or port-forward
+        session: the client's websocket helpers swap `ApiClient.request` while they run, so
+        sharing one ApiClient across threads would send ordinary calls down the websocket
+        path. Close it with `.api_client.close()`."""
+        from kubernetes import client as k8s
+
+        return k8s.CoreV1Api(k8s.ApiClient(configuration=self.client.configuration))
+
     @property
     def host(self) -> str:
         return str(self.client.configuration.host)
@@ -197,23 +206,29 @@ class Kube:
         """Run `command` in the pod (pods/exec); return stdout, stderr and the exit code."""
         from kubernetes.stream import stream
 
+        core = self.session_core()
         try:
             client = self._call(
                 f"exec in pod {namespace}/{pod}", stream,
-                self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
                 command=command, stdin=False, stdout=True, stderr=True, tty=False,
                 _preload_content=False)
         except AttributeError:
             # kubernetes 36 raises this when the websocket upgrade is refused (404/400)
+            core.api_client.close()
             raise TargetError(f"cannot exec in pod {namespace}/{pod}: the API server refused "
                               f"the exec session (pod gone, or no pods/exec permission)",
                               fix="check the pod exists and the RBAC for pods/exec") from None
+        except BaseException:
+            core.api_client.close()
+            raise
         try:
             client.run_forever(timeout=timeout)
             out, err = client.read_stdout() or "", client.read_stderr() or ""
             code = client.returncode
         finally:
             client.close()
+            core.api_client.close()
         if code is None:
             raise TargetError(f"exec in pod {namespace}/{pod} gave no exit status within "
                               f"{timeout:.0f}s", fix="check the pod is running")
