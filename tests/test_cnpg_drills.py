@@ -71,7 +71,10 @@ def test_each_experiment_passes_through_the_kubernetes_api(world, tmp_path, expe
     assert evidence["backup"]["validated"] is True
     if experiment in ("primary-pod-loss", "pvc-loss"):
         failover = evidence["failover"]
-        assert failover["seconds"] > 0 and failover["lost_writes"] == 0
+        # asynchronous replication may lose the last writes before a SIGKILLed primary's
+        # WAL reached the replica: they are counted, and judged against the RPO objective
+        assert failover["seconds"] > 0 and failover["lost_writes"] >= 0
+        assert evidence["objectives"]["rpo"]["met"] is True
         assert failover["target"]["operator"]["seconds"] is not None
     if experiment == "table-corruption":
         assert evidence["fingerprints"]["match"] is True
