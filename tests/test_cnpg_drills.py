@@ -6,8 +6,8 @@ target creates validates against the CNPG CRDs; the API calls it makes are recor
 in README is checked against them). A stuck failover and a failed Backup fail loudly.
 
 What this cannot prove (the fake's limits): RBAC enforcement, admission webhooks, CRD
-defaulting, grace periods, scheduling, CNPG's real reconciliation. The opt-in suite against a
-real cluster (tests/real_cluster/README.md) covers those."""
+defaulting, grace periods, scheduling, CNPG's real reconciliation: only a run against a real
+cluster (kind/k3d elsewhere) checks those, and that opt-in suite is not written yet."""
 
 from __future__ import annotations
 

@@ -13,17 +13,9 @@ from datetime import datetime
 from urllib.parse import urlparse
 
 from pgdrill.model import Backup
+from pgdrill.targets.cnpg.status import parse_time
 
 BACKUP_INFO = "backup.info"
-
-
-def _time(value) -> datetime | None:
-    if not value or value == "None":
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def from_backup_object(doc: dict) -> Backup:
@@ -31,8 +23,8 @@ def from_backup_object(doc: dict) -> Backup:
     status = doc.get("status") or {}
     return Backup(id=status.get("backupId") or doc["metadata"]["name"],
                   status=status.get("phase") or "pending",
-                  begin_time=_time(status.get("startedAt")),
-                  end_time=_time(status.get("stoppedAt")),
+                  begin_time=parse_time(status.get("startedAt")),
+                  end_time=parse_time(status.get("stoppedAt")),
                   begin_wal=status.get("beginWal"), end_wal=status.get("endWal"),
                   timeline=None, name=doc["metadata"]["name"],
                   begin_lsn=status.get("beginLSN"), end_lsn=status.get("endLSN"))
@@ -51,7 +43,7 @@ def parse_backup_info(text: str) -> dict[str, str]:
 def from_backup_info(backup_id: str, info: dict[str, str], size: int | None) -> Backup:
     timeline = info.get("timeline")
     return Backup(id=info.get("backup_id") or backup_id, status=info.get("status") or "UNKNOWN",
-                  begin_time=_time(info.get("begin_time")), end_time=_time(info.get("end_time")),
+                  begin_time=parse_time(info.get("begin_time")), end_time=parse_time(info.get("end_time")),
                   begin_wal=_none(info.get("begin_wal")), end_wal=_none(info.get("end_wal")),
                   timeline=int(timeline) if timeline and timeline.isdigit() else None,
                   name=_none(info.get("backup_name")), begin_lsn=_none(info.get("begin_xlog")),

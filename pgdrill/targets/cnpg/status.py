@@ -6,17 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from pgdrill.model import Role
+from pgdrill.targets.cnpg.manifests import _get
 
 HEALTHY = "Cluster in healthy state"
 UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention"
-
-
-def _get(doc: dict, *keys: str):
-    for key in keys:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(key)
-    return doc
 
 
 def condition(doc: dict, kind: str) -> dict | None:
