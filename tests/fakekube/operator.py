@@ -400,7 +400,7 @@ class FakeCnpgOperator:
         pods = {p["metadata"]["name"]: p for p in self.store.list(PODS, self.namespace, selector)}
         pvcs = {p["metadata"]["name"]: p for p in self.store.list(PVCS, self.namespace, selector)}
         status = cluster.get("status") or {}
-        for name, instance in self.pods.items():
+        for name in self.pods:
             pod, pvc = pods.get(name), pvcs.get(name)
             storage_gone = pvc is None or deleting(pvc)
             if name not in self._down and (pod is None or deleting(pod)):
