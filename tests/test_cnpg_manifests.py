@@ -265,12 +265,42 @@ def test_plan_prints_yaml_documents_that_validate(files, capsys, tmp_path, monke
                                {d["metadata"]["name"]: d for d in docs if d["kind"] == "ObjectStore"})
 
 
-def test_plan_without_cluster_manifest_says_contacting_a_cluster_is_not_built(capsys, tmp_path,
-                                                                               monkeypatch):
+@pytest.mark.parametrize("style", ["in-tree", "plugin"])
+def test_plan_reads_the_source_from_the_cluster_without_a_manifest(style, capsys, tmp_path,
+                                                                   monkeypatch):
+    """Live mode: the Cluster (and its ObjectStore) read through the real kubernetes client
+    from the fake API server; two GETs, nothing created."""
+    from tests.fakekube.apiserver import CLUSTERS, NAMESPACES, OBJECT_STORES, FakeKubeServer
+
     monkeypatch.chdir(tmp_path)
-    assert main(PLAN) == 2
+    with FakeKubeServer() as server:
+        server.store.create(NAMESPACES, {"metadata": {"name": "staging"}})
+        server.store.create(CLUSTERS, load(IN_TREE if style == "in-tree" else PLUGIN))
+        if style == "plugin":
+            server.store.create(OBJECT_STORES, load(STORE))
+        monkeypatch.setenv("KUBERNETES_HOST", server.url)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+        assert main(PLAN) == 0
+        calls = [(c.verb, c.resource) for c in server.calls]
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d is not None]
+    assert [d["kind"] for d in docs][-1] == "Cluster"
+    for doc in docs:
+        m.validate_manifest(doc)
+    assert calls == [("get", "clusters")] + ([("get", "objectstores")]
+                                             if style == "plugin" else [])
+
+
+def test_plan_of_a_cluster_that_does_not_exist_says_so(capsys, tmp_path, monkeypatch):
+    from tests.fakekube.apiserver import NAMESPACES, FakeKubeServer
+
+    monkeypatch.chdir(tmp_path)
+    with FakeKubeServer() as server:
+        server.store.create(NAMESPACES, {"metadata": {"name": "staging"}})
+        monkeypatch.setenv("KUBERNETES_HOST", server.url)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+        assert main(PLAN) == 2
     err = capsys.readouterr().err
-    assert "not built yet" in err and "fix:" in err and "--cluster-manifest" in err
+    assert "there is no CNPG Cluster staging/app-db" in err and "--kube-context" in err
     assert "Traceback" not in err
 
 

@@ -1,9 +1,10 @@
 """`pgdrill plan EXPERIMENT --target cnpg ...`: print every Kubernetes manifest a drill would
 create on a CloudNativePG cluster, as multi-document YAML, each validated against CNPG's CRDs
-and webhook rules — without contacting any cluster.
+and webhook rules, without creating anything.
 
 The source is read from files (`--cluster-manifest`, and `--object-store-manifest` for the
-barman-cloud plugin): the manual Backup for each `actions.backup.trigger_backup`, and the
+barman-cloud plugin; then no cluster is contacted), or else from the cluster itself (the
+kubeconfig context `--kube-context`, read-only: get the Cluster and its ObjectStore): the manual Backup for each `actions.backup.trigger_backup`, and the
 restore into `restore-test` for each `actions.restore.restore_latest_backup` (`${...}` in its
 arguments from the experiment's configuration defaults). The credentials Secret is only
 referenced: it is created at run time from the SOPS file and never printed."""
@@ -18,9 +19,6 @@ import yaml
 from pgdrill.credentials import REQUIRED_KEYS, SECRET_NAME
 from pgdrill.errors import BadInput
 from pgdrill.yamlerrors import yaml_error_where
-
-NOT_BUILT = ("reading the source Cluster from a running cluster is not built yet: plan mode "
-             "reads it from files")
 
 
 def configuration_defaults(experiment: dict) -> dict:
@@ -62,6 +60,38 @@ def load_manifest(path: str, what: str) -> dict:
     return docs[0]
 
 
+def read_live_source(args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """The source Cluster (and its plugin ObjectStore) read from the cluster: two GETs."""
+    from pgdrill.errors import PreflightRefused
+    from pgdrill.targets.cnpg.kube import (
+        CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION, Kube, NotFound, api_client,
+    )
+
+    secrets = {"KUBERNETES_CONTEXT": args.kube_context} if args.kube_context else {}
+    kube = Kube(api_client(secrets))
+    try:
+        cluster_doc = kube.get_custom(CNPG_GROUP, CNPG_VERSION, args.namespace, "clusters",
+                                      args.cluster)
+    except NotFound:
+        raise BadInput(f"there is no CNPG Cluster {args.namespace}/{args.cluster} at "
+                       f"{kube.host}", fix="check --cluster, --namespace and --kube-context "
+                       "(kubectl get clusters -A)") from None
+    except PreflightRefused as exc:
+        raise BadInput(exc.message, fix=exc.fix) from None
+    store_doc = None
+    for plugin in (cluster_doc.get("spec") or {}).get("plugins") or []:
+        store = (plugin.get("parameters") or {}).get("barmanObjectName")
+        if store:
+            try:
+                store_doc = kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, args.namespace,
+                                            "objectstores", store)
+            except NotFound:
+                raise BadInput(f"Cluster {args.cluster} names ObjectStore {store}, which does "
+                               f"not exist in {args.namespace}",
+                               fix="create it, or fix the plugin's barmanObjectName") from None
+    return cluster_doc, store_doc
+
+
 def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
     """(comment lines, validated manifests) for the experiment."""
     from chaoslib import substitute
@@ -83,12 +113,15 @@ def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
                     for a in activities(experiment, "actions.backup", "mark_restore_point")
                     if (a["provider"].get("arguments") or {}).get("exact")}
 
-    cluster_doc = load_manifest(args.cluster_manifest, "Cluster")
-    store_doc = (load_manifest(args.object_store_manifest, "ObjectStore")
-                 if args.object_store_manifest else None)
-    for doc in (cluster_doc, store_doc):
-        if doc is not None:
-            manifests.validate_manifest(doc)
+    if args.cluster_manifest:
+        cluster_doc = load_manifest(args.cluster_manifest, "Cluster")
+        store_doc = (load_manifest(args.object_store_manifest, "ObjectStore")
+                     if args.object_store_manifest else None)
+        for doc in (cluster_doc, store_doc):
+            if doc is not None:
+                manifests.validate_manifest(doc)
+    else:
+        cluster_doc, store_doc = read_live_source(args)
     source = manifests.read_source(cluster_doc, store_doc, namespace=args.namespace)
     if source.name != args.cluster:
         raise BadInput(f"{args.cluster_manifest} is Cluster {source.name}, not {args.cluster}",
@@ -118,8 +151,8 @@ def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
                 backup_id=args.backup_id))
         except BadInput as exc:
             raise BadInput(f"{args.experiment}: activity {activity.get('name')!r}: "
-                           f"{exc.message}", fix=exc.fix + " (plan mode contacts no cluster, "
-                           "so it cannot pick the backup itself)"
+                           f"{exc.message}", fix=exc.fix + " (plan mode does not read the object "
+                           "store, so it cannot pick the backup itself)"
                            if "backupID" in exc.message else exc.fix) from None
         notes.append(f"restore {name}: {recovery.describe()}"
                      + (f" from backup {args.backup_id}" if args.backup_id else
@@ -133,11 +166,9 @@ def run(args: argparse.Namespace) -> int:
     if args.target != "cnpg":
         raise BadInput(f"plan mode is for the cnpg target, not {args.target!r}",
                        fix="pass --target cnpg (the sandbox creates no manifests)")
-    if not args.cluster_manifest:
-        raise BadInput(NOT_BUILT, fix=f"export the source and pass it: kubectl get cluster "
-                       f"{args.cluster} -n {args.namespace} -o yaml > cluster.yaml; pgdrill "
-                       f"plan ... --cluster-manifest cluster.yaml (plus "
-                       f"--object-store-manifest for the barman-cloud plugin)")
+    if args.object_store_manifest and not args.cluster_manifest:
+        raise BadInput("--object-store-manifest needs --cluster-manifest",
+                       fix="pass both files, or neither to read them from the cluster")
     notes, docs = plan_documents(args)
     print("\n".join(f"# {line}" for line in notes))
     print(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), end="")
@@ -147,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add `plan` to the `pgdrill` subcommands."""
     parser = sub.add_parser("plan", help="print the manifests a drill would create on a CNPG "
-                                         "cluster, validated against CNPG's CRDs (contacts no "
+                                         "cluster, validated against CNPG's CRDs (creates "
+                                         "nothing; with --cluster-manifest contacts no "
                                          "cluster)")
     parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment file")
     parser.add_argument("--target", required=True, choices=("cnpg", "sandbox"),
@@ -158,6 +190,10 @@ def register(sub) -> None:
                         help="the source Cluster as YAML (kubectl get cluster -o yaml)")
     parser.add_argument("--object-store-manifest", metavar="FILE",
                         help="its barman-cloud ObjectStore as YAML (plugin backups)")
+    parser.add_argument("--kube-context", metavar="CONTEXT",
+                        help="without --cluster-manifest: read the source from this kubeconfig "
+                             "context (default: KUBERNETES_CONTEXT, the current context, or "
+                             "in-cluster)")
     parser.add_argument("--restore-namespace", default="restore-test",
                         help="where the restore goes (default restore-test)")
     parser.add_argument("--backup-id", help="restore this backup (YYYYMMDDTHHMMSS); needed "
