@@ -1,0 +1,34 @@
+"""`pgdrill rbac --namespace NS`: the least-privilege RBAC of the cnpg target as manifests
+(ServiceAccount, a Role and RoleBinding per namespace, a ClusterRole to read namespaces), for
+`kubectl apply -f -`. The rules are those tested against every API call the target makes."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from pgdrill.targets.cnpg.rbac import RULES, manifests
+
+
+def run(args: argparse.Namespace) -> int:
+    docs = manifests(namespace=args.namespace, restore_namespace=args.restore_namespace,
+                     operator_namespace=args.operator_namespace,
+                     service_account=args.service_account)
+    print(f"# pgdrill cnpg target: RBAC for ServiceAccount {args.namespace}/"
+          f"{args.service_account}")
+    for rule in RULES:
+        print(f"#   {rule.scope:8} {rule.group or 'core'} {','.join(rule.resources)}: "
+              f"{','.join(rule.verbs)} ({rule.why})")
+    print(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), end="")
+    return 0
+
+
+def register(sub) -> None:
+    """Add `rbac` to the `pgdrill` subcommands."""
+    parser = sub.add_parser("rbac", help="print the RBAC manifests the cnpg target needs")
+    parser.add_argument("--namespace", required=True, help="the source Cluster's namespace")
+    parser.add_argument("--restore-namespace", default="restore-test")
+    parser.add_argument("--operator-namespace", default="cnpg-system")
+    parser.add_argument("--service-account", default="pgdrill")
+    parser.set_defaults(func=run)
