@@ -220,6 +220,16 @@ def render_summary(evidence: dict) -> str:
         fo = evidence["failover"]
         lines.append(f"- writable primary after {fo.get('seconds')}s ({fo.get('primary')}); "
                      f"all instances healthy after {fo.get('healthy_seconds')}s")
+        outage = fo.get("client_write_outage")
+        if outage:
+            lines.append(f"- the load's writes stopped for {outage['seconds']}s (last "
+                         f"acknowledged {outage['last_ack_before']}, next "
+                         f"{outage['first_ack_after']})")
+        operator = (fo.get("target") or {}).get("operator") or {}
+        if operator.get("seconds") is not None:
+            lines.append(f"- CNPG recorded the failover to {operator.get('current_primary')} in "
+                         f"{operator['seconds']}s (targetPrimaryTimestamp to "
+                         f"currentPrimaryTimestamp)")
     if evidence.get("backup"):
         b = evidence["backup"]
         lines.append(f"- backup restored: {b.get('id')} (ended {b.get('end_time')}); "

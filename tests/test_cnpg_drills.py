@@ -79,6 +79,8 @@ def test_each_experiment_passes_through_the_kubernetes_api(world, tmp_path, expe
         assert failover["seconds"] > 0 and failover["lost_writes"] >= 0
         assert evidence["objectives"]["rpo"]["met"] is True
         assert failover["target"]["operator"]["seconds"] is not None
+        # the load saw the outage too: last acknowledged write before, first after
+        assert failover["client_write_outage"]["seconds"] > 0
     if experiment == "table-corruption":
         assert evidence["fingerprints"]["match"] is True
     # the drill went through the API: faults, Backup, recovery Cluster, cleanup
