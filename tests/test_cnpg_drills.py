@@ -101,6 +101,26 @@ def test_each_experiment_passes_through_the_kubernetes_api(world, tmp_path, expe
     assert evidence["logs"], "the operator's and instances' logs are saved"
 
 
+def test_physical_corruption_goes_through_exec_in_the_primary_pod(world, tmp_path):
+    """corrupt_table mode physical on CNPG: bytes of one page overwritten by `dd` through
+    pods/exec in the primary's postgres container; checksums catch it, PITR to the restore
+    point undoes it, and the repair puts every row back."""
+    world.server.reset_calls()
+    env = {**drill_env(world, tmp_path), "PGDRILL_CORRUPTION_MODE": "physical"}
+    out = run_chaos("experiments/table-corruption.json", env, tmp_path)
+    world.calls_seen.extend(world.server.calls)
+    evidence = newest_evidence(tmp_path / "reports")
+    assert out.returncode == 0 and evidence["verdict"] == "passed", \
+        (evidence.get("reasons"), out.stdout[-3000:], out.stderr[-3000:])
+    fault = evidence["fault"]
+    assert fault["mode"] == "physical" and fault["detected"] is True
+    assert fault["detected_by"] == "data checksums"
+    assert any(c.subresource == "exec" and c.name == fault["instance"]
+               for c in world.server.calls)
+    assert evidence["fingerprints"]["match"] is True
+    assert evidence["repair"]["performed"] is True and evidence["repair"]["rows"] == 100000
+
+
 def test_every_api_call_of_the_drills_is_allowed_by_the_rbac_pgdrill_prints(world, tmp_path):
     """Every call the drills of this module made (verb, resource, namespace) is covered by
     pgdrill.targets.cnpg.rbac.RULES, which `pgdrill rbac` prints. Run alone, it drills once."""
