@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pgdrill.recovery_position import lsn_to_int
 from pgdrill.targets.cnpg import rbac
 from pgdrill.targets.cnpg.manifests import validate_manifest
 from tests.conftest import newest_evidence, newest_run_folder, run_chaos
@@ -119,6 +120,33 @@ def test_physical_corruption_goes_through_exec_in_the_primary_pod(world, tmp_pat
                for c in world.server.calls)
     assert evidence["fingerprints"]["match"] is True
     assert evidence["repair"]["performed"] is True and evidence["repair"]["rows"] == 100000
+
+
+def test_restore_points_are_looked_up_in_the_primarys_wal_by_exec(world, monkeypatch):
+    """Before restoring to a restore point not marked in the run, the target reads the
+    primary's pg_wal with pg_waldump by exec in its pod: found, or None for a name that
+    is not there (the restore is then refused before restore-test is touched)."""
+    from pgdrill.targets.cnpg.target import CnpgTarget
+
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent")  # the secrets' KUBERNETES_HOST, as chaosk8s
+    target = CnpgTarget.from_configuration(
+        {"cluster": world.cluster, "namespace": world.namespace,
+         "s3_credentials_file": str(world.credentials_file),
+         "age_identity_file": str(world.age_key_file), "cnpg_connection": "port-forward"},
+        {"kubernetes": {"KUBERNETES_HOST": world.server.url}})
+    try:
+        target.check_ready()
+        backup = target.backup(timeout=300)
+        with target.connect(target.primary(), "postgres") as conn:
+            end = str(conn.execute("SELECT pg_create_restore_point('cnpg-walscan')")
+                      .fetchone()[0])
+        world.server.reset_calls()
+        found = target.find_restore_point("cnpg-walscan", backup.begin_lsn)
+        assert 0 < lsn_to_int(end) - lsn_to_int(found) <= 128
+        assert target.find_restore_point("no-such-point", backup.begin_lsn) is None
+        assert any(c.subresource == "exec" for c in world.server.calls)
+    finally:
+        target.close()
 
 
 def test_every_api_call_of_the_drills_is_allowed_by_the_rbac_pgdrill_prints(world, tmp_path):

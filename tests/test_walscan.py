@@ -6,7 +6,7 @@ from pgdrill.model import Backup, Role
 from pgdrill.recovery_position import lsn_to_int
 from pgdrill.restore_plan import backup_start_lsn
 from pgdrill.targets.base import WalNotAvailable
-from pgdrill.targets.sandbox import walscan
+from pgdrill import walscan
 from pgdrill.waiting import poll_until
 
 SEG = 16 * 1024 * 1024
@@ -42,7 +42,7 @@ def test_each_segment_is_read_from_the_newest_timeline_that_owns_it(tmp_path):
                                     "2\t0/A000100\tno recovery target specified\n")
     ranges = walscan.timeline_ranges(3, history)
     assert ranges == [(1, 0, 0x8000000), (2, 0x8000000, 0xA000100), (3, 0xA000100, None)]
-    plan = walscan.plan_segments(tmp_path, ranges, 4, 0xB, SEG)
+    plan = walscan.plan_segments({p.name for p in tmp_path.iterdir()}, ranges, 4, 0xB, SEG)
     assert plan == {4: "000000010000000000000004", 5: "000000010000000000000005",
                     6: "000000010000000000000006", 7: "000000010000000000000007",
                     8: "000000020000000000000008", 9: "000000020000000000000009",
@@ -52,7 +52,8 @@ def test_each_segment_is_read_from_the_newest_timeline_that_owns_it(tmp_path):
 def test_wal_no_longer_in_pg_wal_cannot_tell(tmp_path):
     touch(tmp_path, "000000010000000000000007", "000000010000000000000008")
     with pytest.raises(WalNotAvailable, match="000000010000000000000005 .* is no longer in"):
-        walscan.plan_segments(tmp_path, walscan.timeline_ranges(1, []), 5, 8, SEG)
+        walscan.plan_segments({p.name for p in tmp_path.iterdir()},
+                              walscan.timeline_ranges(1, []), 5, 8, SEG, where=str(tmp_path))
 
 
 def test_backup_start_lsn_from_begin_lsn_or_first_segment():

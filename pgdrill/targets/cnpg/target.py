@@ -6,6 +6,7 @@ Kubernetes API (CNPG's CRDs) and PostgreSQL's own protocol.
 - faults: the primary pod deleted with grace period 1; an instance's PVCs then its pod deleted
   (as `kubectl cnpg destroy`); a page overwritten by exec in the primary's pod;
 - backups: a `Backup` object, waited for until `completed`; listed from the object store;
+- restore points looked up in the primary's pg_wal with pg_waldump by exec in its pod;
 - restore: a recovery Cluster in restore-test (pgdrill.targets.cnpg.restore);
 - health: "Cluster in healthy state", Ready, currentPrimary == targetPrimary, plus a write
   through the primary (client side).
@@ -410,8 +411,25 @@ class CnpgTarget:
                 f"{source.server_name}, {source.style} object store)")
 
     def find_restore_point(self, name: str, since_lsn: str) -> str | None:
-        raise WalNotAvailable("the cnpg target does not read the source's WAL files; the "
-                              "restore goes ahead and PostgreSQL's replay decides")
+        """pg_waldump by exec in the primary's pod over its pg_wal (pgdrill.walscan); no
+        pods/exec permission or no pg_waldump there: "cannot tell", never a refusal."""
+        from pgdrill import walscan
+
+        primary = self.primary()
+        where = f"pod {self.config.namespace}/{primary.name} $PGDATA/pg_wal"
+
+        def dump(links: dict[str, str], args: list[str]) -> tuple[int, str, str]:
+            try:
+                out, err, code = self.kube.exec(self.config.namespace, primary.name, CONTAINER,
+                                                walscan.pod_dump_script(links, args),
+                                                timeout=walscan.WALDUMP_TIMEOUT)
+            except PgdrillError as exc:
+                raise WalNotAvailable(f"cannot run pg_waldump in {where}: {exc.message}") \
+                    from None
+            return code, out, err
+
+        with self.connect(primary, "postgres") as conn:
+            return walscan.find_restore_point(conn, name, since_lsn, dump, where)
 
     # -- restore ------------------------------------------------------------------------
     def restore(self, backup: Backup, target: RecoveryTarget, *,

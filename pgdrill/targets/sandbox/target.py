@@ -259,10 +259,11 @@ class SandboxTarget(SandboxLifecycle):
                 f"{store.server_name}, at {store.endpoint_url})")
 
     def find_restore_point(self, name: str, since_lsn: str) -> str | None:
-        """pg_waldump over the primary's pg_wal (pgdrill.targets.sandbox.walscan)."""
-        from pgdrill.targets.sandbox import walscan
+        """pg_waldump over the primary's pg_wal on this machine (pgdrill.walscan)."""
+        from pgdrill import walscan
 
         primary = self.primary()
+        pg_wal = self.layout.data_dir(primary.name) / "pg_wal"
         with self.connect(primary, "postgres") as conn:
-            return walscan.find_restore_point(
-                conn, self.layout.data_dir(primary.name) / "pg_wal", name, since_lsn)
+            return walscan.find_restore_point(conn, name, since_lsn,
+                                              walscan.local_dump(pg_wal), str(pg_wal))

@@ -1,5 +1,8 @@
 """Find a named restore point in the primary's WAL before restoring to it: `pg_waldump` over
-the primary's pg_wal, from the backup's begin LSN to the primary's flush LSN.
+the primary's pg_wal, from the backup's begin LSN to the primary's flush LSN. Target-neutral:
+what is in pg_wal and the timeline history are read over SQL (pg_ls_waldir, pg_read_file),
+and each target runs pg_waldump where pg_wal is (the sandbox locally, CNPG by exec in the
+primary's pod) through a `WalDump` callable.
 
 pg_waldump prints one line per record; restore points are XLOG records such as
 
@@ -34,6 +37,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -80,11 +84,11 @@ def timeline_ranges(current: int,
     return ranges
 
 
-def plan_segments(pg_wal: Path, ranges: list[tuple[int, int, int | None]], first: int,
-                  last: int, segment_size: int) -> dict[int, str]:
+def plan_segments(present: set[str], ranges: list[tuple[int, int, int | None]], first: int,
+                  last: int, segment_size: int, where: str = "pg_wal") -> dict[int, str]:
     """Segment number -> the file in pg_wal to read it from: the newest timeline of the
-    history whose range covers the segment and whose file exists (as recovery does)."""
-    present = {p.name for p in pg_wal.iterdir()}
+    history whose range covers the segment and whose file exists (as recovery does).
+    `present`: the file names in pg_wal; `where` names it in messages."""
     plan = {}
     for segno in range(first, last + 1):
         for tli, begin, end in reversed(ranges):
@@ -100,7 +104,7 @@ def plan_segments(pg_wal: Path, ranges: list[tuple[int, int, int | None]], first
             oldest = min((n for n in present if SEGMENT_NAME.match(n)), default=None)
             raise WalNotAvailable(
                 f"WAL segment {segment_file(ranges[-1][0], segno, segment_size)} (or its "
-                f"file on an earlier timeline) is no longer in {pg_wal}"
+                f"file on an earlier timeline) is no longer in {where}"
                 + (f" (the oldest segment there is {oldest})" if oldest else ""))
     return plan
 
@@ -118,20 +122,26 @@ def restore_points(output: str) -> list[tuple[str, str]]:
     return found
 
 
-def find_restore_point(conn: psycopg.Connection, pg_wal: Path, name: str,
-                       since_lsn: str) -> str | None:
+# (links: name on the current timeline -> file in pg_wal, pg_waldump arguments after --path)
+#   -> (exit code, stdout, stderr); the target makes the links where pg_wal is and runs it
+WalDump = Callable[[dict[str, str], list[str]], tuple[int, str, str]]
+
+
+def find_restore_point(conn: psycopg.Connection, name: str, since_lsn: str, dump: WalDump,
+                       where: str = "pg_wal") -> str | None:
     """The start LSN of the first restore point named exactly `name` at or after `since_lsn`
-    in the WAL of the primary `conn` is connected to (its pg_wal directory `pg_wal`), up to
-    its flush LSN; None when that WAL is all there and has none; WalNotAvailable when it
-    cannot tell (see the module docstring)."""
+    in the WAL of the primary `conn` is connected to (a superuser), up to its flush LSN; None
+    when that WAL is all there and has none; WalNotAvailable when it cannot tell (see the
+    module docstring). `where` names pg_wal in messages."""
     try:
-        return _find(conn, pg_wal, name, since_lsn)
+        return _find(conn, name, since_lsn, dump, where)
     except (psycopg.Error, OSError) as exc:
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WalNotAvailable(f"cannot scan the WAL in {pg_wal}: {why}") from None
+        raise WalNotAvailable(f"cannot scan the WAL in {where}: {why}") from None
 
 
-def _find(conn: psycopg.Connection, pg_wal: Path, name: str, since_lsn: str) -> str | None:
+def _find(conn: psycopg.Connection, name: str, since_lsn: str, dump: WalDump,
+          where: str) -> str | None:
     if "\n" in name or "\r" in name:
         raise WalNotAvailable("a name with a line break cannot be matched in pg_waldump's output")
     since = lsn_to_int(since_lsn)
@@ -144,31 +154,58 @@ def _find(conn: psycopg.Connection, pg_wal: Path, name: str, since_lsn: str) -> 
     current = int(walfile[:8], 16)
     history: list[tuple[int, int]] = []
     if current > 1:
-        path = pg_wal / f"{current:08X}.history"
         try:
-            history = parse_history(path.read_text())
-        except OSError as exc:
-            raise WalNotAvailable(f"cannot read the history of timeline {current} "
-                                  f"({path}: {exc.strerror})") from None
-    plan = plan_segments(pg_wal, timeline_ranges(current, history), since // segment_size,
-                         (end - 1) // segment_size, segment_size)
-    links = Path(tempfile.mkdtemp(prefix="pgdrill-walscan-"))
-    try:
-        for segno, file in plan.items():
-            os.symlink(pg_wal / file, links / segment_file(current, segno, segment_size))
-        proc = subprocess.run(
-            [binary("pg_waldump"), "--path", str(links), "--timeline", str(current),
-             "--start", format_lsn(since), "--end", format_lsn(end), "--rmgr", "XLOG"],
-            capture_output=True, text=True, errors="replace", timeout=WALDUMP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise WalNotAvailable(f"pg_waldump took more than {WALDUMP_TIMEOUT}s") from None
-    finally:
-        shutil.rmtree(links, ignore_errors=True)
-    if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            text = conn.execute("SELECT pg_read_file(%s)",
+                                (f"pg_wal/{current:08X}.history",)).fetchone()[0]
+        except psycopg.Error as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise WalNotAvailable(f"cannot read the history of timeline {current} in {where}: "
+                                  f"{why}") from None
+        history = parse_history(text)
+    present = {row[0] for row in conn.execute("SELECT name FROM pg_ls_waldir()")}
+    plan = plan_segments(present, timeline_ranges(current, history), since // segment_size,
+                         (end - 1) // segment_size, segment_size, where)
+    links = {segment_file(current, segno, segment_size): file for segno, file in plan.items()}
+    code, out, err = dump(links, ["--timeline", str(current), "--start", format_lsn(since),
+                                  "--end", format_lsn(end), "--rmgr", "XLOG"])
+    if code != 0:
+        why = (err.strip().splitlines() or [f"exit {code}"])[-1]
         raise WalNotAvailable(f"pg_waldump could not read the WAL from {format_lsn(since)} to "
                               f"{format_lsn(end)}: {why}")
-    for lsn, point in restore_points(proc.stdout):
+    for lsn, point in restore_points(out):
         if point == name:
             return lsn
     return None
+
+
+def local_dump(pg_wal: Path) -> WalDump:
+    """pg_waldump on this machine over `pg_wal` (the sandbox), through a temporary directory
+    of symbolic links named on the current timeline."""
+
+    def dump(links: dict[str, str], args: list[str]) -> tuple[int, str, str]:
+        folder = Path(tempfile.mkdtemp(prefix="pgdrill-walscan-"))
+        try:
+            for link, file in links.items():
+                os.symlink(pg_wal / file, folder / link)
+            proc = subprocess.run([binary("pg_waldump"), "--path", str(folder), *args],
+                                  capture_output=True, text=True, errors="replace",
+                                  timeout=WALDUMP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise WalNotAvailable(f"pg_waldump took more than {WALDUMP_TIMEOUT}s") from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return dump
+
+
+def pod_dump_script(links: dict[str, str], args: list[str]) -> list[str]:
+    """The `sh -c` command that does local_dump's work inside a PostgreSQL pod ($PGDATA):
+    links in a temporary directory, pg_waldump, cleanup; its exit code is pg_waldump's."""
+    import shlex
+
+    lines = ['d=$(mktemp -d) || exit 1']
+    lines += [f'ln -s "$PGDATA/pg_wal/{file}" "$d/{link}"' for link, file in links.items()]
+    lines += ['pg_waldump --path "$d" ' + " ".join(shlex.quote(a) for a in args),
+              'rc=$?', 'rm -rf "$d"', 'exit $rc']
+    return ["sh", "-c", "\n".join(lines)]
