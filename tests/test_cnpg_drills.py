@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ import yaml
 from pgdrill.recovery_position import lsn_to_int
 from pgdrill.targets.cnpg import rbac
 from pgdrill.targets.cnpg.manifests import validate_manifest
-from tests.conftest import newest_evidence, newest_run_folder, run_chaos
+from tests.conftest import PGDRILL, newest_evidence, newest_run_folder, run_chaos
 from tests.fakekube.apiserver import CLUSTERS, OBJECT_STORES, SECRETS
 from tests.fakekube.world import cnpg_world
 
@@ -84,6 +85,14 @@ def test_each_experiment_passes_through_the_kubernetes_api(world, tmp_path, expe
         assert failover["client_write_outage"]["seconds"] > 0
     if experiment == "table-corruption":
         assert evidence["fingerprints"]["match"] is True
+    if experiment == "backup-restore":
+        # no backup without restore, on CNPG too: the ledger marks the restored backup verified
+        listed = subprocess.run([PGDRILL, "backups", "--json", "--require-verified"],
+                                env=drill_env(world, tmp_path), capture_output=True, text=True,
+                                timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        rows = {r["id"]: r for r in json.loads(listed.stdout)["backups"]}
+        assert rows[evidence["backup"]["id"]]["verified"] is True
     # the drill went through the API: faults, Backup, recovery Cluster, cleanup
     calls = {(c.verb, c.resource, c.namespace) for c in world.server.calls}
     assert ("create", "clusters", "restore-test") in calls

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -29,17 +30,33 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def run(args: argparse.Namespace) -> int:
-    """List backups; with --require-verified exit 1 when the backup gate fails."""
+def _target(args: argparse.Namespace):
+    """(target, cluster name): the environment file's CNPG cluster when it names one, else
+    the sandbox."""
+    path = args.environment_file or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
+    if path:
+        from pgdrill.environments import load_environment_file
+        from pgdrill.targets import get_target, target_kind
+
+        configuration = load_environment_file(path).configuration()
+        if target_kind(configuration) == "cnpg":
+            target = get_target(configuration)
+            target.check_ready()
+            return target, configuration["cluster"]
     from pgdrill.targets.sandbox.target import SandboxTarget
 
+    return SandboxTarget(home=args.home, cluster=args.cluster), args.cluster
+
+
+def run(args: argparse.Namespace) -> int:
+    """List backups; with --require-verified exit 1 when the backup gate fails."""
     if args.max_age_days is not None and not args.require_verified:
         raise BadInput("--max-age-days only applies to --require-verified",
                        fix="add --require-verified, or drop --max-age-days")
     if args.max_age_days is not None and args.max_age_days <= 0:
         raise BadInput(f"--max-age-days must be positive, got {args.max_age_days:g}")
     entries = ledger.verified_entries(reports_dir(args))
-    target = SandboxTarget(home=args.home, cluster=args.cluster)
+    target, cluster = _target(args)
     backups = target.list_backups()
     identity = target.cluster_identity()
     verified = policy.verified_backups(entries, identity)
@@ -50,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
                                     max_age_days=args.max_age_days)
         gate = {"passed": reason is None, "reason": reason}
     if args.json:
-        print(json.dumps({"cluster": args.cluster, "cluster_identity": identity,
+        print(json.dumps({"cluster": cluster, "cluster_identity": identity,
                           "backups": rows, "gate": gate}, indent=2))
     else:
-        print(f"cluster {args.cluster!r} (system identifier {identity}): "
+        print(f"cluster {cluster!r} (system identifier {identity}): "
               f"{len(rows)} backup{'s' if len(rows) != 1 else ''}")
         for r in rows:
             mark = f"verified by {r['verified_by']}" if r["verified"] else "NOT verified"
@@ -85,4 +102,8 @@ def register(sub) -> None:
     parser.add_argument("--home", default=None,
                         help="sandbox state directory (default $PGDRILL_HOME or ./.pgdrill)")
     parser.add_argument("--cluster", default="sandbox", help="cluster name (default sandbox)")
+    parser.add_argument("--environment-file", metavar="FILE", default=None,
+                        help="a CNPG cluster's environment file (default "
+                             "$PGDRILL_ENVIRONMENT_FILE): list that cluster's backups from its "
+                             "object store instead of the sandbox's")
     parser.set_defaults(func=run)
