@@ -145,7 +145,7 @@ def test_empty_object_store_is_refused_naming_bucket_and_server(sandbox, sandbox
     cfg = {RUN_DIR_KEY: str(tmp_path)}
     nobody = ServerNameTarget(home=sandbox.layout.home, cluster="nobody")
     assert nobody.list_backups() == []
-    monkeypatch.setattr(actions.restore, "ready_target", lambda configuration: nobody)
+    monkeypatch.setattr(actions.restore, "ready_target", lambda configuration, secrets: nobody)
     cleanup_restore(configuration=cfg)
     with pytest.raises(ActivityFailed) as err:
         restore_latest_backup(configuration=cfg)
