@@ -158,6 +158,32 @@ def test_restore_points_are_looked_up_in_the_primarys_wal_by_exec(world, monkeyp
         target.close()
 
 
+def test_backups_healthy_reads_the_schedule_and_fails_when_it_is_suspended(world, tmp_path,
+                                                                          monkeypatch):
+    """Step 1 of the safe workflow on CNPG, as a probe: healthy with the seeded daily
+    ScheduledBackup, recent backups and archiving on; a suspended schedule fails it, named."""
+    from probes.backup import backups_healthy
+    from pgdrill.runcontext import RUN_DIR_KEY, RunContext
+    from tests.fakekube.apiserver import SCHEDULED_BACKUPS
+
+    monkeypatch.setenv("KUBERNETES_HOST", world.server.url)
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent")
+    cfg = {"pgdrill_target": "cnpg", "cluster": world.cluster, "namespace": world.namespace,
+           "s3_credentials_file": str(world.credentials_file),
+           "age_identity_file": str(world.age_key_file), RUN_DIR_KEY: str(tmp_path)}
+    assert backups_healthy(configuration=cfg) is True, RunContext(tmp_path).read()
+    [schedule] = world.server.store.list(SCHEDULED_BACKUPS, world.namespace)
+    name = schedule["metadata"]["name"]
+    world.server.store.patch(SCHEDULED_BACKUPS, world.namespace, name, {"spec": {"suspend": True}})
+    try:
+        assert backups_healthy(configuration=cfg) is False
+        health = RunContext(tmp_path).read()["backup_health"]
+        assert any("suspended" in problem for problem in health["problems"])
+    finally:
+        world.server.store.patch(SCHEDULED_BACKUPS, world.namespace, name,
+                                 {"spec": {"suspend": False}})
+
+
 def test_every_api_call_of_the_drills_is_allowed_by_the_rbac_pgdrill_prints(world, tmp_path):
     """Every call the drills of this module made (verb, resource, namespace) is covered by
     pgdrill.targets.cnpg.rbac.RULES, which `pgdrill rbac` prints. Run alone, it drills once."""

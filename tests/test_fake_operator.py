@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from kubernetes.client.exceptions import ApiException
 from kubernetes.client import CoreV1Api, CustomObjectsApi, V1DeleteOptions
 from kubernetes.stream import portforward, stream
 
@@ -153,7 +154,11 @@ def remove_restore(world, name: str) -> None:
     custom.delete_namespaced_custom_object(GROUP, VERSION, RESTORE_NS, "clusters", name)
     for pvc in core.list_namespaced_persistent_volume_claim(
             RESTORE_NS, label_selector=f"cnpg.io/cluster={name}").items:
-        core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, RESTORE_NS)
+        try:
+            core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, RESTORE_NS)
+        except ApiException as exc:  # already gone: the Cluster's deletion released it
+            if exc.status != 404:
+                raise
     for store in custom.list_namespaced_custom_object(PLUGIN_GROUP, VERSION, RESTORE_NS,
                                                       "objectstores")["items"]:
         custom.delete_namespaced_custom_object(PLUGIN_GROUP, VERSION, RESTORE_NS,
