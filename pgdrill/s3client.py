@@ -3,6 +3,8 @@ file (never from the environment or the configuration)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import boto3
 from botocore.config import Config
 
@@ -19,3 +21,12 @@ def s3_client(endpoint_url: str, credentials: S3Credentials):
         region_name=credentials.region,
         config=Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2}),
     )
+
+
+def split_destination(destination_path: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix/` -> ("bucket", "some/prefix/")."""
+    parsed = urlparse(destination_path)
+    prefix = parsed.path.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return parsed.netloc, prefix

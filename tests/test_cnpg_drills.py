@@ -149,7 +149,9 @@ def test_restore_points_are_looked_up_in_the_primarys_wal_by_exec(world, monkeyp
         with target.connect(target.primary(), "postgres") as conn:
             end = str(conn.execute("SELECT pg_create_restore_point('cnpg-walscan')")
                       .fetchone()[0])
+            conn.execute("SELECT pg_switch_wal()")  # flushed, as mark_restore_point does
         world.server.reset_calls()
+        assert backup.begin_lsn and backup.timeline, backup  # from the object store's catalog
         found = target.find_restore_point("cnpg-walscan", backup.begin_lsn)
         assert 0 < lsn_to_int(end) - lsn_to_int(found) <= 128
         assert target.find_restore_point("no-such-point", backup.begin_lsn) is None

@@ -98,6 +98,13 @@ class Target(Protocol):
     def cleanup_restore(self) -> None:
         """Remove the restore-test instance and its storage (idempotent)."""
 
+    def archive(self) -> str:
+        """The source's backup path as a URL, `<destinationPath>/<serverName>/`."""
+
+    def s3_credentials(self):
+        """The object store's credentials (pgdrill.credentials.S3Credentials), decrypted
+        from the SOPS file; never printed."""
+
     def backup_destination(self) -> str:
         """Where the backups are, for messages: bucket (destinationPath) and serverName."""
 

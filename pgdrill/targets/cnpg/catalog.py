@@ -10,9 +10,8 @@ Pure parsing functions plus one boto3 listing."""
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlparse
-
 from pgdrill.model import Backup
+from pgdrill.s3client import split_destination
 from pgdrill.targets.cnpg.status import parse_time
 
 BACKUP_INFO = "backup.info"
@@ -52,15 +51,6 @@ def from_backup_info(backup_id: str, info: dict[str, str], size: int | None) -> 
 
 def _none(value: str | None) -> str | None:
     return None if value in (None, "", "None") else value
-
-
-def split_destination(destination_path: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix/` -> ("bucket", "some/prefix/")."""
-    parsed = urlparse(destination_path)
-    prefix = parsed.path.lstrip("/")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return parsed.netloc, prefix
 
 
 def list_store_backups(s3, destination_path: str, server_name: str) -> list[Backup]:

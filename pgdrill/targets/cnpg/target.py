@@ -359,7 +359,22 @@ class CnpgTarget:
                               fix="kubectl describe backup " + name + " -n "
                                   + self.config.namespace + "; check ContinuousArchiving and "
                                   "the object store credentials")
-        return backup
+        return self._with_catalog_facts(backup)
+
+    def _with_catalog_facts(self, backup: Backup) -> Backup:
+        """The Backup object's facts completed from the object store's backup.info (LSNs,
+        WAL, timeline, size): the object may lack some (plugin backups, older operators)."""
+        import dataclasses
+
+        stored = {b.id: b for b in self.list_backups()}.get(backup.id)
+        if stored is None:
+            raise TargetError(f"Backup {backup.name} completed with backupId {backup.id}, but "
+                              f"{self.source().archive} holds no such backup",
+                              fix="check the Cluster's destinationPath and serverName")
+        fields = ("begin_time", "end_time", "begin_wal", "end_wal", "timeline", "begin_lsn",
+                  "end_lsn", "size")
+        return dataclasses.replace(backup, **{f: getattr(backup, f) or getattr(stored, f)
+                                              for f in fields})
 
     def backup_objects(self) -> list[Backup]:
         docs = self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, self.config.namespace, "backups")
@@ -404,6 +419,9 @@ class CnpgTarget:
             max_backup_age=(timedelta(seconds=float(max_backup_age_seconds))
                             if max_backup_age_seconds else None))
         return health.to_dict()
+
+    def archive(self) -> str:
+        return self.source().archive
 
     def backup_destination(self) -> str:
         source = self.source()

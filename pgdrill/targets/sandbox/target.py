@@ -253,6 +253,13 @@ class SandboxTarget(SandboxLifecycle):
         remove_restore_test(self.layout)
 
     # -- checks before a restore -----------------------------------------------------------
+    def archive(self) -> str:
+        store = self._cluster().store
+        return f"s3://{store.bucket}/{store.server_name}/"
+
+    def s3_credentials(self):
+        return sandbox_credentials(self.layout)
+
     def backup_destination(self) -> str:
         store = self._cluster().store
         return (f"s3://{store.bucket}/{store.server_name}/ (bucket {store.bucket}, serverName "
