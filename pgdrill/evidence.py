@@ -198,6 +198,8 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "target_facts": context.get("target_facts"),
         # the operator's/supervisor's and instances' log lines since the start, redacted
         "logs": context.get("logs") or [],
+        # where the run folder and the ledger are kept beyond this machine (pgdrill.sink)
+        "evidence_sink": context.get("evidence_sink"),
         # step 1 of the safe workflow on CNPG (probes.backup.backups_healthy)
         "backup_health": context.get("backup_health"),
         "interruption": interruption(journal, context),

@@ -90,14 +90,22 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
                        cluster=configuration.get("cluster") or "sandbox",
                        objectives=_objectives(configuration))
         check_no_plaintext_credentials(configuration, secrets)
-        check_environment(configuration, name, kind, reports)
         target = get_target(configuration, secrets)
+        # the ledger the non-prod gate reads may live in the evidence sink (another runner)
+        sink = _sink(configuration, target)
+        if sink is not None:
+            ctx.update(evidence_sink=sink.describe())
+            sink.pull_ledger(reports)
+        check_environment(configuration, name, kind, reports)
         check_cluster_name(configuration, target)
         check_credentials_file(configuration, secrets, target)
         # the one sandbox-only step: start (or repair in place) the local sandbox; a real
         # cluster is only ever checked
         repairs = target.prepare() if kind == "sandbox" else []
         target.check_ready()
+        if sink is not None:
+            sink.check_outside(target.archive())
+            ctx.update(evidence_sink_checked=True)
         ctx.update(preflight_repairs=list(repairs or []),
                    target_facts=target.facts(),
                    credentials=target.credentials_source(),
@@ -108,6 +116,41 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         ctx.update(refused=exc.message, refused_fix=exc.fix)
         raise InterruptExecution(f"pgdrill preflight refused the drill: {exc}") from None
     write_partial_evidence(run_dir)
+
+
+_SINKS: dict[str, object] = {}
+
+
+def _sink(configuration: dict | None, target=None):
+    """The run's evidence sink (pgdrill.sink), decrypted once per process; None without."""
+    from pgdrill.sink import SINK_KEY, sink_from_configuration
+
+    url = (configuration or {}).get(SINK_KEY)
+    if not url:
+        return None
+    if url not in _SINKS:
+        _SINKS[url] = sink_from_configuration(configuration, target or get_target(configuration))
+    return _SINKS[url]
+
+
+def _upload(configuration: dict | None, ctx: RunContext, *, final: bool) -> bool:
+    """Copy the run folder (and at the end the ledger) to the evidence sink. A failure is
+    said, recorded, and — at the end — fails the run; it never hides the local evidence."""
+    if not ctx.read().get("evidence_sink_checked"):
+        return True  # no sink, or one not yet known to lie outside the source's backup path
+    try:
+        sink = _sink(configuration)
+        count = sink.upload_run(ctx.run_dir)
+        if final:
+            sink.upload_ledger(ctx.run_dir.parent)
+            say(f"evidence sink: uploaded {count} files of {ctx.run_dir.name} and the ledger "
+                f"to {sink.url}")
+        return True
+    except PgdrillError as exc:
+        say(f"evidence sink: {exc}")
+        if not final:
+            ctx.update(evidence_sink_error=exc.message)
+        return False
 
 
 def _save_logs(configuration: dict, ctx: RunContext) -> None:
@@ -122,7 +165,8 @@ def _save_logs(configuration: dict, ctx: RunContext) -> None:
     except PgdrillError as exc:
         say(f"could not save the target's logs: {exc.message}")
         return
-    ctx.update(logs=[f"logs/{name}" for name in written])
+    earlier = ctx.read().get("logs") or []
+    ctx.update(logs=sorted(set(earlier) | {f"logs/{name}" for name in written}))
 
 
 def _lock_target(configuration: dict, kind: str) -> dict:
@@ -170,7 +214,11 @@ def before_method_control(context: dict, configuration: dict | None = None,
 
 def before_rollback_control(context: dict, configuration: dict | None = None,
                             **_: object) -> None:
+    """Save the logs before the rollbacks remove restore-test (its recovery logs go with it)."""
     _phase(configuration, "rollbacks")
+    ctx = _context(configuration)
+    if ctx is not None:
+        _save_logs(configuration, ctx)
 
 
 def before_activity_control(context: dict, configuration: dict | None = None,
@@ -220,6 +268,7 @@ def after_activity_control(context: dict, state: dict | None = None,
         ctx.append("activity_log", entry)
         ctx.update(current_activity=None, last_completed_activity=entry["name"])
     write_partial_evidence(ctx.run_dir)
+    _upload(configuration, ctx, final=False)
 
 
 def after_experiment_control(context: dict, state: dict, configuration: dict | None = None,
@@ -236,6 +285,8 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
         say(f"could not write the evidence: {exc}")
         state["status"] = "failed"
         return
+    if not _upload(configuration, ctx, final=True):
+        state["status"] = "failed"  # evidence that did not reach the sink fails loudly
     say(f"verdict: {evidence['verdict'].upper()}  (evidence in {ctx.run_dir}/evidence.json)")
     for reason in evidence["reasons"]:
         say(f"  - {reason}")

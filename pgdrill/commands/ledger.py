@@ -18,9 +18,35 @@ def reports_arg(parser: argparse.ArgumentParser) -> None:
                              "(default $PGDRILL_REPORTS or ./reports)")
 
 
+def environment_arg(parser: argparse.ArgumentParser) -> None:
+    """Add `--environment-file FILE` (default $PGDRILL_ENVIRONMENT_FILE): its evidence sink."""
+    parser.add_argument("--environment-file", metavar="FILE", default=None,
+                        help="an environment file whose evidence_sink holds the ledger "
+                             "(default $PGDRILL_ENVIRONMENT_FILE)")
+
+
 def reports_dir(args: argparse.Namespace):
-    """The reports folder the arguments name."""
-    return ledger.default_reports_dir({"reports_dir": args.reports})
+    """The reports folder the arguments name; with an evidence sink in the environment file
+    (--environment-file or PGDRILL_ENVIRONMENT_FILE), first brought up to date from it."""
+    reports = ledger.default_reports_dir({"reports_dir": args.reports})
+    if not getattr(args, "_sink_pulled", False):
+        args._sink_pulled = True
+        _pull_from_sink(args, reports)
+    return reports
+
+
+def _pull_from_sink(args: argparse.Namespace, reports) -> None:
+    import os
+
+    path = getattr(args, "environment_file", None) or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
+    if not path:
+        return
+    from pgdrill.environments import load_environment_file
+    from pgdrill.sink import sink_from_configuration
+
+    sink = sink_from_configuration(load_environment_file(path).configuration())
+    if sink is not None:
+        sink.pull_ledger(reports)
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -78,9 +104,11 @@ def register(sub) -> None:
     actions = led.add_subparsers(dest="action", required=True)
     check = actions.add_parser("verify", help="check every line, receipt and evidence hash")
     reports_arg(check)
+    environment_arg(check)
     check.set_defaults(func=verify)
 
     listing = sub.add_parser("runs", help="the drill runs the (verified) ledger records")
     listing.add_argument("--json", action="store_true", help="as JSON")
     reports_arg(listing)
+    environment_arg(listing)
     listing.set_defaults(func=runs)

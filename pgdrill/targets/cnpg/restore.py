@@ -97,11 +97,13 @@ def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> l
     pods are gone. Idempotent; returns what was deleted."""
     ns, name = config.restore_namespace, config.restore_cluster
     removed = []
+    # listed first: deleting the Cluster may garbage-collect them (ownerReferences) or not
+    pvcs = [pvc["metadata"]["name"] for pvc in kube.pvcs(ns, f"cnpg.io/cluster={name}")]
     if kube.delete_custom(CNPG_GROUP, CNPG_VERSION, ns, "clusters", name):
         removed.append(f"Cluster {ns}/{name}")
-    for pvc in kube.pvcs(ns, f"cnpg.io/cluster={name}"):
-        if kube.delete_pvc(ns, pvc["metadata"]["name"]):
-            removed.append(f"PVC {pvc['metadata']['name']}")
+    for pvc in pvcs:
+        if kube.delete_pvc(ns, pvc):
+            removed.append(f"PVC {pvc}")
     if kube.delete_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores", f"{name}-origin"):
         removed.append(f"ObjectStore {name}-origin")
     if kube.delete_secret(ns, SECRET_NAME):
