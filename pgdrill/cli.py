@@ -7,10 +7,10 @@ import argparse
 import sys
 import warnings
 
-from pgdrill.commands import backups, ledger, plan, rbac, sandbox, secrets, validate
+from pgdrill.commands import backups, ledger, plan, rbac, report, sandbox, secrets, validate
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac)
+COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,16 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert evidence["failover"]["seconds"] > 0
     assert evidence["validation"] and all(v["passed"] for v in evidence["validation"])
     assert (folder / "summary.md").read_text().startswith("# pvc-loss: PASSED")
+    # the same facts for people and machines (issue 10)
+    for name in ("report.html", "report.md", "junit.xml", "metrics.prom"):
+        assert (folder / name).is_file(), name
+    assert "data:image/png;base64," in (folder / "report.html").read_text()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    verdicts = {s.labels["verdict"]: s.value
+                for family in text_string_to_metric_families((folder / "metrics.prom").read_text())
+                if family.name == "pgdrill_verdict" for s in family.samples}
+    assert verdicts["passed"] == 1.0 and verdicts["failed"] == 0.0
     # recovery provably replayed to the end of the archive, and PostgreSQL's own check passed
     assert evidence["restore"]["position_ok"] is True
     assert evidence["restore"]["reached"]["stop_kind"] == "latest"

@@ -280,7 +280,7 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     _note_interrupted(ctx, ctx.read())
     _save_logs(configuration, ctx)
     try:
-        evidence = finish_run(ctx.run_dir, state)
+        evidence = finish_run(ctx.run_dir, state, pushgateway=configuration.get("pushgateway"))
     except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently
         say(f"could not write the evidence: {exc}")
         state["status"] = "failed"

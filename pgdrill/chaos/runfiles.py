@@ -91,7 +91,7 @@ def write_partial_evidence(run_dir: Path) -> None:
     _write_json(run_dir / "evidence.json", evidence)
 
 
-def finish_run(run_dir: Path, journal: dict) -> dict:
+def finish_run(run_dir: Path, journal: dict, *, pushgateway: str | None = None) -> dict:
     """Write the final evidence.json, summary.md and journal.json, append the run to the
     ledger, and release the run lock. Returns the evidence."""
     mark_interrupted_records(journal)
@@ -102,8 +102,34 @@ def finish_run(run_dir: Path, journal: dict) -> dict:
     (run_dir / "summary.md").write_text(render_summary(evidence))
     _write_json(run_dir / "journal.json", journal)
     record_in_ledger(run_dir, evidence, context)
+    write_run_reports(run_dir, evidence, journal, pushgateway=pushgateway)
     (run_dir / RUN_LOCK).unlink(missing_ok=True)
     return evidence
+
+
+def write_run_reports(run_dir: Path, evidence: dict, journal: dict, *,
+                      pushgateway: str | None = None) -> list[str]:
+    """report.html and report.md for people, junit.xml and metrics.prom for machines (and a
+    Pushgateway push when configured). Written after the ledger line: they are views of the
+    evidence, not evidence (the ledger hashes evidence.json and journal.json only), and a
+    report that cannot be drawn never loses the evidence. Returns what was written."""
+    from pgdrill.commands.report import WRITERS
+    from pgdrill.errors import PgdrillError
+    from pgdrill.reports import metrics
+
+    written: list[str] = []
+    for writer in WRITERS:
+        try:
+            written += [p.name for p in writer(run_dir, evidence, journal)]
+        except Exception as exc:  # noqa: BLE001 - a view failing must not hide the verdict
+            say(f"could not write a report ({writer.__name__}): {type(exc).__name__}: {exc}")
+    if pushgateway:
+        try:
+            metrics.push(evidence, pushgateway, ledger_entries=run_dir.parent)
+            say("metrics pushed to the Pushgateway")
+        except PgdrillError as exc:
+            say(f"metrics not pushed: {exc}")
+    return written
 
 
 def record_in_ledger(run_dir: Path, evidence: dict, context: dict) -> dict:

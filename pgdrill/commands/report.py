@@ -13,7 +13,28 @@ from pgdrill.reports import human
 
 # Each writer gets (run folder, evidence, journal) and returns the files it wrote.
 Writer = Callable[[Path, dict, dict], list[Path]]
-WRITERS: list[Writer] = [human.write_reports]
+def _junit(run_dir: Path, evidence: dict, journal: dict) -> list[Path]:
+    from pgdrill.reports.junit import write_junit
+
+    return [write_junit(run_dir, evidence, journal)]
+
+
+def _metrics(run_dir: Path, evidence: dict, journal: dict) -> list[Path]:
+    """metrics.prom; the last success comes from the verified ledger beside the run, and is
+    left out (with a note) when that ledger does not verify."""
+    from pgdrill.console import say
+    from pgdrill.ledger import LedgerTampered, verified_entries
+    from pgdrill.reports.metrics import write_metrics
+
+    try:
+        entries = verified_entries(run_dir.parent)
+    except LedgerTampered as exc:
+        say(f"metrics.prom without the last success: {exc.message}")
+        entries = None
+    return [write_metrics(run_dir, evidence, ledger_entries=entries)]
+
+
+WRITERS: list[Writer] = [human.write_reports, _junit, _metrics]
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict]:

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pgdrill import corruption
 from pgdrill.console import say
 from pgdrill.credentials import redact
-from pgdrill.errors import PreflightRefused, TargetError
+from pgdrill.errors import DeadlineExceeded, PreflightRefused, TargetError
 from pgdrill.model import (
     Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult, Role,
 )
@@ -49,9 +49,13 @@ class SandboxTarget(SandboxLifecycle):
     # -- Target protocol -----------------------------------------------------------------
     def check_ready(self) -> None:
         """Cheap (pids only): the S3 server and the supervisor run and the store was not
-        emptied. Changes nothing; instances are the supervisor's to heal."""
-        if self.is_up():
+        emptied. Changes nothing; instances are the supervisor's to heal. A process started
+        a moment ago gets a few seconds to show up in /proc before this refuses."""
+        try:
+            poll_until(self.is_up, timeout=5, interval=0.2, what="the sandbox's processes")
             return
+        except DeadlineExceeded:
+            pass
         state = self.layout.read()
         if state is None:
             raise PreflightRefused(f"there is no sandbox in {self.layout.home}",
