@@ -51,7 +51,7 @@ def test_ledger_verify_ok_and_runs_listing(tmp_path, capsys):
 
     code, out, _ = cli(capsys, "runs", "--reports", str(reports))
     assert code == 0
-    header, first, second = out.splitlines()
+    header, second, first = out.splitlines()  # newest first
     assert header.split() == ["seq", "run", "experiment", "env", "target", "verdict", "rto_s",
                               "lost", "backup", "ended_at"]
     assert first.split()[:9] == ["1", "run-a", "pvc-loss", "develop", "sandbox", "passed",
@@ -61,10 +61,10 @@ def test_ledger_verify_ok_and_runs_listing(tmp_path, capsys):
 
     code, out, _ = cli(capsys, "runs", "--json")  # --reports defaults to $PGDRILL_REPORTS
     rows = json.loads(out)
-    assert code == 0 and [r["run_id"] for r in rows] == ["run-a", "run-b"]
-    assert rows[0]["backup_id"] == "20261130T223912" and rows[0]["rto_seconds"] == 12.25
+    assert code == 0 and [r["run_id"] for r in rows] == ["run-b", "run-a"]  # newest first
+    assert rows[1]["backup_id"] == "20261130T223912" and rows[1]["rto_seconds"] == 12.25
     assert {"seq", "experiment", "environment", "target", "verdict", "lost_writes",
-            "ended_at"} <= set(rows[0])
+            "ended_at"} <= set(rows[1])
 
 
 def test_an_empty_reports_folder_has_a_valid_empty_ledger(tmp_path, capsys):

@@ -76,9 +76,10 @@ def run_row(entry: dict) -> dict:
 
 
 def runs(args: argparse.Namespace) -> int:
-    """List the verified ledger's runs; LedgerTampered (exit 1) when it does not verify."""
+    """List the verified ledger's runs, newest first; LedgerTampered (exit 1) when it does
+    not verify."""
     entries = ledger.verified_entries(reports_dir(args))
-    rows = [run_row(e) for e in entries]
+    rows = [run_row(e) for e in reversed(entries)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
