@@ -23,9 +23,10 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
+from pgdrill.times import parse_time
 from pgdrill.files import write_atomically
 
 JUNIT_NAME = "junit.xml"
@@ -398,27 +399,17 @@ def _short_json(value) -> str:
     return text if len(text) <= _MAX_OUTPUT else text[:_MAX_OUTPUT] + "…"
 
 
-def _parse_time(value) -> datetime | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _duration(record: dict) -> float:
     duration = record.get("duration")
     if isinstance(duration, (int, float)) and duration >= 0:
         return float(duration)
-    start, end = _parse_time(record.get("start")), _parse_time(record.get("end"))
+    start, end = parse_time(record.get("start")), parse_time(record.get("end"))
     return max((end - start).total_seconds(), 0.0) if start and end else 0.0
 
 
 def _timestamp(value) -> str | None:
     """JUnit's timestamp: ISO 8601 in UTC without an offset (its XSD forbids one)."""
-    when = _parse_time(value)
+    when = parse_time(value)
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if when else None
 
 

@@ -19,7 +19,6 @@ import http.client
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -33,6 +32,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
+from pgdrill.times import parse_time
 from pgdrill.errors import TargetError
 from pgdrill.policy import normalize_environment
 
@@ -186,13 +186,8 @@ def _identity(run: Mapping) -> tuple[str, str, str]:
 
 def epoch(value) -> float | None:
     """An ISO-8601 time as Unix time (no offset: UTC, as Chaos Toolkit writes), or None."""
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    when = parse_time(value)
+    return when.timestamp() if when else None
 
 
 # -- the exposition -------------------------------------------------------------------------

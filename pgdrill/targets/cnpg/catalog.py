@@ -10,9 +10,10 @@ Pure parsing functions plus one boto3 listing."""
 from __future__ import annotations
 
 from datetime import datetime
+
 from pgdrill.model import Backup
 from pgdrill.s3client import split_destination
-from pgdrill.targets.cnpg.status import parse_time
+from pgdrill.times import parse_time
 
 BACKUP_INFO = "backup.info"
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from pgdrill.model import Role
+from pgdrill.times import parse_time
 from pgdrill.targets.cnpg.manifests import _get
 
 HEALTHY = "Cluster in healthy state"
@@ -77,15 +77,6 @@ def unhealthy_reasons(cluster: dict) -> list[str]:
 def describe_conditions(cluster: dict) -> str:
     return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
                      for c in _get(cluster, "status", "conditions") or []) or "no conditions"
-
-
-def parse_time(value) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def operator_failover(cluster: dict) -> dict:
