@@ -21,7 +21,7 @@ from pgdrill.files import write_atomically
 from pgdrill.reports import timeline
 from pgdrill.reports.facts import build_report
 from pgdrill.reports.guardrails import GUARDRAILS
-from pgdrill.reports.html import render_html
+from pgdrill.reports.page import render_html
 from pgdrill.reports.markdown import md_code, md_text, render_markdown
 
 __all__ = ["GUARDRAILS", "HTML_FILE", "MARKDOWN_FILE", "PICTURE_FILE", "RECEIPT_FILE",

@@ -10,6 +10,7 @@ from pgdrill.errors import BadInput
 from pgdrill.targets.cnpg.manifests import check_name
 
 PORT_FORWARD, SERVICE = "port-forward", "service"
+CONTAINER = "postgres"  # the PostgreSQL container of CNPG's instance pods
 CONNECTIONS = (PORT_FORWARD, SERVICE)
 
 

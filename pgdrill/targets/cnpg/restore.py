@@ -8,14 +8,25 @@ from __future__ import annotations
 import time
 
 from pgdrill.console import say
-from pgdrill.credentials import S3Credentials, SECRET_NAME, secret_manifest
+from pgdrill.credentials import SECRET_NAME, S3Credentials, secret_manifest
 from pgdrill.errors import DeadlineExceeded, TargetError
 from pgdrill.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget
 from pgdrill.targets.cnpg.config import CnpgConfig
-from pgdrill.targets.cnpg.kube import CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION, Kube
-from pgdrill.targets.cnpg.manifests import SourceCluster, restore_manifests, validate_manifest
+from pgdrill.targets.cnpg.kube import (
+    CNPG_GROUP,
+    CNPG_VERSION,
+    PLUGIN_GROUP,
+    PLUGIN_VERSION,
+    Kube,
+)
+from pgdrill.targets.cnpg.manifests import (
+    SourceCluster,
+    restore_manifests,
+    validate_manifest,
+)
 from pgdrill.targets.cnpg.status import HEALTHY, UNRECOVERABLE, unhealthy_reasons
 from pgdrill.waiting import poll_until
+
 
 def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
                       recovery: RecoveryTarget, credentials: S3Credentials) -> list[dict]:

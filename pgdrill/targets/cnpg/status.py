@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-
 from pgdrill.model import Role
-from pgdrill.times import parse_time
 from pgdrill.targets.cnpg.manifests import _get
+from pgdrill.times import parse_time
 
 HEALTHY = "Cluster in healthy state"
 UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention"

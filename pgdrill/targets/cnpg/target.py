@@ -16,41 +16,44 @@ The target never creates, recreates or wipes the source cluster: only the isolat
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import psycopg
 
-from pgdrill import corruption
 from pgdrill.console import say
 from pgdrill.credentials import S3Credentials, load_s3_credentials, redact
 from pgdrill.errors import PgdrillError, PreflightRefused, TargetError
 from pgdrill.model import (
-    Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult, Role,
+    Instance,
+    LoadConnection,
+    Role,
 )
-from pgdrill.targets.base import WalNotAvailable
-from pgdrill.targets.cnpg import catalog
+from pgdrill.targets.cnpg.backups import CnpgBackups
 from pgdrill.targets.cnpg.config import SERVICE, CnpgConfig
 from pgdrill.targets.cnpg.connections import PortForwards, ServiceAddresses
+from pgdrill.targets.cnpg.faults import CnpgFaults
+from pgdrill.targets.cnpg.health import CnpgHealth
 from pgdrill.targets.cnpg.kube import (
-    CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION, Kube, NotFound, api_client,
+    PLUGIN_GROUP,
+    PLUGIN_VERSION,
+    Kube,
+    NotFound,
+    api_client,
 )
-from pgdrill.targets.cnpg.manifests import SourceCluster, backup_manifest, read_source
-from pgdrill.targets.cnpg.restore import (
-    create_restore, remove_restore, restore_documents, restore_phases, wait_restored,
-)
+from pgdrill.targets.cnpg.manifests import SourceCluster, read_source
+from pgdrill.targets.cnpg.restoring import CnpgRestoreTest
 from pgdrill.targets.cnpg.status import (
-    cluster_facts, describe_conditions, live_pods, operator_failover, pod_ready, pod_role,
-    primary_pod, unhealthy_reasons,
+    cluster_facts,
+    live_pods,
+    pod_role,
+    primary_pod,
 )
-from pgdrill.waiting import poll_until
 
-CONTAINER = "postgres"
 _CACHE: dict[tuple, "CnpgTarget"] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-class CnpgTarget:
+class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth):
     """A CNPG Cluster and its object store, driven through the Kubernetes API."""
 
     name = "cnpg"
@@ -282,264 +285,3 @@ class CnpgTarget:
                 if save_log(folder, label, text, since, secrets):
                     written.append(label)
         return written
-
-    # -- faults -------------------------------------------------------------------------
-    def kill_primary(self) -> Instance:
-        primary = self.primary()
-        self.kube.delete_pod(self.config.namespace, primary.name, grace_period_seconds=1)
-        say(f"deleted the primary pod {self.config.namespace}/{primary.name} "
-            f"(grace period 1s)")
-        return primary
-
-    def drop_storage(self, instance: Instance) -> Instance:
-        """As `kubectl cnpg destroy`: the instance's PVCs (data, WAL, tablespaces), then its
-        pod; CNPG re-creates the instance from the primary."""
-        ns = self.config.namespace
-        pvcs = [p["metadata"]["name"] for p in self.kube.pvcs(
-            ns, f"cnpg.io/cluster={self.config.cluster},cnpg.io/instanceName={instance.name}")]
-        pvcs = pvcs or [instance.name]
-        for pvc in pvcs:
-            self.kube.delete_pvc(ns, pvc)
-        self.kube.delete_pod(ns, instance.name, grace_period_seconds=1)
-        say(f"dropped the storage of {instance.name} ({instance.role}): PVC "
-            f"{', '.join(pvcs)} and the pod deleted")
-        return instance
-
-    def corrupt_page(self, table: str, database: str = "app") -> dict:
-        """Physical corruption by exec in the primary's pod (`dd` over $PGDATA/<file>)."""
-        primary = self.primary()
-
-        def overwrite(relpath: str, offset: int, length: int) -> None:
-            script = ('dd if=/dev/urandom of="$PGDATA/$1" bs=1 seek="$2" count="$3" '
-                      'conv=notrunc,fsync status=none')
-            out, err, code = self.kube.exec(self.config.namespace, primary.name, CONTAINER,
-                                            ["sh", "-c", script, "sh", relpath, str(offset),
-                                             str(length)])
-            if code != 0:
-                raise TargetError(f"overwriting {relpath} in pod {primary.name} failed "
-                                  f"(exit {code}): {(err or out).strip()[:300]}",
-                                  fix="the drill needs pods/exec on the instance pods")
-
-        with self.connect(primary, database) as conn:
-            record = {"instance": primary.name, **corruption.corrupt_page(conn, table, overwrite)}
-        say(f"corrupted block {record['block']} of {table} on {primary.name}: "
-            + (f"detected ({record['error']})" if record["detected"] else "NOT detected"))
-        return record
-
-    # -- backups ------------------------------------------------------------------------
-    def backup(self, *, timeout: float = 900) -> Backup:
-        source = self.source()
-        name = f"{self.config.cluster[:30]}-pgdrill-{datetime.now(UTC):%Y%m%d%H%M%S}"
-        doc = backup_manifest(source, name)
-        self.kube.create_custom(doc)
-        say(f"created Backup {self.config.namespace}/{name} (method {doc['spec']['method']})")
-        last = {"phase": None}
-
-        def finished() -> dict | None:
-            obj = self.kube.get_custom(CNPG_GROUP, CNPG_VERSION, self.config.namespace,
-                                       "backups", name)
-            phase = (obj.get("status") or {}).get("phase")
-            if phase != last["phase"]:
-                last["phase"] = phase
-                say(f"  Backup {name}: {phase or 'pending'}")
-            return obj if phase in ("completed", "failed", "walArchivingFailing") else None
-
-        try:
-            obj = poll_until(finished, timeout=timeout, interval=1,
-                             what=f"Backup {name} to complete")
-        except PgdrillError as exc:
-            raise TargetError(f"Backup {self.config.namespace}/{name} did not complete in "
-                              f"{timeout:.0f}s (phase {last['phase'] or 'pending'})",
-                              fix="kubectl describe backup; read the operator's log") from exc
-        backup = catalog.from_backup_object(obj)
-        if not backup.completed:
-            status = obj.get("status") or {}
-            raise TargetError(f"Backup {self.config.namespace}/{name} ended "
-                              f"{status.get('phase')}: {status.get('error') or 'no error given'}",
-                              fix="kubectl describe backup " + name + " -n "
-                                  + self.config.namespace + "; check ContinuousArchiving and "
-                                  "the object store credentials")
-        return self._with_catalog_facts(backup)
-
-    def _with_catalog_facts(self, backup: Backup) -> Backup:
-        """The Backup object's facts completed from the object store's backup.info (LSNs,
-        WAL, timeline, size): the object may lack some (plugin backups, older operators)."""
-        import dataclasses
-
-        stored = {b.id: b for b in self.list_backups()}.get(backup.id)
-        if stored is None:
-            raise TargetError(f"Backup {backup.name} completed with backupId {backup.id}, but "
-                              f"{self.source().archive} holds no such backup",
-                              fix="check the Cluster's destinationPath and serverName")
-        fields = ("begin_time", "end_time", "begin_wal", "end_wal", "timeline", "begin_lsn",
-                  "end_lsn", "size")
-        return dataclasses.replace(backup, **{f: getattr(backup, f) or getattr(stored, f)
-                                              for f in fields})
-
-    def backup_objects(self) -> list[Backup]:
-        docs = self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, self.config.namespace, "backups")
-        return [catalog.from_backup_object(d) for d in docs
-                if (d.get("spec") or {}).get("cluster", {}).get("name") == self.config.cluster]
-
-    def list_backups(self) -> list[Backup]:
-        """From the object store (what a restore can use), oldest first."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from pgdrill.s3client import s3_client
-
-        source = self.source()
-        credentials = self.s3_credentials()
-        endpoint = source.endpoint_url or credentials.endpoint
-        try:
-            return catalog.list_store_backups(s3_client(endpoint, credentials),
-                                              source.destination_path, source.server_name)
-        except (BotoCoreError, ClientError) as exc:
-            raise TargetError(f"cannot list the backups in {source.archive} at {endpoint}: "
-                              f"{redact(str(exc), credentials.secret_values())}",
-                              fix="check the endpoint and the credentials in "
-                                  f"{credentials.source}") from None
-
-    def backup_health(self, max_backup_age_seconds: float | None = None) -> dict:
-        """Step 1 of the safe workflow on CNPG: ScheduledBackups present, not suspended and on
-        time, the last successful backup recent, a first recoverability point, archiving
-        working (pgdrill.targets.cnpg.backup_health)."""
-        from datetime import timedelta
-
-        from pgdrill.targets.cnpg.backup_health import assess_backups
-
-        ns = self.config.namespace
-        cluster = self._cluster()
-        source = self.source(cluster)
-        store = (self.kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores",
-                                      source.object_store) if source.object_store else None)
-        health = assess_backups(
-            cluster, self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, ns, "scheduledbackups"),
-            self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, ns, "backups"),
-            now=datetime.now(UTC), object_store=store, server_name=source.server_name,
-            max_backup_age=(timedelta(seconds=float(max_backup_age_seconds))
-                            if max_backup_age_seconds else None))
-        return health.to_dict()
-
-    def archive(self) -> str:
-        return self.source().archive
-
-    def backup_destination(self) -> str:
-        source = self.source()
-        return (f"{source.archive} (destinationPath {source.destination_path}, serverName "
-                f"{source.server_name}, {source.style} object store)")
-
-    def find_restore_point(self, name: str, since_lsn: str) -> str | None:
-        """pg_waldump by exec in the primary's pod over its pg_wal (pgdrill.walscan); no
-        pods/exec permission or no pg_waldump there: "cannot tell", never a refusal."""
-        from pgdrill import walscan
-
-        primary = self.primary()
-        where = f"pod {self.config.namespace}/{primary.name} $PGDATA/pg_wal"
-
-        def dump(links: dict[str, str], args: list[str]) -> tuple[int, str, str]:
-            try:
-                out, err, code = self.kube.exec(self.config.namespace, primary.name, CONTAINER,
-                                                walscan.pod_dump_script(links, args),
-                                                timeout=walscan.WALDUMP_TIMEOUT)
-            except PgdrillError as exc:
-                raise WalNotAvailable(f"cannot run pg_waldump in {where}: {exc.message}") \
-                    from None
-            return code, out, err
-
-        with self.connect(primary, "postgres") as conn:
-            return walscan.find_restore_point(conn, name, since_lsn, dump, where)
-
-    # -- restore ------------------------------------------------------------------------
-    def restore(self, backup: Backup, target: RecoveryTarget, *,
-                timeout: float = 900) -> RestoreResult:
-        self.cleanup_restore()
-        docs = restore_documents(self.config, self.source(), backup, target,
-                                 self.s3_credentials())
-        started_at = datetime.now(UTC)
-        t0 = time.monotonic()
-        say(f"restoring backup {backup.id} into {self.config.restore_namespace}/"
-            f"{self.config.restore_cluster} up to {target.describe()}")
-        create_restore(self.kube, docs)
-        _, seen = wait_restored(self.kube, self.config, timeout)
-        instance = self.restored_instance()
-        if instance is None:
-            raise TargetError(f"the recovery Cluster {self.config.restore_cluster} is healthy but "
-                              f"has no primary pod")
-        poll_until(lambda: self._accepts(instance), timeout=60, interval=0.5,
-                   what=f"{instance.name} to accept connections")
-        total = round(time.monotonic() - t0, 3)
-        return RestoreResult(instance=instance, backup=backup, target=target,
-                             started_at=started_at, phases=restore_phases(seen, total),
-                             phase_details=seen)
-
-    def _accepts(self, instance: Instance) -> bool:
-        try:
-            with self.connect(instance, "postgres") as conn:
-                return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
-        except TargetError:
-            return False
-
-    def restored_instance(self) -> Instance | None:
-        ns = self.config.restore_namespace
-        pods = live_pods(self.kube.pods(ns, self.config.restore_selector))
-        primaries = [p for p in pods if pod_role(p) == Role.PRIMARY] or pods[:1]
-        if not primaries:
-            return None
-        return self._instance(primaries[0], Role.RESTORE, namespace=ns,
-                              secret=f"{self.config.restore_cluster}-superuser")
-
-    def cleanup_restore(self) -> None:
-        removed = remove_restore(self.kube, self.config)
-        self._passwords.pop((self.config.restore_namespace,
-                             f"{self.config.restore_cluster}-superuser"), None)
-        if removed:
-            say(f"removed restore-test: {', '.join(removed)}")
-
-    # -- health -------------------------------------------------------------------------
-    def wait_ready(self, *, timeout: float = 300, since: float | None = None) -> HealReport:
-        """Until CNPG reports the Cluster healthy (phase, readyInstances, Ready, no failover
-        in progress) and the primary commits a write through the client path. A failover
-        stuck with targetPrimary != currentPrimary fails naming the phase and conditions."""
-        t0 = since if since is not None else time.monotonic()
-        writable_at: list[float] = []
-
-        def healthy() -> HealReport | None:
-            cluster = self._cluster()
-            if not writable_at and self._primary_writable():
-                writable_at.append(time.monotonic())
-            if unhealthy_reasons(cluster) or not writable_at:
-                return None
-            pods = self._pods()
-            if not all(pod_ready(p) for p in pods):
-                return None
-            now = time.monotonic()
-            return HealReport(writable_primary_seconds=round(writable_at[0] - t0, 3),
-                              healthy_seconds=round(now - t0, 3),
-                              primary=self._primary_name(),
-                              instances=[self._instance(p) for p in pods],
-                              details={"operator": operator_failover(cluster),
-                                       "ha": cluster_facts(cluster)})
-
-        try:
-            return poll_until(healthy, timeout=timeout, interval=0.5,
-                              what=f"Cluster {self.config.namespace}/{self.config.cluster} to be "
-                                   "healthy")
-        except PgdrillError:
-            cluster = self._cluster()
-            status = cluster.get("status") or {}
-            raise TargetError(
-                f"Cluster {self.config.namespace}/{self.config.cluster} did not heal within "
-                f"{timeout:.0f}s: " + "; ".join(unhealthy_reasons(cluster) or ["no writable "
-                "primary through the client path"]) + f"; phase {status.get('phase')!r}, "
-                f"conditions: {describe_conditions(cluster)}",
-                fix="kubectl cnpg status " + self.config.cluster + " -n " + self.config.namespace
-                    + "; read the operator's log (saved in the run folder)") from None
-
-    def _primary_writable(self) -> bool:
-        try:
-            with self.connect(self.primary(), "postgres") as conn:
-                return bool(conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0])
-        except (TargetError, psycopg.Error):
-            return False
-
-
