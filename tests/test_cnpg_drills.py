@@ -158,6 +158,7 @@ def test_restore_points_are_looked_up_in_the_primarys_wal_by_exec(world, monkeyp
         assert target.find_restore_point("no-such-point", backup.begin_lsn) is None
         assert any(c.subresource == "exec" for c in world.server.calls)
     finally:
+        world.calls_seen.extend(world.server.calls)
         target.close()
 
 
@@ -174,7 +175,9 @@ def test_backups_healthy_reads_the_schedule_and_fails_when_it_is_suspended(world
     cfg = {"pgdrill_target": "cnpg", "cluster": world.cluster, "namespace": world.namespace,
            "s3_credentials_file": str(world.credentials_file),
            "age_identity_file": str(world.age_key_file), RUN_DIR_KEY: str(tmp_path)}
+    world.server.reset_calls()
     assert backups_healthy(configuration=cfg) is True, RunContext(tmp_path).read()
+    world.calls_seen.extend(world.server.calls)
     [schedule] = world.server.store.list(SCHEDULED_BACKUPS, world.namespace)
     name = schedule["metadata"]["name"]
     world.server.store.patch(SCHEDULED_BACKUPS, world.namespace, name, {"spec": {"suspend": True}})
