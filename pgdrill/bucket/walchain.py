@@ -1,0 +1,374 @@
+"""WAL continuity and the recoverable window of a barman-cloud bucket, computed from what the
+bucket holds (pure: no I/O; the caller lists the bucket and reads the history files).
+
+Input: the objects under `<destinationPath>/<serverName>/` as (key relative to that folder,
+size in bytes), e.g. ("wals/0000000100000000/000000010000000000000002.gz", 1234); the base
+backups as `pgdrill.model.Backup`; the text of the timeline history files by timeline; the
+cluster's `wal_segment_size`.
+
+Rules:
+- A segment is an object under `wals/` whose file name, once a compression suffix (.gz .bz2
+  .xz .snappy .zst .lz4) is stripped, is 24 hex digits TTTTTTTTXXXXXXXXYYYYYYYY. `.partial`
+  and `<segment>.<offset>.backup` files are not segments; `TTTTTTTT.history` are histories;
+  everything else (base/…) is ignored here. A zero-byte segment object counts as missing.
+- Timelines: the newest timeline seen (in segments, history files, backups or the history
+  texts) is followed through its history, exactly as `pgdrill.walscan.plan_segments` does:
+  segment n is read from the newest timeline whose range covers n and whose file is there.
+  So the segment holding a switch is wanted on the new timeline (the old timeline's copy
+  would also do, as in plan_segments, but is not required), and an old timeline's segments
+  past its switch are neither needed nor counted.
+- The WAL needed runs from the oldest completed backup's begin_wal to the newest archived
+  segment (or the newest backup's end_wal, if later). Every run of segments missing there is
+  a Gap. Gaps before the oldest backup do not matter and are not looked at.
+- A backup can be restored only if every segment from its begin_wal to its end_wal is there;
+  it can then recover up to the end of the last segment before the first gap after its
+  end_wal (or the newest archived segment when there is none). Only completed backups count.
+- The bucket holds no per-segment times: windows end at a segment and its end LSN; times
+  come only from backups (end_time). The overall window starts, as the barman-cloud plugin's
+  `serverRecoveryWindow.firstRecoverabilityPoint` does, at the end of the oldest backup (here:
+  the oldest that can be restored) and ends at the newest WAL reachable without a gap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pgdrill.model import Backup
+from pgdrill.recovery_position import lsn_to_int
+from pgdrill.walscan import format_lsn, parse_history, segment_file, timeline_ranges
+
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4")
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+HISTORY = re.compile(r"^([0-9A-Fa-f]{8})\.history$")
+
+Ranges = list[tuple[int, int, int | None]]
+
+
+# --- names -------------------------------------------------------------------------------
+
+def strip_compression(name: str) -> str:
+    """'000000010000000000000002.gz' -> '000000010000000000000002'."""
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def wal_file_name(key: str) -> str | None:
+    """The file name of a `wals/...` key without its compression suffix; None otherwise."""
+    if not key.startswith("wals/"):
+        return None
+    return strip_compression(key.rsplit("/", 1)[-1])
+
+
+def segment_of(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int, int] | None:
+    """(timeline, segment number) of a 24-hex segment name; None when it is not one."""
+    name = name.upper()
+    if not SEGMENT.match(name):
+        return None
+    per_id = 0x100000000 // segment_size
+    log, seg = int(name[8:16], 16), int(name[16:24], 16)
+    if seg >= per_id:
+        return None
+    return int(name[:8], 16), log * per_id + seg
+
+
+def segment_end_lsn(segno: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+    """The LSN where segment `segno` ends (the next one begins)."""
+    return format_lsn((segno + 1) * segment_size)
+
+
+def covering_timelines(ranges: Ranges, segno: int, segment_size: int) -> list[int]:
+    """The timelines of the history whose range covers segment `segno`, newest first (the
+    order and the test of `pgdrill.walscan.plan_segments`)."""
+    found = []
+    for tli, begin, end in reversed(ranges):
+        if begin // segment_size > segno:
+            continue
+        if end is not None and (end - 1) // segment_size < segno:
+            continue
+        found.append(tli)
+    return found
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _backups_phrase(ids: list[str]) -> str:
+    return ("backup " if len(ids) == 1 else "backups ") + ", ".join(ids)
+
+
+# --- results -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimelineWal:
+    """The segments one timeline has in the bucket (non-empty ones in `segments`)."""
+
+    timeline: int
+    segments: list[str]
+    empty: list[str] = field(default_factory=list)
+    history: bool = False       # its TTTTTTTT.history is in the bucket
+
+    @property
+    def first(self) -> str | None:
+        return self.segments[0] if self.segments else None
+
+    @property
+    def last(self) -> str | None:
+        return self.segments[-1] if self.segments else None
+
+    def to_dict(self) -> dict:
+        return {"timeline": self.timeline, "segments": len(self.segments),
+                "first": self.first, "last": self.last, "empty": list(self.empty),
+                "history": self.history}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A run of segments needed but missing (or zero bytes) in the bucket."""
+
+    first_missing: str          # the file wanted for the run's first segment
+    last_missing: str
+    segments: int
+    empty: list[str]            # of these, the ones whose object exists with zero bytes
+    last_recoverable: str | None  # the segment just before the run, None if none is needed
+    affected: list[str]         # backups whose point-in-time recovery stops here
+    broken: list[str]           # backups that cannot be restored at all because of it
+
+    def missing_phrase(self) -> str:
+        what = ("an empty (zero-byte) object" if self.first_missing in self.empty
+                else "missing")
+        return f"{self.first_missing} is {what} ({_plural(self.segments, 'segment')})"
+
+    def to_dict(self) -> dict:
+        return {"first_missing": self.first_missing, "last_missing": self.last_missing,
+                "segments": self.segments, "empty": list(self.empty),
+                "last_recoverable": self.last_recoverable, "affected_backups": list(self.affected),
+                "unrestorable_backups": list(self.broken)}
+
+
+@dataclass(frozen=True)
+class BackupWindow:
+    """What one backup can recover to: from its end to `last_segment` (None: not at all)."""
+
+    backup: str
+    begin_wal: str | None
+    end_wal: str | None
+    end_time: datetime | None
+    restorable: bool
+    last_segment: str | None = None
+    last_lsn: str | None = None
+    reaches_newest: bool = False
+
+    def to_dict(self) -> dict:
+        return {"backup": self.backup, "begin_wal": self.begin_wal, "end_wal": self.end_wal,
+                "end_time": self.end_time.isoformat() if self.end_time else None,
+                "restorable": self.restorable, "last_segment": self.last_segment,
+                "last_lsn": self.last_lsn, "reaches_newest": self.reaches_newest}
+
+
+@dataclass(frozen=True)
+class RecoveryWindow:
+    """The server's recoverable window (serverRecoveryWindow's view, with WAL positions):
+    from the end of the oldest restorable backup to the newest WAL reachable without a gap."""
+
+    first_backup: str
+    first_recoverability_point: datetime | None   # that backup's end_time
+    first_wal: str | None                          # that backup's end_wal
+    last_successful_backup_time: datetime | None   # the newest completed backup's end_time
+    last_segment: str
+    last_lsn: str
+    timeline: int                                  # the timeline of last_segment
+    reaches_newest: bool
+
+    def to_dict(self) -> dict:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+        return {"first_backup": self.first_backup,
+                "first_recoverability_point": iso(self.first_recoverability_point),
+                "first_wal": self.first_wal,
+                "last_successful_backup_time": iso(self.last_successful_backup_time),
+                "last_segment": self.last_segment, "last_lsn": self.last_lsn,
+                "timeline": self.timeline, "reaches_newest": self.reaches_newest}
+
+
+@dataclass(frozen=True)
+class WalChain:
+    timeline: int                       # the newest timeline, whose history is followed
+    timelines: list[TimelineWal]
+    first_needed: str | None            # the oldest backup's begin_wal
+    newest: str | None                  # the newest segment needed (archived or a backup's end)
+    gaps: list[Gap]
+    backups: list[BackupWindow]
+    window: RecoveryWindow | None
+    problems: list[str]
+
+    def to_dict(self) -> dict:
+        return {"timeline": self.timeline,
+                "timelines": [t.to_dict() for t in self.timelines],
+                "first_needed": self.first_needed, "newest": self.newest,
+                "gaps": [g.to_dict() for g in self.gaps],
+                "backups": [b.to_dict() for b in self.backups],
+                "window": self.window.to_dict() if self.window else None,
+                "problems": list(self.problems)}
+
+
+# --- the computation ---------------------------------------------------------------------
+
+def read_listing(objects: Iterable[tuple[str, int]], segment_size: int = DEFAULT_SEGMENT_SIZE
+                 ) -> tuple[dict[int, dict[int, int]], set[int]]:
+    """({timeline: {segment number: size}}, timelines with a history file) of a listing."""
+    segments: dict[int, dict[int, int]] = {}
+    histories: set[int] = set()
+    for key, size in objects:
+        name = wal_file_name(key)
+        if name is None:
+            continue
+        history = HISTORY.match(name)
+        if history:
+            histories.add(int(history.group(1), 16))
+            continue
+        found = segment_of(name, segment_size)
+        if found:
+            tli, segno = found
+            seen = segments.setdefault(tli, {})
+            seen[segno] = max(seen.get(segno, 0), int(size or 0))
+    return segments, histories
+
+
+def _backup_segments(backup: Backup, segment_size: int) -> tuple[int | None, int | None]:
+    """(begin, end) segment numbers of a backup, from begin_wal/end_wal or else the LSNs."""
+    def one(wal: str | None, lsn: str | None) -> int | None:
+        found = segment_of(wal, segment_size) if wal else None
+        if found:
+            return found[1]
+        return lsn_to_int(lsn) // segment_size if lsn else None
+    begin = one(backup.begin_wal, backup.begin_lsn)
+    end = one(backup.end_wal, backup.end_lsn)
+    return begin, end if end is not None else begin
+
+
+def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Backup],
+                      histories: dict[int, str] | None = None,
+                      wal_segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalChain:
+    """WAL continuity and the recoverable window of one server's folder in the bucket (see
+    the module docstring for the rules). `histories`: timeline -> its history file's text."""
+    size = wal_segment_size
+    histories = histories or {}
+    segments, history_files = read_listing(objects, size)
+    done = sorted((b for b in backups if b.completed), key=lambda b: (b.end_time is None,
+                                                                    b.end_time, b.id))
+    current = max([1, *segments, *history_files, *histories,
+                   *(b.timeline for b in done if b.timeline)])
+    problems: list[str] = []
+    history: list[tuple[int, int]] = []
+    if current > 1:
+        if current in histories:
+            history = parse_history(histories[current])
+        else:
+            problems.append(f"the history of timeline {current} ({current:08X}.history) was "
+                            f"not given: the WAL of earlier timelines cannot be followed")
+    ranges = timeline_ranges(current, history)
+
+    def wanted(segno: int) -> str:
+        return segment_file(covering_timelines(ranges, segno, size)[0], segno, size)
+
+    def present_file(segno: int) -> str | None:
+        for tli in covering_timelines(ranges, segno, size):
+            if segments.get(tli, {}).get(segno, 0) > 0:
+                return segment_file(tli, segno, size)
+        return None
+
+    timelines = [TimelineWal(tli, [segment_file(tli, n, size) for n in sorted(seen) if seen[n]],
+                             [segment_file(tli, n, size) for n in sorted(seen) if not seen[n]],
+                             tli in history_files)
+                 for tli, seen in sorted(segments.items())]
+    archived = [n for tli, seen in segments.items() for n in seen
+                if tli in covering_timelines(ranges, n, size)]
+    spans = {b.id: _backup_segments(b, size) for b in done}
+    for b in done:
+        if spans[b.id][0] is None:
+            problems.append(f"backup {b.id} names no begin WAL or LSN: whether it can be "
+                            f"restored cannot be told")
+    usable = [b for b in done if spans[b.id][0] is not None]
+    if not usable:
+        problems.insert(0, "the bucket holds no completed base backup: there is nothing to "
+                           "recover from" + (" (the WAL archive alone cannot be restored)"
+                                             if archived else ""))
+        return WalChain(current, timelines, None,
+                        wanted(max(archived)) if archived else None, [], [], None, problems)
+
+    first = min(spans[b.id][0] for b in usable)
+    last = max([*archived, *(spans[b.id][1] for b in usable)])
+    runs: list[tuple[int, int]] = []
+    for segno in range(first, last + 1):
+        if present_file(segno) is None:
+            if runs and runs[-1][1] == segno - 1:
+                runs[-1] = (runs[-1][0], segno)
+            else:
+                runs.append((segno, segno))
+
+    windows, first_gap = [], {}
+    for b in usable:
+        begin, end = spans[b.id]
+        cut = next((run for run in runs if run[1] >= begin), None)
+        first_gap[b.id] = cut
+        if cut is not None and cut[0] <= end:
+            windows.append(BackupWindow(b.id, b.begin_wal, b.end_wal, b.end_time, False))
+            continue
+        stop = cut[0] - 1 if cut else last
+        windows.append(BackupWindow(b.id, b.begin_wal, b.end_wal, b.end_time, True,
+                                    present_file(stop), segment_end_lsn(stop, size), cut is None))
+
+    gaps = []
+    for run in runs:
+        hit = [w for w in windows if first_gap[w.backup] == run]
+        gap = Gap(wanted(run[0]), wanted(run[1]), run[1] - run[0] + 1,
+                  [wanted(n) for n in range(run[0], run[1] + 1)
+                   if any(n in segments.get(t, {}) for t in covering_timelines(ranges, n, size))],
+                  present_file(run[0] - 1) if run[0] > first else None,
+                  [w.backup for w in hit if w.restorable],
+                  [w.backup for w in hit if not w.restorable])
+        gaps.append(gap)
+        for w in windows:
+            if w.backup in gap.broken:
+                problems.append(_unrestorable(w, gap, wanted(spans[w.backup][0])
+                                              if run[0] <= spans[w.backup][0] else None))
+        if gap.affected:
+            problems.append(f"point-in-time recovery past {gap.last_recoverable} is impossible "
+                            f"for {_backups_phrase(gap.affected)}: {gap.missing_phrase()}")
+
+    return WalChain(current, timelines, wanted(first),
+                    wanted(last), gaps, windows, _window(windows, done, spans, size), problems)
+
+
+def _unrestorable(window: BackupWindow, gap: Gap, begin: str | None) -> str:
+    """The sentence for a backup a gap leaves unrestorable; `begin`: its first segment's
+    file when that one is missing itself."""
+    if begin is not None:
+        what = "an empty (zero-byte) object" if begin in gap.empty else "missing"
+        return (f"backup {window.backup} cannot be restored at all: its first WAL segment "
+                f"{begin} is {what}")
+    return (f"backup {window.backup} cannot be restored at all: {gap.missing_phrase()}, "
+            f"needed to reach the backup's end ({window.end_wal})")
+
+
+def _window(windows: list[BackupWindow], done: list[Backup],
+            spans: dict[str, tuple[int | None, int | None]], size: int) -> RecoveryWindow | None:
+    """The overall window: the oldest restorable backup's end to the furthest WAL any
+    restorable backup reaches without a gap."""
+    ok = [w for w in windows if w.restorable]
+    if not ok:
+        return None
+    oldest = min(ok, key=lambda w: (spans[w.backup][1], w.end_time is None, w.end_time))
+    furthest = max(ok, key=lambda w: lsn_to_int(w.last_lsn))
+    times = [b.end_time for b in done if b.end_time]
+    return RecoveryWindow(oldest.backup, oldest.end_time, oldest.end_wal,
+                          max(times) if times else None, furthest.last_segment,
+                          furthest.last_lsn, int(furthest.last_segment[:8], 16),
+                          furthest.reaches_newest)
