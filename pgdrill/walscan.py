@@ -84,6 +84,20 @@ def timeline_ranges(current: int,
     return ranges
 
 
+def covering_timelines(ranges: list[tuple[int, int, int | None]], segno: int,
+                       segment_size: int) -> list[int]:
+    """The timelines of the history whose range covers segment `segno`, newest first: the
+    order in which recovery looks for the segment's file."""
+    found = []
+    for tli, begin, end in reversed(ranges):
+        if begin // segment_size > segno:
+            continue
+        if end is not None and (end - 1) // segment_size < segno:
+            continue
+        found.append(tli)
+    return found
+
+
 def plan_segments(present: set[str], ranges: list[tuple[int, int, int | None]], first: int,
                   last: int, segment_size: int, where: str = "pg_wal") -> dict[int, str]:
     """Segment number -> the file in pg_wal to read it from: the newest timeline of the
@@ -91,11 +105,7 @@ def plan_segments(present: set[str], ranges: list[tuple[int, int, int | None]], 
     `present`: the file names in pg_wal; `where` names it in messages."""
     plan = {}
     for segno in range(first, last + 1):
-        for tli, begin, end in reversed(ranges):
-            if begin // segment_size > segno:
-                continue
-            if end is not None and (end - 1) // segment_size < segno:
-                continue
+        for tli in covering_timelines(ranges, segno, segment_size):
             name = segment_file(tli, segno, segment_size)
             if name in present:
                 plan[segno] = name

@@ -38,7 +38,9 @@ from datetime import datetime
 
 from pgdrill.model import Backup
 from pgdrill.recovery_position import lsn_to_int
-from pgdrill.walscan import format_lsn, parse_history, segment_file, timeline_ranges
+from pgdrill.walscan import (
+    covering_timelines, format_lsn, parse_history, segment_file, timeline_ranges,
+)
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4")
@@ -80,19 +82,6 @@ def segment_of(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int
 def segment_end_lsn(segno: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
     """The LSN where segment `segno` ends (the next one begins)."""
     return format_lsn((segno + 1) * segment_size)
-
-
-def covering_timelines(ranges: Ranges, segno: int, segment_size: int) -> list[int]:
-    """The timelines of the history whose range covers segment `segno`, newest first (the
-    order and the test of `pgdrill.walscan.plan_segments`)."""
-    found = []
-    for tli, begin, end in reversed(ranges):
-        if begin // segment_size > segno:
-            continue
-        if end is not None and (end - 1) // segment_size < segno:
-            continue
-        found.append(tli)
-    return found
 
 
 def _plural(count: int, word: str) -> str:
