@@ -18,3 +18,8 @@ def parse_time(value) -> datetime | None:
         except ValueError:
             return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def to_utc(when: datetime) -> datetime:
+    """`when` in UTC; a naive datetime is taken as UTC already."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -66,8 +66,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pgdrill.targets.cnpg.cron import SEARCH_YEARS, Schedule, ScheduleError, parse_schedule
+from pgdrill.targets.cnpg.cron import (
+    SEARCH_YEARS,
+    Schedule,
+    ScheduleError,
+    parse_schedule,
+)
 from pgdrill.targets.cnpg.manifests import PLUGIN_NAME
+from pgdrill.times import to_utc
 
 # the schedule parser lives in pgdrill.targets.cnpg.cron; its public names stay importable here
 __all__ = ["DEFAULT_GRACE", "FAILED_PHASES", "NEWEST_BACKUPS_IN_FACTS", "RETENTION_PATTERN",
@@ -124,7 +130,7 @@ def assess_backups(cluster: dict, scheduled_backups: list[dict] | dict | None,
         raise ValueError(f"grace must not be negative: {grace}")
     if max_backup_age is not None and max_backup_age <= timedelta(0):
         raise ValueError(f"max_backup_age must be positive: {max_backup_age}")
-    return _Assessment(cluster, _items(scheduled_backups), _items(backups), now=_utc(now),
+    return _Assessment(cluster, _items(scheduled_backups), _items(backups), now=to_utc(now),
                        object_store=object_store, server_name=server_name, grace=grace,
                        max_backup_age=max_backup_age).run()
 
@@ -691,14 +697,10 @@ def parse_time(value) -> datetime | None:
         return None
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def _iso(when: datetime | None) -> str | None:
     if when is None:
         return None
-    when = _utc(when).replace(tzinfo=None)
+    when = to_utc(when).replace(tzinfo=None)
     text = when.replace(microsecond=0).isoformat()
     if when.microsecond:
         text += f".{when.microsecond:06d}".rstrip("0")

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
+from pgdrill.times import to_utc
+
 SEARCH_YEARS = 5  # robfig's Next gives up after five years; so does the backward search
 _SECOND = timedelta(seconds=1)
 _TICK = timedelta(microseconds=1)
@@ -130,7 +132,7 @@ class Schedule:
         """The first run strictly after `when` (robfig's `Next`), None if there is none within
         five years (CNPG then schedules nothing)."""
         try:
-            start = _floor_second(_utc(when))
+            start = _floor_second(to_utc(when))
             if self.every is not None:
                 return start + self.every
             start += _SECOND
@@ -153,7 +155,7 @@ class Schedule:
         if self.every is not None:
             return None
         try:
-            end = _floor_second(_utc(when))
+            end = _floor_second(to_utc(when))
             day, first_year = end.date(), end.year - SEARCH_YEARS
             while day.year >= first_year:
                 if self._day_matches(day):
@@ -324,10 +326,6 @@ def _go_duration(text: str) -> int:
             raise ScheduleError(f'time: invalid duration "{original}"')
     nanoseconds = int(total)
     return -nanoseconds if negative else nanoseconds
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _floor_second(when: datetime) -> datetime:
