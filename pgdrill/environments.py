@@ -98,3 +98,15 @@ def load_environment_file(path: str | Path) -> EnvironmentFile:
                            credentials=relative(document.get("credentials")),
                            age_identity=relative(document.get("age_identity")),
                            settings=settings)
+
+
+ENV_VAR = "PGDRILL_ENVIRONMENT_FILE"
+
+
+def environment_configuration(path: str | None = None) -> dict | None:
+    """The configuration of the environment file `path`, else of $PGDRILL_ENVIRONMENT_FILE;
+    None when neither names one."""
+    import os
+
+    path = path or os.environ.get(ENV_VAR)
+    return load_environment_file(path).configuration() if path else None

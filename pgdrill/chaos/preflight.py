@@ -69,12 +69,12 @@ def apply_environment_file(configuration: dict) -> str | None:
     """Load `environment_file` (PGDRILL_ENVIRONMENT_FILE) into the configuration: its
     environment, target, cluster, credentials file and settings win over the experiment's
     defaults. Returns the file's path, or None when there is none."""
-    from pgdrill.environments import load_environment_file
+    from pgdrill.environments import ENV_VAR, environment_configuration
 
-    path = configuration.get("environment_file") or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
+    path = configuration.get("environment_file") or os.environ.get(ENV_VAR)
     if not path:
         return None
-    configuration.update(load_environment_file(path).configuration())
+    configuration.update(environment_configuration(path))
     return str(path)
 
 

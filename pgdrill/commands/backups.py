@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -33,12 +32,12 @@ def _size(n: int | None) -> str:
 def _target(args: argparse.Namespace):
     """(target, cluster name): the environment file's CNPG cluster when it names one, else
     the sandbox."""
-    path = args.environment_file or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
-    if path:
-        from pgdrill.environments import load_environment_file
+    from pgdrill.environments import environment_configuration
+
+    configuration = environment_configuration(args.environment_file)
+    if configuration is not None:
         from pgdrill.targets import get_target, target_kind
 
-        configuration = load_environment_file(path).configuration()
         if target_kind(configuration) == "cnpg":
             target = get_target(configuration)
             target.check_ready()

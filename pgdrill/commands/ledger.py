@@ -36,15 +36,13 @@ def reports_dir(args: argparse.Namespace):
 
 
 def _pull_from_sink(args: argparse.Namespace, reports) -> None:
-    import os
-
-    path = getattr(args, "environment_file", None) or os.environ.get("PGDRILL_ENVIRONMENT_FILE")
-    if not path:
-        return
-    from pgdrill.environments import load_environment_file
+    from pgdrill.environments import environment_configuration
     from pgdrill.sink import sink_from_configuration
 
-    sink = sink_from_configuration(load_environment_file(path).configuration())
+    configuration = environment_configuration(getattr(args, "environment_file", None))
+    if configuration is None:
+        return
+    sink = sink_from_configuration(configuration)
     if sink is not None:
         sink.pull_ledger(reports)
 
