@@ -75,11 +75,6 @@ class CnpgBackups:
         return dataclasses.replace(backup, **{f: getattr(backup, f) or getattr(stored, f)
                                               for f in fields})
 
-    def backup_objects(self) -> list[Backup]:
-        docs = self.kube.list_custom(CNPG_GROUP, CNPG_VERSION, self.config.namespace, "backups")
-        return [catalog.from_backup_object(d) for d in docs
-                if (d.get("spec") or {}).get("cluster", {}).get("name") == self.config.cluster]
-
     def list_backups(self) -> list[Backup]:
         """From the object store (what a restore can use), oldest first."""
         from botocore.exceptions import BotoCoreError, ClientError
