@@ -108,6 +108,10 @@ class Target(Protocol):
     def backup_destination(self) -> str:
         """Where the backups are, for messages: bucket (destinationPath) and serverName."""
 
+    def bucket_location(self):
+        """The source's archive as pgdrill.bucket.location.BucketLocation (destinationPath,
+        serverName, endpoint, credentials), for reading the bucket directly with boto3."""
+
     def find_restore_point(self, name: str, since_lsn: str) -> str | None:
         """The LSN of the first restore point record named exactly `name` at or after
         `since_lsn` in the source's WAL, or None when that WAL holds none. Raises

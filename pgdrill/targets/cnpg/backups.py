@@ -117,6 +117,15 @@ class CnpgBackups:
     def archive(self) -> str:
         return self.source().archive
 
+    def bucket_location(self):
+        """The source cluster's archive (destinationPath, serverName, endpoint) read with
+        the SOPS credentials."""
+        from pgdrill.bucket.location import BucketLocation
+
+        source = self.source()
+        return BucketLocation(source.destination_path, source.server_name,
+                              self.s3_credentials(), source.endpoint_url)
+
     def backup_destination(self) -> str:
         source = self.source()
         return (f"{source.archive} (destinationPath {source.destination_path}, serverName "

@@ -23,13 +23,24 @@ def tool(name: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectStore:
+    """barman-cloud's view of `s3://<bucket>/<path>/<server_name>/` at `endpoint_url`
+    (`path` empty: the bucket's root, as the sandbox archives)."""
+
     endpoint_url: str
     bucket: str
     server_name: str
+    path: str = ""
 
     @property
     def destination_path(self) -> str:
-        return f"s3://{self.bucket}/"
+        path = self.path.strip("/")
+        return f"s3://{self.bucket}/{path + '/' if path else ''}"
+
+    @classmethod
+    def at(cls, location) -> ObjectStore:
+        """The store of a pgdrill.bucket.location.BucketLocation."""
+        path = location.prefix[: -len(location.server_name) - 1]
+        return cls(location.endpoint, location.bucket, location.server_name, path)
 
     def common_args(self) -> list[str]:
         return ["--endpoint-url", self.endpoint_url]

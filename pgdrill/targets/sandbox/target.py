@@ -264,6 +264,14 @@ class SandboxTarget(SandboxLifecycle):
     def s3_credentials(self):
         return sandbox_credentials(self.layout)
 
+    def bucket_location(self):
+        """The sandbox's own archive: s3://<bucket>/<serverName>/ on its moto endpoint."""
+        from pgdrill.bucket.location import BucketLocation
+
+        store = self._cluster().store
+        return BucketLocation(store.destination_path, store.server_name,
+                              sandbox_credentials(self.layout), store.endpoint_url)
+
     def backup_destination(self) -> str:
         store = self._cluster().store
         return (f"s3://{store.bucket}/{store.server_name}/ (bucket {store.bucket}, serverName "
