@@ -151,3 +151,44 @@ def test_an_empty_bucket():
     assert only_wal.problems == [
         ("the bucket holds no completed base backup: there is nothing to recover from (the WAL "
         "archive alone cannot be restored)")]
+
+
+def timed(numbers, minute0: int = 0, tli: int = 1) -> list[tuple[str, int, datetime]]:
+    """Segments with upload times: segment n archived at 07:<minute0 + n>."""
+    return [(*wal(n, tli), datetime(2026, 12, 1, 7, minute0 + n, tzinfo=UTC)) for n in numbers]
+
+
+def test_with_upload_times_the_gap_sentence_names_the_last_recoverable_instant():
+    objects = BASE + timed([2, 3, 4, 5, 6, 8, 9])
+    chain = analyse_wal_chain(objects, [backup(B1, 2), backup(B2, 4, hour=6)])
+    sentence = (f"point-in-time recovery past {seg(6)} is impossible for backups {B1}, {B2}: "
+                f"{seg(7)} is missing (1 segment); replay ends at LSN 0/7000000, so the last "
+                f"recoverable instant is at the latest 2026-12-01T07:06:00+00:00, when {seg(6)} "
+                f"was archived (the bucket keeps no commit times: the segment's upload time "
+                f"bounds the last commit it holds)")
+    assert chain.problems == [sentence]
+    [gap] = chain.gaps
+    assert (gap.problem, gap.last_lsn) == (sentence, "0/7000000")
+    assert gap.last_archived_at == datetime(2026, 12, 1, 7, 6, tzinfo=UTC)
+    # the same sentence is what a restore of either backup to the newest WAL is refused with
+    assert chain.restore_problems == {B1: sentence, B2: sentence}
+    assert gap.to_dict()["last_archived_at"] == "2026-12-01T07:06:00+00:00"
+    json.dumps(chain.to_dict())
+
+
+def test_restore_problems_name_only_the_backups_a_gap_stops():
+    objects = timed([2, 3, 5, 6, 7, 8])
+    chain = analyse_wal_chain(objects, [backup(B1, 2), backup(B2, 3, 4, hour=6),
+                                        backup("20261201T120000", 6, hour=12)])
+    assert set(chain.restore_problems) == {B1, B2}
+    assert chain.restore_problems[B2] == chain.problems[0]
+    assert chain.restore_problems[B2].startswith(f"backup {B2} cannot be restored at all")
+    assert chain.restore_problems[B1].startswith(f"point-in-time recovery past {seg(3)}")
+    assert [h["timeline"] for h in chain.to_dict()["history"]] == [1]
+
+
+def test_the_instant_of_a_gap_at_an_empty_object_is_the_segment_before_it():
+    objects = timed([2, 3]) + [(*wal(4, size=0), datetime(2026, 12, 1, 8, tzinfo=UTC))]
+    chain = analyse_wal_chain(objects + timed([5]), [backup(B1, 2)])
+    assert chain.gaps[0].empty == [seg(4)]
+    assert chain.gaps[0].last_archived_at == datetime(2026, 12, 1, 7, 3, tzinfo=UTC)

@@ -2,7 +2,8 @@
 bucket holds (pure: no I/O; the caller lists the bucket and reads the history files).
 
 Input: the objects under `<destinationPath>/<serverName>/` as (key relative to that folder,
-size in bytes), e.g. ("wals/0000000100000000/000000010000000000000002.gz", 1234); the base
+size in bytes), e.g. ("wals/0000000100000000/000000010000000000000002.gz", 1234), or as
+(key, size, LastModified) when the listing has the upload times; the base
 backups as `pgdrill.model.Backup`; the text of the timeline history files by timeline; the
 cluster's `wal_segment_size`.
 
@@ -23,8 +24,13 @@ Rules:
 - A backup can be restored only if every segment from its begin_wal to its end_wal is there;
   it can then recover up to the end of the last segment before the first gap after its
   end_wal (or the newest archived segment when there is none). Only completed backups count.
-- The bucket holds no per-segment times: windows end at a segment and its end LSN; times
-  come only from backups (end_time). The overall window starts, as the barman-cloud plugin's
+- The bucket holds no per-segment commit times: windows end at a segment and its end LSN.
+  When the listing gives LastModified, a segment's upload time ("archived at") is an upper
+  bound of the last commit it holds: a gap's sentence then names the last recoverable
+  instant as "at the latest" that time, and says why it is only a bound. Without times the
+  sentence ends at the missing segments. That sentence (`Gap.problem`) is THE message for a
+  gap: `pgdrill bucket-report` lists it and a restore to latest across the gap is refused
+  with it (`WalChain.restore_problems`). The overall window starts, as the barman-cloud plugin's
   `serverRecoveryWindow.firstRecoverabilityPoint` does, at the end of the oldest backup (here:
   the oldest that can be restored) and ends at the newest WAL reachable without a gap.
 """
@@ -33,8 +39,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from pgdrill.model import Backup
 from pgdrill.recovery_position import lsn_to_int
@@ -48,6 +54,7 @@ SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 HISTORY = re.compile(r"^([0-9A-Fa-f]{8})\.history$")
 
 Ranges = list[tuple[int, int, int | None]]
+Listing = Iterable[tuple[str, int] | tuple[str, int, datetime | None]]
 
 
 # --- names -------------------------------------------------------------------------------
@@ -92,6 +99,11 @@ def _backups_phrase(ids: list[str]) -> str:
     return ("backup " if len(ids) == 1 else "backups ") + ", ".join(ids)
 
 
+def iso_time(when: datetime | None) -> str | None:
+    """An aware time as ISO-8601 in UTC, whole seconds kept as they are ('...+00:00')."""
+    return when.astimezone(UTC).isoformat() if when else None
+
+
 # --- results -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -128,6 +140,9 @@ class Gap:
     last_recoverable: str | None  # the segment just before the run, None if none is needed
     affected: list[str]         # backups whose point-in-time recovery stops here
     broken: list[str]           # backups that cannot be restored at all because of it
+    last_lsn: str | None = None           # where replay ends: the end of last_recoverable
+    last_archived_at: datetime | None = None  # LastModified of last_recoverable, if listed
+    problem: str | None = None            # THE sentence for this gap (when it cuts a window)
 
     def missing_phrase(self) -> str:
         what = ("an empty (zero-byte) object" if self.first_missing in self.empty
@@ -137,8 +152,10 @@ class Gap:
     def to_dict(self) -> dict:
         return {"first_missing": self.first_missing, "last_missing": self.last_missing,
                 "segments": self.segments, "empty": list(self.empty),
-                "last_recoverable": self.last_recoverable, "affected_backups": list(self.affected),
-                "unrestorable_backups": list(self.broken)}
+                "last_recoverable": self.last_recoverable, "last_lsn": self.last_lsn,
+                "last_archived_at": iso_time(self.last_archived_at),
+                "affected_backups": list(self.affected),
+                "unrestorable_backups": list(self.broken), "problem": self.problem}
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,10 @@ class WalChain:
     backups: list[BackupWindow]
     window: RecoveryWindow | None
     problems: list[str]
+    ranges: Ranges = field(default_factory=list)   # the followed history, oldest first
+    # backup id -> the sentence why a restore of it cannot replay to the newest WAL: the
+    # gap's `problem`, or why it cannot be restored at all (the same text as in `problems`)
+    restore_problems: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"timeline": self.timeline,
@@ -204,17 +225,21 @@ class WalChain:
                 "gaps": [g.to_dict() for g in self.gaps],
                 "backups": [b.to_dict() for b in self.backups],
                 "window": self.window.to_dict() if self.window else None,
-                "problems": list(self.problems)}
+                "problems": list(self.problems),
+                "history": [{"timeline": tli, "begin_lsn": format_lsn(begin),
+                             "end_lsn": format_lsn(end) if end is not None else None}
+                            for tli, begin, end in self.ranges],
+                "restore_problems": dict(self.restore_problems)}
 
 
 # --- the computation ---------------------------------------------------------------------
 
-def read_listing(objects: Iterable[tuple[str, int]], segment_size: int = DEFAULT_SEGMENT_SIZE
+def read_listing(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
                  ) -> tuple[dict[int, dict[int, int]], set[int]]:
     """({timeline: {segment number: size}}, timelines with a history file) of a listing."""
     segments: dict[int, dict[int, int]] = {}
     histories: set[int] = set()
-    for key, size in objects:
+    for key, size, *_ in objects:
         name = wal_file_name(key)
         if name is None:
             continue
@@ -228,6 +253,22 @@ def read_listing(objects: Iterable[tuple[str, int]], segment_size: int = DEFAULT
             seen = segments.setdefault(tli, {})
             seen[segno] = max(seen.get(segno, 0), int(size or 0))
     return segments, histories
+
+
+def segment_times(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
+                  ) -> dict[str, datetime]:
+    """Segment file name (24 hex digits) -> when its non-empty object was uploaded
+    (LastModified), for listings that carry times; the newest upload when several objects
+    hold the same segment (e.g. .gz and uncompressed)."""
+    times: dict[str, datetime] = {}
+    for key, size, *rest in objects:
+        when = rest[0] if rest else None
+        name = wal_file_name(key)
+        if when is None or not size or name is None or segment_of(name, segment_size) is None:
+            continue
+        name = name.upper()
+        times[name] = max(times[name], when) if name in times else when
+    return times
 
 
 def _backup_segments(backup: Backup, segment_size: int) -> tuple[int | None, int | None]:
@@ -249,7 +290,9 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
     the module docstring for the rules). `histories`: timeline -> its history file's text."""
     size = wal_segment_size
     histories = histories or {}
+    objects = list(objects)
     segments, history_files = read_listing(objects, size)
+    archived_at = segment_times(objects, size)
     done = sorted((b for b in backups if b.completed), key=lambda b: (b.end_time is None,
                                                                     b.end_time, b.id))
     current = max([1, *segments, *history_files, *histories,
@@ -290,7 +333,8 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
                            "recover from" + (" (the WAL archive alone cannot be restored)"
                                              if archived else ""))
         return WalChain(current, timelines, None,
-                        wanted(max(archived)) if archived else None, [], [], None, problems)
+                        wanted(max(archived)) if archived else None, [], [], None, problems,
+                        ranges)
 
     first = min(spans[b.id][0] for b in usable)
     last = max([*archived, *(spans[b.id][1] for b in usable)])
@@ -314,26 +358,48 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
         windows.append(BackupWindow(b.id, b.begin_wal, b.end_wal, b.end_time, True,
                                     present_file(stop), segment_end_lsn(stop, size), cut is None))
 
-    gaps = []
+    gaps, restore_problems = [], {}
     for run in runs:
         hit = [w for w in windows if first_gap[w.backup] == run]
+        before = present_file(run[0] - 1) if run[0] > first else None
         gap = Gap(wanted(run[0]), wanted(run[1]), run[1] - run[0] + 1,
                   [wanted(n) for n in range(run[0], run[1] + 1)
                    if any(n in segments.get(t, {}) for t in covering_timelines(ranges, n, size))],
-                  present_file(run[0] - 1) if run[0] > first else None,
+                  before,
                   [w.backup for w in hit if w.restorable],
-                  [w.backup for w in hit if not w.restorable])
+                  [w.backup for w in hit if not w.restorable],
+                  segment_end_lsn(run[0] - 1, size) if before else None,
+                  archived_at.get(before) if before else None)
+        if gap.affected:
+            gap = replace(gap, problem=gap_problem(gap))
         gaps.append(gap)
         for w in windows:
             if w.backup in gap.broken:
-                problems.append(_unrestorable(w, gap, wanted(spans[w.backup][0])
-                                              if run[0] <= spans[w.backup][0] else None))
-        if gap.affected:
-            problems.append(f"point-in-time recovery past {gap.last_recoverable} is impossible "
-                            f"for {_backups_phrase(gap.affected)}: {gap.missing_phrase()}")
+                sentence = _unrestorable(w, gap, wanted(spans[w.backup][0])
+                                         if run[0] <= spans[w.backup][0] else None)
+                problems.append(sentence)
+                restore_problems[w.backup] = sentence
+        if gap.problem:
+            problems.append(gap.problem)
+            restore_problems.update((backup_id, gap.problem) for backup_id in gap.affected)
 
     return WalChain(current, timelines, wanted(first),
-                    wanted(last), gaps, windows, _window(windows, done, spans, size), problems)
+                    wanted(last), gaps, windows, _window(windows, done, spans, size), problems,
+                    ranges, restore_problems)
+
+
+def gap_problem(gap: Gap) -> str:
+    """The one sentence for a gap that cuts point-in-time recovery short: the last
+    recoverable segment, the backups it stops, what is missing, and (when the listing had
+    upload times) where replay ends and the last recoverable instant, honestly as a bound."""
+    sentence = (f"point-in-time recovery past {gap.last_recoverable} is impossible for "
+                f"{_backups_phrase(gap.affected)}: {gap.missing_phrase()}")
+    if gap.last_archived_at is None:
+        return sentence
+    return (f"{sentence}; replay ends at LSN {gap.last_lsn}, so the last recoverable instant "
+            f"is at the latest {iso_time(gap.last_archived_at)}, when "
+            f"{gap.last_recoverable} was archived (the bucket keeps no commit times: the "
+            f"segment's upload time bounds the last commit it holds)")
 
 
 def _unrestorable(window: BackupWindow, gap: Gap, begin: str | None) -> str:
