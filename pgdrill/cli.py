@@ -7,10 +7,12 @@ import argparse
 import sys
 import warnings
 
-from pgdrill.commands import backups, ledger, plan, rbac, report, sandbox, secrets, validate
+from pgdrill.commands import (
+    backups, ledger, plan, rbac, report, sandbox, secrets, validate, verify_backup,
+)
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report)
+COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report, verify_backup)
 
 
 def build_parser() -> argparse.ArgumentParser:

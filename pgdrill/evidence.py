@@ -203,6 +203,9 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         # step 1 of the safe workflow on CNPG (probes.backup.backups_healthy)
         "backup_health": context.get("backup_health"),
         "interruption": interruption(journal, context),
+        # `pgdrill verify-backup`: the archive, the backup's facts, the server build, RTO
+        # phases, throughput and every table's fingerprint (pgdrill.verify)
+        "verification": context.get("verification"),
     }
 
 

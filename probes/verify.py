@@ -9,8 +9,8 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
-from pgdrill.amcheck import run_amcheck
-from pgdrill.checklist import CheckResult, describe_failures, load_checklist, run_checklist
+from pgdrill.amcheck import amcheck_check, run_amcheck
+from pgdrill.checklist import describe_failures, load_checklist, run_checklist
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
     narrow_difference,
@@ -53,14 +53,6 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
     if not all(r.passed for r in results):
         raise PgdrillError("validation failed on the restored copy: " + describe_failures(results))
     return True
-
-
-def amcheck_check(result) -> CheckResult:
-    """pg_amcheck's result as one built-in checklist step."""
-    actual = "no corruption" if result.passed else (
-        f"{result.problem_count} problem(s): " + " | ".join(result.problems[:3]))
-    return CheckResult(name="pg_amcheck", query=result.command, expected="no corruption",
-                       actual=actual, passed=result.passed)
 
 
 def _restored(target):

@@ -79,6 +79,11 @@ def _clean_leftovers(ctx: RunContext, target_info: dict, reports: Path,
     from pgdrill.load import runner
     from pgdrill.targets import get_target
 
+    if target_info.get("verify_scratch"):  # a killed `pgdrill verify-backup`
+        from pgdrill.verify.scratch import remove_leftover
+
+        return [remove_leftover(Path(target_info["verify_scratch"]),
+                                Path(target_info.get("verify_bin_dir") or "."))]
     done = []
     data = ctx.read()
     load = data.get("load")

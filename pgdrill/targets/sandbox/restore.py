@@ -79,11 +79,13 @@ def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryT
                          started_at=started_at, phases=phases, phase_details=details)
 
 
-def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget) -> None:
+def recovery_settings(restore_command: str, target: RecoveryTarget) -> dict[str, object]:
+    """postgresql.conf settings of a restored copy replaying the archive up to `target`:
+    it never archives (its WAL must not reach the source's backup path)."""
     settings: dict[str, object] = {
         "archive_mode": "off",
         "archive_command": "",
-        "restore_command": cluster.store.restore_command(),
+        "restore_command": restore_command,
         "recovery_target_timeline": "latest",
     }
     if target.kind == "time":
@@ -95,11 +97,21 @@ def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarg
     if target.kind != "latest":
         settings["recovery_target_action"] = "promote"
         settings["recovery_target_inclusive"] = "on"
-    cluster.append_conf(data, settings)
+    return settings
+
+
+def signal_recovery(data: Path) -> None:
+    """Make `data` start in targeted recovery (recovery.signal), not as a standby or a
+    crashed primary, with the permissions PostgreSQL demands."""
     for stale in ("standby.signal", "postmaster.pid"):
         (data / stale).unlink(missing_ok=True)
     (data / "recovery.signal").touch()
     os.chmod(data, 0o700)
+
+
+def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget) -> None:
+    cluster.append_conf(data, recovery_settings(cluster.store.restore_command(), target))
+    signal_recovery(data)
     cluster.run_as.chown_tree(data)
 
 

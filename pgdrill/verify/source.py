@@ -1,0 +1,101 @@
+"""The backup a verification restores, read from the bucket: the chosen backup's catalogue
+entry and its backup.info facts (PostgreSQL version, system identifier, sizes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pgdrill.bucket.location import BucketLocation
+from pgdrill.credentials import redact
+from pgdrill.errors import BadInput, PreflightRefused, TargetError
+from pgdrill.model import Backup
+from pgdrill.pgversions import major_of_version_num
+from pgdrill.targets.cnpg.catalog import BACKUP_INFO, list_store_backups, parse_backup_info
+
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What backup.info says about the server that wrote a backup."""
+
+    version_num: int | None       # server_version_num, e.g. 160015
+    systemid: str | None          # the cluster's system identifier
+    wal_segment_size: int | None  # xlog_segment_size
+    cluster_size: int | None      # PGDATA size when it was taken (bytes)
+    compression: str | None
+    data_checksums: str | None
+
+    @property
+    def major(self) -> int | None:
+        return major_of_version_num(self.version_num) if self.version_num else None
+
+    def to_dict(self) -> dict:
+        return {"version_num": self.version_num, "major": self.major, "systemid": self.systemid,
+                "wal_segment_size": self.wal_segment_size, "cluster_size": self.cluster_size,
+                "compression": self.compression, "data_checksums": self.data_checksums}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "", "None") else None
+    except ValueError:
+        return None
+
+
+def facts_from_info(info: dict[str, str]) -> BackupFacts:
+    """Pure: the facts of a parsed backup.info."""
+    def text(key: str) -> str | None:
+        value = info.get(key)
+        return None if value in (None, "", "None") else value
+    return BackupFacts(_int(info.get("version")), text("systemid"),
+                       _int(info.get("xlog_segment_size")), _int(info.get("cluster_size")),
+                       text("compression"), text("data_checksums"))
+
+
+def pick_backup(backups: list[Backup], wanted: str, where: str) -> Backup:
+    """Pure: the completed backup `wanted` (an id, or `latest`: the newest completed)."""
+    done = [b for b in backups if b.completed]
+    if not done:
+        states = ", ".join(f"{b.id} {b.status}" for b in backups) or "none at all"
+        raise PreflightRefused(f"no completed backup under {where} (backups: {states})",
+                               fix="check --server-name (CNPG's default serverName is the "
+                                   "cluster's name; after a recovery it usually differs) and "
+                                   "the bucket path, or take a backup first")
+    if wanted == LATEST:
+        return done[-1]
+    for b in backups:
+        if b.id == wanted or b.name == wanted:
+            if not b.completed:
+                raise PreflightRefused(f"backup {wanted} under {where} is {b.status}, not "
+                                       "completed: it cannot be restored",
+                                       fix="pick a completed backup, or --backup-id latest")
+            return b
+    raise BadInput(f"there is no backup {wanted!r} under {where}",
+                   fix="use one of: " + ", ".join(b.id for b in done) + " (or latest)")
+
+
+def read_backups(location: BucketLocation) -> list[Backup]:
+    """The server folder's backups (oldest first); TargetError naming the endpoint when the
+    bucket cannot be read (never a credential value)."""
+    try:
+        return list_store_backups(location.client(), location.destination_path,
+                                  location.server_name)
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetError(f"cannot read {location.archive} at {location.endpoint}: "
+                          + redact(str(exc), location.credentials.secret_values()),
+                          fix="check --endpoint-url, the bucket name and that the SOPS "
+                              "credentials may list and read it") from None
+
+
+def read_facts(location: BucketLocation, backup: Backup) -> BackupFacts:
+    """The chosen backup's backup.info facts (one GET)."""
+    key = f"{location.prefix}base/{backup.id}/{BACKUP_INFO}"
+    try:
+        body = location.client().get_object(Bucket=location.bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetError(f"cannot read s3://{location.bucket}/{key}: "
+                          + redact(str(exc), location.credentials.secret_values())) from None
+    return facts_from_info(parse_backup_info(body.decode("utf-8", "replace")))

@@ -1,0 +1,85 @@
+"""Per-table row counts and fingerprints of every database of a restored copy, each table's
+summed up as one sha256, and what changed since the previous verification of the same
+archive (pure comparison)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+
+import psycopg
+
+from pgdrill.fingerprint import fingerprint_tables
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+def databases(conn: psycopg.Connection) -> list[str]:
+    """Every database that accepts connections, templates excluded."""
+    return [name for (name,) in conn.execute(
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
+        "ORDER BY datname").fetchall()]
+
+
+def user_tables(conn: psycopg.Connection) -> list[str]:
+    """Every ordinary table outside the system schemas, as "schema.name"."""
+    return [f"{schema}.{name}" for schema, name in conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE c.relkind = 'r' AND n.nspname <> ALL(%s) "
+        "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%' "
+        "ORDER BY 1, 2", (list(SYSTEM_SCHEMAS),)).fetchall()]
+
+
+def table_sha256(table: str, rows: int, digest: str) -> str:
+    """One sha256 per table: of its qualified name, row count and order-independent row
+    digest (pgdrill.fingerprint), so two verifications compare with one string."""
+    return hashlib.sha256(f"{table}\n{rows}\n{digest}".encode()).hexdigest()
+
+
+def fingerprint_all(connect: Callable[[str], psycopg.Connection]) -> dict[str, dict]:
+    """{"db.schema.table": {"rows", "sha256"}} for every table of every database;
+    `connect(dbname)` opens a connection."""
+    with connect("postgres") as conn:
+        names = databases(conn)
+    result: dict[str, dict] = {}
+    for dbname in names:
+        with connect(dbname) as conn:
+            tables = user_tables(conn)
+            if not tables:
+                continue
+            for fp in fingerprint_tables(conn, tables, buckets=1).values():
+                qualified = f"{dbname}.{fp.table}"
+                result[qualified] = {"rows": fp.rows,
+                                     "sha256": table_sha256(qualified, fp.rows, fp.digest)}
+    return dict(sorted(result.items()))
+
+
+def changes(previous: Mapping[str, dict] | None, current: Mapping[str, dict]) -> dict | None:
+    """What changed between two verifications' tables (None without a previous one)."""
+    if previous is None:
+        return None
+    added = sorted(set(current) - set(previous))
+    removed = sorted(set(previous) - set(current))
+    changed = [{"table": name, "rows_before": previous[name].get("rows"),
+                "rows_after": current[name].get("rows")}
+               for name in sorted(set(current) & set(previous))
+               if previous[name].get("sha256") != current[name].get("sha256")]
+    unchanged = len(set(current) & set(previous)) - len(changed)
+    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+
+
+def describe_changes(diff: dict | None) -> str:
+    """One line for people."""
+    if diff is None:
+        return "no earlier verification of this archive to compare with"
+    parts = []
+    if diff["changed"]:
+        parts.append(f"{len(diff['changed'])} changed (" + ", ".join(
+            f"{c['table']} {c['rows_before']}→{c['rows_after']} rows"
+            for c in diff["changed"][:5]) + ("…" if len(diff["changed"]) > 5 else "") + ")")
+    if diff["added"]:
+        parts.append(f"{len(diff['added'])} new ({', '.join(diff['added'][:5])})")
+    if diff["removed"]:
+        parts.append(f"{len(diff['removed'])} gone ({', '.join(diff['removed'][:5])})")
+    parts.append(f"{diff['unchanged']} unchanged")
+    return "since the last verification: " + "; ".join(parts)
