@@ -10,9 +10,11 @@ import warnings
 from pgdrill.commands import (
     backups, ledger, plan, rbac, report, sandbox, secrets, validate, verify_backup,
 )
+from pgdrill.commands import bucket_report
 from pgdrill.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report, verify_backup)
+COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report, verify_backup,
+            bucket_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
