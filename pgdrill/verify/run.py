@@ -149,7 +149,7 @@ def verify(request: VerifyRequest) -> dict:
                cluster=location.server_name, title=f"verify backup of {location.archive}",
                started_at=datetime.now(UTC).isoformat(), cluster_identity=plan.facts.systemid,
                credentials=location.credentials.describe(), backup=plan.backup.to_dict(),
-               verification=_verification(request, plan))
+               verification={**_verification(request, plan), "scratch_dir": str(scratch.home)})
     status = "completed"
     try:
         run_steps(Steps(ctx), ctx, scratch, plan, request)
@@ -193,7 +193,7 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
         return _Timed(phases, name)
 
     with steps.step("check WAL continuity"):
-        ctx.update(wal_chain=check_wal_chain(request.location, backup, recovery))
+        check_wal_chain(ctx, request.location, backup, recovery)
     if steps.failed:
         return
     with steps.step("fetch base backup"), timed("fetch"):
@@ -263,14 +263,21 @@ def throughput(plan: Plan, phases: dict[str, float]) -> dict:
             "restore_mb_per_s": rate(plan.facts.cluster_size, restore_seconds or None)}
 
 
-def check_wal_chain(location: BucketLocation, backup, recovery: RecoveryTarget) -> dict:
-    """The bucket's WAL continuity past the backup (pgdrill.bucket.restore_gate): a gap
-    before the recovery target fails the step with the bucket-report sentence."""
-    try:
-        from pgdrill.bucket import restore_gate
-    except ImportError:  # pragma: no cover - until the bucket gate lands
-        return {"checked": False, "note": "WAL continuity is not checked by this pgdrill"}
-    return restore_gate.check_before_restore(location, backup, recovery)
+def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
+                    recovery: RecoveryTarget) -> None:
+    """The bucket's WAL continuity past the backup (pgdrill.bucket.restore_gate, as before a
+    drill's restore): a gap before the recovery target fails the step with the
+    bucket-report sentence. The bucket report goes into the evidence either way."""
+    from pgdrill.bucket import restore_gate
+
+    class _Bucket:  # the one thing the gate asks of a target
+        def bucket_location(self):
+            return location
+
+    result = restore_gate.check_wal_chain(_Bucket(), backup, recovery)
+    ctx.update(wal_chain=result.record, bucket=result.report)
+    if result.refusal:
+        raise result.error()
 
 
 def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: bool) -> None:
@@ -284,7 +291,8 @@ def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: 
     amcheck_result = None
     if amcheck:
         say("running pg_amcheck --heapallindexed on the restored copy")
-        amcheck_result = run_amcheck(scratch.instance, bin_dir=plan.bin_dir)
+        amcheck_result = run_amcheck(scratch.instance, bin_dir=plan.bin_dir,
+                                     major=plan.facts.major)
         results.append(amcheck_check(amcheck_result))
     ctx.update(validation=[r.to_dict() for r in results],
                validation_seconds=round(time.monotonic() - t0, 3),
