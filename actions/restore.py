@@ -6,6 +6,7 @@ from datetime import datetime
 
 from chaoslib.types import Configuration, Secrets
 
+from pgdrill.bucket.restore_gate import check_wal_chain
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
@@ -35,7 +36,12 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     point of the same name, an earlier LSN, a time before the target).
     Refused before restore-test is touched: an object store without a completed backup, a
     target time before the oldest backup ended, a restore point neither marked in this run
-    nor in the source's WAL since the chosen backup began.
+    nor in the source's WAL since the chosen backup began, and a restore the WAL archive
+    cannot take where asked (pgdrill.bucket.restore_gate): a gap after the backup stops a
+    restore to latest (PostgreSQL would promote at the gap as if it were the end), a target
+    past the gap, or a backup whose own WAL has a hole — the refusal quotes the sentence
+    `pgdrill bucket-report` prints. The bucket report is recorded in the run context
+    (`bucket`, and what the gate checked in `wal_chain`).
     Returns backup id, requested and reached positions and phase timings; the copy is not
     "successful" until probes.verify.checklist_passes validates it."""
     ctx = run_context(configuration)
@@ -46,6 +52,12 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     not_after = datetime.fromisoformat(point["time"]) if point else None
     backup = choose_backup(target.list_backups(), recovery, not_after,
                            where=backup_destination(target))
+    # refused here too, before restore-test is touched: a WAL gap would make PostgreSQL stop
+    # replay early and promote quietly ("latest"), or fail late (a target past the gap)
+    gate = check_wal_chain(target, backup, recovery, point.get("lsn") if point else None)
+    ctx.update(wal_chain=gate.record, bucket=gate.report)
+    if gate.refusal:
+        raise gate.error()
     # refused here, before restore-test is touched: a name neither marked in this run nor
     # in the WAL would replay the whole archive and end in PostgreSQL's FATAL
     wal_check = (check_restore_point_in_wal(target, real_name, backup)

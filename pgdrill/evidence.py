@@ -67,6 +67,7 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     elif restore.get("phases") and "position_ok" not in restore:
         reasons.append("where recovery stopped was never proven")
     reasons.extend(promised_writes_lost(context))
+    reasons.extend(bucket_gaps(context))
     fingerprints = context.get("fingerprints")
     if fingerprints and not fingerprints.get("match"):
         differing = [t["table"] for t in fingerprints.get("tables", []) if not t.get("match")]
@@ -93,6 +94,25 @@ def promised_writes_lost(context: dict) -> list[str]:
                 f"({rpo['reference']}) are missing from the restored copy, e.g. "
                 + ", ".join(rpo.get("lost_examples") or [])]
     return []
+
+
+# pgdrill.bucket.report.GAP_KINDS (not imported: this module stays free of the targets)
+BUCKET_GAP_KINDS = ("gap", "unrestorable")
+
+
+def bucket_gaps(context: dict) -> list[str]:
+    """A gap in the source's WAL archive fails the drill, whatever this run restored: the
+    archive cannot give point-in-time recovery past it (a restore to latest across it is
+    refused before it starts, by pgdrill.bucket.restore_gate), and a drill exists to prove
+    the archive restores. Only the WAL findings count (kinds BUCKET_GAP_KINDS of the bucket
+    report recorded at the restore): archive lag and backup age do NOT fail a drill, on
+    purpose — a drill takes its own backup and writes under load just before it restores,
+    so both are fresh by construction and say nothing about the schedule; staleness is
+    `pgdrill bucket-report`'s verdict (and, on CNPG, probes.backup.backups_healthy's)."""
+    bucket = context.get("bucket") or {}
+    return [f"the WAL archive {bucket.get('archive')} has a gap: {f.get('text')}"
+            for f in bucket.get("findings") or []
+            if isinstance(f, dict) and f.get("kind") in BUCKET_GAP_KINDS]
 
 
 def interruption(journal: dict, context: dict) -> dict | None:
@@ -202,6 +222,9 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "evidence_sink": context.get("evidence_sink"),
         # step 1 of the safe workflow on CNPG (probes.backup.backups_healthy)
         "backup_health": context.get("backup_health"),
+        # the source's bucket as the restore found it: backups, WAL gaps, recoverable
+        # window, archive lag, backup age (pgdrill.bucket.report; None: not read)
+        "bucket": context.get("bucket"),
         "interruption": interruption(journal, context),
         # `pgdrill verify-backup`: the archive, the backup's facts, the server build, RTO
         # phases, throughput and every table's fingerprint (pgdrill.verify)
@@ -254,6 +277,15 @@ def render_summary(evidence: dict) -> str:
                          f"{reached['parent_timeline']} ({reached['reason']}): "
                          + ("the requested position" if r.get("position_ok")
                             else f"**WRONG POSITION** — {r.get('position_error')}"))
+    if evidence.get("bucket"):
+        bk = evidence["bucket"]
+        window = bk.get("window") or {}
+        gaps = [f["text"] for f in bk.get("findings") or [] if f.get("kind") in BUCKET_GAP_KINDS]
+        lines.append(f"- WAL archive {bk.get('archive')}: "
+                     + (f"**{len(gaps)} gap problem(s)** — " + "; ".join(gaps) if gaps
+                        else "continuous")
+                     + (f"; recoverable to LSN {window.get('last_lsn')} on timeline "
+                        f"{window.get('timeline')}" if window else "; nothing recoverable"))
     if evidence.get("credentials"):
         c = evidence["credentials"]
         lines.append(f"- S3 credentials: SOPS/age file {c.get('file')} (recipients "

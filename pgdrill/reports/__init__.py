@@ -2,7 +2,7 @@
 
 For people (`human.write_reports`: report.html, report.md, timeline.png):
 - `document` (the report as data), `facts` (build_report), `guardrails`, `recovery`,
-  `circumstances` (its sections) — pure;
+  `bucket` (the WAL archive), `circumstances` (its sections) — pure;
 - `page` (HTML, self-contained) and `markdown` renderers;
 - `timeline` (the matplotlib picture) from `spans` (phases and markers) and `loadseries`
   (acknowledged writes and failures per second).

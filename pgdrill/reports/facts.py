@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from pgdrill.reports.bucket import bucket_section
 from pgdrill.reports.circumstances import (
     activities_section, load_section, logs_section, target_section,
 )
@@ -41,6 +42,7 @@ def build_report(evidence: dict, journal: dict, run_id: str,
         verification_section(evidence),
         fingerprints_section(evidence),
         backup_section(evidence),
+        bucket_section(evidence),
         repair_section(evidence),
         load_section(evidence),
         target_section(evidence),
