@@ -1,4 +1,5 @@
-"""Fault injection: lose the primary, lose an instance's storage, corrupt a table."""
+"""Fault injection: lose the primary, lose an instance's storage, corrupt a table, lose the
+whole cluster."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.errors import BadInput
 from pgdrill.model import Instance
 
-__all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table"]
+__all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table", "destroy_cluster"]
 
 
 def _record(configuration: Configuration, kind: str, victim: Instance,
@@ -112,3 +113,40 @@ def _logical_damage(target, table: str, fraction: float, database: str) -> dict:
                                    .format(ident, col, col), (share,)).rowcount
     return {"table": table, "rows_deleted": deleted, "rows_updated": updated,
             "column_updated": column[0] if column else None}
+
+
+@activity
+def destroy_cluster(min_writes_after_backup: int = 20, archive_timeout_seconds: int = 120,
+                    configuration: Configuration = None, secrets: Secrets = None) -> dict:
+    """Destroy the whole cluster: every instance and its storage (sandbox: every postmaster
+    SIGKILLed and every data directory deleted, the supervisor told first so that it heals
+    nothing; CNPG: the Cluster and all its PVCs deleted). Only in develop and staging.
+    Nothing is destroyed unless every check passes first: the bucket holds a completed
+    backup, the load (when one runs) acknowledged `min_writes_after_backup` writes after that
+    backup ended, and the WAL archive works — pg_switch_wal on the primary and its segment
+    archived within `archive_timeout_seconds`: that is the archived end every write
+    acknowledged before it must survive. Rebuild with
+    actions.rebuild.rebuild_cluster_from_bucket. Returns the fault record (kind, cluster,
+    instances, old archive, archived end, time)."""
+    from actions.rebuild import checks_before_destroying, old_archive_listing
+
+    ctx = run_context(configuration)
+    target = ready_target(configuration, secrets)
+    checked = checks_before_destroying(target, ctx, configuration,
+                                       int(min_writes_after_backup),
+                                       float(archive_timeout_seconds))
+    started = (time.time(), time.monotonic())
+    destroyed = target.destroy_cluster()
+    ended = time.time()
+    listing = old_archive_listing(checked["location"])
+    record = {**{k: v for k, v in checked.items() if k != "location"},
+              "instances": destroyed["instances"], "server_name": destroyed["server_name"],
+              "archive": destroyed["archive"], "destroyed_epoch": ended,
+              "old_archive_at_destroy": listing}
+    ctx.update(destroyed=destroyed)
+    wall, mono = started
+    fault = {**record, "kind": "destroy_cluster", "instance": destroyed["cluster"],
+             "role": "cluster", "at": datetime.fromtimestamp(wall, UTC).isoformat(),
+             "epoch": wall, "monotonic": mono}
+    ctx.update(fault=fault)
+    return fault

@@ -4,6 +4,8 @@ the caller loads `ledger.verified_entries(...)` and the target's backups.
 - Environments: `develop` (the default, and always the sandbox), `staging`, `production`.
 - Non-prod first: a production drill needs `allow_production` and a passing staging run of the
   same experiment on the same kind of target within the last `window_days`.
+- Whole-cluster destruction (the cluster-loss drill) runs in develop and staging only: in
+  production it is refused whatever the ledger or `allow_production` say.
 - No backup without restore: a backup is verified only when the ledger holds a passing run
   that restored exactly that backup of that cluster (by PostgreSQL system identifier)."""
 
@@ -51,6 +53,26 @@ def environment_refusal(target_kind: str, environment: str | None) -> str | None
                 f"(pgdrill_target: cnpg), so environment {environment!r} is refused on the "
                 f"sandbox")
     return None
+
+
+# Experiments that destroy a whole cluster (every instance and its storage) and rebuild it
+# from the bucket: never in production, not even with allow_production and a staging proof.
+NEVER_IN_PRODUCTION = ("cluster-loss",)
+DESTROY_ALLOWED = (DEVELOP, STAGING)
+
+
+def destruction_refusal(environment: str | None, experiment: str | None = None) -> str | None:
+    """Why destroying a whole cluster is refused in `environment`, or None (develop and
+    staging only). With `experiment`, only experiments in NEVER_IN_PRODUCTION are judged."""
+    if experiment is not None and experiment not in NEVER_IN_PRODUCTION:
+        return None
+    name = normalize_environment(environment)
+    if name in DESTROY_ALLOWED:
+        return None
+    what = f"{experiment!r} destroys" if experiment else "destroying"
+    return (f"{what} a whole cluster (every instance and its storage): refused in environment "
+            f"{environment!r}, only develop and staging may run it, whatever allow_production "
+            f"and the ledger say")
 
 
 def _ended_at(entry: Mapping) -> datetime | None:

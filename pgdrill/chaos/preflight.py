@@ -25,7 +25,10 @@ def check_environment(configuration: dict, experiment: str, target_kind: str,
     wrong_place = policy.environment_refusal(target_kind, environment)
     if wrong_place:
         reasons.append(wrong_place)
-    if policy.is_production(environment):
+    destructive = policy.destruction_refusal(environment, experiment)
+    if destructive:
+        reasons.append(destructive)
+    elif policy.is_production(environment):
         from pgdrill import ledger
 
         window = float(configuration.get("nonprod_window_days") or 30)
@@ -39,6 +42,10 @@ def check_environment(configuration: dict, experiment: str, target_kind: str,
             window_days=window, allow_production=_truthy(configuration.get("allow_production")))
         if why:
             reasons.append(why)
+    if reasons and destructive:
+        raise PreflightRefused("; ".join(reasons),
+                               fix="run it in develop (the sandbox) or staging (a real cluster "
+                                   "you may lose): production clusters are never destroyed")
     if reasons:
         raise PreflightRefused(
             "; ".join(reasons),

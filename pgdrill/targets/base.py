@@ -21,9 +21,11 @@ class WalNotAvailable(TargetError):
 class Target(Protocol):
     """What a drill needs from a PostgreSQL cluster and its object store.
 
-    Nothing here creates, recreates or wipes the cluster itself: a target is checked
+    Nothing here creates, recreates or wipes the cluster on its own: a target is checked
     (`check_ready`), faults are what the drill asks for, and only the isolated restore-test
-    copy is ever created and removed. Timings and states use neutral names (HealReport,
+    copy is ever created and removed — except for the cluster-loss drill, which asks
+    explicitly to destroy the whole cluster and rebuild it from the bucket
+    (`destroy_cluster`, `rebuild_from_backup`). Timings and states use neutral names (HealReport,
     RestoreResult.phases, Backup.phase); each target maps its own onto them."""
 
     name: str
@@ -75,6 +77,23 @@ class Target(Protocol):
 
     def drop_storage(self, instance: Instance) -> Instance:
         """Destroy the instance's storage (PVC deleted / data directory removed)."""
+
+    def destroy_cluster(self) -> dict:
+        """Destroy the whole cluster: every instance and its storage (sandbox: the supervisor
+        told not to heal it, every postmaster SIGKILLed, every data directory deleted; CNPG:
+        the Cluster and all its PVCs deleted, waited until its pods and PVCs are gone).
+        Returns what was destroyed and what `rebuild_from_backup` needs: `cluster`,
+        `instances`, `server_name` and `archive` (the old archive), `destroyed_at`; CNPG also
+        `manifest` (the Cluster as it was, without status)."""
+
+    def rebuild_from_backup(self, backup: Backup, destroyed: dict | None = None, *,
+                            timeout: float) -> RestoreResult:
+        """Rebuild the destroyed cluster under its own name from `backup` of its OLD archive:
+        WAL replayed from the old serverName to the end of the archive, promotion, archiving
+        into a NEW serverName (never the old folder, which must stay as the destroyed
+        cluster left it), replicas re-created from the new primary; wait until healthy.
+        `destroyed` is what `destroy_cluster` returned. The result's instance is the new
+        primary; from then on `archive`, `list_backups` and `backup` use the new serverName."""
 
     def corrupt_page(self, table: str, database: str) -> dict:
         """Overwrite bytes of one on-disk page of `table` on the primary, evict it from

@@ -279,6 +279,21 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
     return docs
 
 
+REBUILT_SUFFIX = re.compile(r"^(?P<base>.+)-r(?P<n>[0-9]+)$")
+
+
+def rebuilt_server_name(old: str, taken) -> str:
+    """The serverName a cluster rebuilt from `old`'s archive archives under: `<base>-r<N>`
+    (`base` = `old` without an earlier `-r<N>`), the first N after the old one for which
+    `taken(name)` is false (its folder holds no object): never the old folder, never one
+    that CNPG's empty-archive check would refuse (§5)."""
+    match = REBUILT_SUFFIX.match(old)
+    base, n = (match["base"], int(match["n"]) + 1) if match else (old, 1)
+    while taken(f"{base}-r{n}"):
+        n += 1
+    return f"{base}-r{n}"
+
+
 def archives_into(cluster_doc: dict, source: SourceCluster,
                   object_stores: dict[str, dict] | None = None) -> bool:
     """Whether `cluster_doc` would archive WAL or backups into the source's

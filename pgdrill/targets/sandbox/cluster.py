@@ -65,7 +65,9 @@ class SandboxCluster:
     # -- identity ---------------------------------------------------------------------
     @property
     def store(self) -> ObjectStore:
-        return ObjectStore(self.state.endpoint_url, self.state.bucket, self.state.cluster)
+        """The cluster's own archive: s3://<bucket>/<serverName>/, serverName = the cluster's
+        name until a rebuild from the bucket gave it a new one (state.server_name)."""
+        return ObjectStore(self.state.endpoint_url, self.state.bucket, self.state.archive_server)
 
     def instance(self, name: str, dbname: str = APP_DB) -> Instance:
         inst = self.state.instances[name]

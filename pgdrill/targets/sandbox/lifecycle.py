@@ -156,7 +156,7 @@ class SandboxLifecycle:
     def _check_store(self, state: SandboxState) -> None:
         """After any repair: is the store still ours? moto keeps its objects in memory."""
         try:
-            why = s3.emptied(state.endpoint_url, state.bucket, state.cluster,
+            why = s3.emptied(state.endpoint_url, state.bucket, state.archive_server,
                              sandbox_credentials(self.layout))
         except TargetError as exc:
             raise PreflightRefused(f"cannot check the sandbox's object store: {exc.message}",
@@ -173,7 +173,7 @@ class SandboxLifecycle:
         return PreflightRefused(
             f"the object store of sandbox {state.cluster!r} was emptied ({why}): moto keeps "
             f"objects in memory, so every base backup and the WAL archive under "
-            f"s3://{state.bucket}/{state.cluster}/ since {state.created_at} are lost; "
+            f"s3://{state.bucket}/{state.archive_server}/ since {state.created_at} are lost; "
             f"PostgreSQL's data directories and processes were left untouched", fix=RESET_FIX)
 
     def _start_instances(self, cluster: SandboxCluster) -> list[str]:
@@ -368,7 +368,7 @@ class SandboxLifecycle:
                           "memory: the backups and WAL archive are gone")
         elif store_lost is None:
             try:
-                store_lost = s3.emptied(state.endpoint_url, state.bucket, state.cluster,
+                store_lost = s3.emptied(state.endpoint_url, state.bucket, state.archive_server,
                                         sandbox_credentials(self.layout))
             except PgdrillError:
                 store_lost = None
@@ -379,11 +379,12 @@ class SandboxLifecycle:
             "target": self.name,
             "s3": {"endpoint": state.endpoint_url, "bucket": state.bucket,
                    "destination_path": cluster.store.destination_path,
-                   "server_name": state.cluster, "running": s3_running,
+                   "server_name": state.archive_server, "running": s3_running,
                    "pid": state.s3_pid, "store_lost": store_lost},
             "supervisor": {"pid": state.supervisor_pid,
                            "running": self._supervisor_running(state)},
             "instances": instances,
+            "destroyed_at": state.destroyed_at,
             "archiver": archiver,
             "latest_backup": latest,
             "backup_count": backup_count,

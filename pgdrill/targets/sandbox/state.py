@@ -78,6 +78,17 @@ class SandboxState:
     # set when the object store was found emptied (moto keeps it in memory): the sandbox's
     # backups and WAL archive are gone for good, only `pgdrill sandbox reset` helps
     store_lost: str | None = None
+    # the barman serverName the cluster archives and backs up under (s3://<bucket>/<it>/);
+    # None = the cluster's name (sandboxes made before a rebuild could change it)
+    server_name: str | None = None
+    # set (UTC, ISO-8601) while the whole cluster is destroyed (cluster-loss drill): the
+    # supervisor heals nothing until an explicit rebuild from the bucket clears it
+    destroyed_at: str | None = None
+
+    @property
+    def archive_server(self) -> str:
+        """The serverName the cluster archives under now."""
+        return self.server_name or self.cluster
 
     @property
     def endpoint_url(self) -> str:

@@ -2,7 +2,11 @@
 
 - primary process gone  -> promote the most advanced running replica (time recorded);
 - an instance's storage gone, or a former primary -> re-clone it from the primary as a replica;
-- a crashed instance with its storage intact -> restart it.
+- a crashed instance with its storage intact -> restart it;
+- the whole cluster destroyed (state `destroyed_at`, set by the cluster-loss drill before it
+  kills anything) -> acknowledge it once (event `destroyed_seen`) and heal NOTHING: no initdb,
+  no clone from nothing. Only an explicit rebuild from the bucket brings it back (it clears
+  `destroyed_at`), and supervision resumes.
 
 Every decision is logged with a timestamp to supervisor.log and events.jsonl.
 Run as `python -m pgdrill.targets.sandbox.supervisor --home DIR`.
@@ -45,6 +49,7 @@ class Supervisor:
             raise SystemExit(f"no sandbox state in {layout.home}")
         self.run_as = resolve_run_as(state.run_as or None)
         self.primary_down_since: float | None = None
+        self.destroyed_seen: str | None = None
         self.stopping = False
 
     def cluster(self) -> SandboxCluster:
@@ -57,6 +62,8 @@ class Supervisor:
     # -- one pass ---------------------------------------------------------------------
     def reconcile(self) -> None:
         cluster = self.cluster()
+        if self.cluster_destroyed(cluster.state.destroyed_at):
+            return
         primary = cluster.state.primary_name
         if primary is None:
             return
@@ -85,6 +92,23 @@ class Supervisor:
                 self.decide("restart", f"{name} crashed with its storage intact: restarting",
                             instance=name)
                 cluster.start(name)
+
+    def cluster_destroyed(self, destroyed_at: str | None) -> bool:
+        """True while the cluster is destroyed: said once per destruction (the destroying
+        drill waits for that acknowledgement before it kills anything)."""
+        if destroyed_at is None:
+            if self.destroyed_seen is not None:
+                self.decide("rebuilt_seen", "the cluster was rebuilt from the bucket: "
+                            "supervising it again", destroyed_at=self.destroyed_seen)
+                self.destroyed_seen = None
+            return False
+        if self.destroyed_seen != destroyed_at:
+            self.destroyed_seen = destroyed_at
+            self.primary_down_since = None
+            self.decide("destroyed_seen", f"the cluster is destroyed (at {destroyed_at}): "
+                        "healing nothing until it is rebuilt from the bucket",
+                        destroyed_at=destroyed_at)
+        return True
 
     def handle_primary_down(self, cluster: SandboxCluster, primary: str) -> None:
         now = time.monotonic()

@@ -40,9 +40,17 @@ class SandboxTarget(SandboxLifecycle):
         only, before check_ready): create one when none exists, repair a stopped or broken
         one in place and return one line per repair, or refuse with the fix
         (PreflightRefused) — never discard anything to make a drill run."""
+        state = self.layout.read()
+        if state is not None and state.destroyed_at:
+            raise PreflightRefused(
+                f"the cluster of the sandbox in {self.layout.home} was destroyed at "
+                f"{state.destroyed_at} (a cluster-loss drill that never rebuilt it) and the "
+                f"supervisor heals nothing until it is rebuilt from the bucket",
+                fix="rebuild it (SandboxTarget().rebuild_from_backup(backup), as the "
+                    "cluster-loss drill's rollback does), or `pgdrill sandbox reset --yes`")
         if self.is_up():
             return []
-        if self.layout.read() is None:
+        if state is None:
             say("no sandbox yet: creating one (first run takes a minute)")
         return self._up()[1]
 
@@ -71,6 +79,7 @@ class SandboxTarget(SandboxLifecycle):
         state = self.layout.read()
         return {"kind": "sandbox", "home": str(self.layout.home),
                 "instances": len(state.instances) if state else 0,
+                "server_name": state.archive_server if state else None,
                 "supervisor": "pgdrill.targets.sandbox.supervisor (promotes the most advanced "
                               "replica, no failover delay)"}
 
@@ -158,6 +167,24 @@ class SandboxTarget(SandboxLifecycle):
             f"data directory removed")
         return instance
 
+    def destroy_cluster(self) -> dict:
+        """Every instance SIGKILLed and every data directory deleted, after the supervisor
+        acknowledged that it must not heal the cluster (pgdrill.targets.sandbox.rebuild)."""
+        from pgdrill.targets.sandbox.rebuild import destroy
+
+        return destroy(self.layout, lambda: self._supervisor_running(self.layout.read()))
+
+    def rebuild_from_backup(self, backup: Backup, destroyed: dict | None = None, *,
+                            timeout: float = 900, server_name: str | None = None
+                            ) -> RestoreResult:
+        """Rebuild the destroyed cluster from `backup` of its old archive, archiving into a
+        new serverName (`server_name`, default the next free `<cluster>-r<N>`), replicas
+        re-cloned (pgdrill.targets.sandbox.rebuild). `destroyed` is not needed here: the
+        sandbox's state remembers the cluster."""
+        from pgdrill.targets.sandbox.rebuild import rebuild
+
+        return rebuild(self.layout, backup, timeout=timeout, server_name=server_name)
+
     def corrupt_page(self, table: str, database: str = APP_DB) -> dict:
         """Physical corruption (pgdrill.corruption): the bytes are overwritten in the
         primary's data files on this machine, each one changed."""
@@ -194,7 +221,9 @@ class SandboxTarget(SandboxLifecycle):
 
     def list_backups(self) -> list[Backup]:
         """The object store's backups, oldest first, with LSNs (from barman-cloud-backup-list)
-        and stored sizes (one bucket listing; None when the listing fails)."""
+        and stored sizes (one bucket listing; None when the listing fails). The cluster's
+        backups are its CURRENT serverName's: after a rebuild from the bucket, the old
+        folder's backups belong to the cluster that was destroyed and are not listed."""
         cluster = self._cluster()
         try:
             out = postgres.run(cluster.run_as, cluster.store.list_argv(), env=cluster.process_env(),

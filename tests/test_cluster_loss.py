@@ -1,0 +1,205 @@
+"""Acceptance 4 (issue 11), sandbox: `chaos run experiments/cluster-loss.json` destroys the
+whole cluster under load — every instance and its data directory — and rebuilds it from the
+bucket alone under a new serverName; the evidence proves it. A damaged archive fails the drill
+naming the archived writes it lost. Production is refused before anything is destroyed,
+whatever allow_production says. Each drill here runs on a sandbox of this module's own."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pgdrill import policy
+from pgdrill.chaos.preflight import check_environment
+from pgdrill.errors import PreflightRefused
+from pgdrill.targets.sandbox import postgres
+from tests.conftest import REPO, newest_evidence, newest_run_folder, run_chaos, running_sandbox
+from tests.test_evidence import validate
+
+EXPERIMENT = "experiments/cluster-loss.json"
+
+
+@pytest.fixture(scope="module")
+def own_sandbox():
+    with running_sandbox() as target:
+        yield target
+
+
+@pytest.fixture
+def env(own_sandbox, tmp_path):
+    return {**os.environ, "PGDRILL_HOME": str(own_sandbox.layout.home),
+            "PGDRILL_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(REPO)}
+
+
+def old_folder_objects(sandbox, server_name: str) -> int:
+    from pgdrill.targets.sandbox import s3
+    from pgdrill.targets.sandbox.cluster import sandbox_credentials
+
+    state = sandbox.layout.read()
+    client = s3.client(state.endpoint_url, sandbox_credentials(sandbox.layout))
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=state.bucket,
+                                                             Prefix=f"{server_name}/")
+    return sum(len(p.get("Contents", [])) for p in pages)
+
+
+# -- the guardrail: pure -----------------------------------------------------------------------
+def test_whole_cluster_destruction_is_for_develop_and_staging_only(tmp_path):
+    for environment in ("develop", "staging"):
+        assert policy.destruction_refusal(environment, "cluster-loss") is None
+    for environment in ("production", "prod", "qa"):
+        why = policy.destruction_refusal(environment, "cluster-loss")
+        assert why and "only develop and staging" in why
+    # other experiments keep the non-prod-first rule; the activity itself judges any name
+    assert policy.destruction_refusal("production", "pvc-loss") is None
+    assert policy.destruction_refusal("production") is not None
+    with pytest.raises(PreflightRefused) as refused:
+        check_environment({"environment": "production", "allow_production": True},
+                          "cluster-loss", "cnpg", tmp_path)
+    assert "whatever allow_production" in refused.value.message
+    assert "never destroyed" in refused.value.fix
+
+
+# -- the drill on a real sandbox -----------------------------------------------------------------
+@pytest.mark.sandbox
+def test_production_is_refused_and_nothing_is_destroyed(own_sandbox, env, tmp_path):
+    import subprocess
+
+    from tests.conftest import CHAOS
+
+    own_sandbox.wait_ready(timeout=120)
+    primary = own_sandbox.primary()
+    pid = postgres.postmaster_pid(own_sandbox.layout.data_dir(primary.name))
+    out = subprocess.run(
+        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
+         str(tmp_path / "journal.json"), "--var", "environment:str=production",
+         "--var", "allow_production:bool=true", EXPERIMENT],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    evidence = newest_evidence(tmp_path / "reports")
+    validate(evidence)
+    assert evidence["verdict"] == "refused" and evidence["fault"] is None
+    assert any("only develop and staging" in r for r in evidence["reasons"])
+    journal = json.loads((newest_run_folder(tmp_path / "reports") / "journal.json").read_text())
+    assert journal["run"] == []
+    assert postgres.postmaster_pid(own_sandbox.layout.data_dir(primary.name)) == pid
+    assert own_sandbox.layout.read().destroyed_at is None
+
+    # the activity refuses on its own too (an experiment under another name)
+    from chaoslib.exceptions import ActivityFailed
+
+    from actions.faults import destroy_cluster
+    from pgdrill.runcontext import RUN_DIR_KEY
+
+    (tmp_path / "direct").mkdir()
+    with pytest.raises(ActivityFailed, match="only develop and staging"):
+        destroy_cluster(configuration={RUN_DIR_KEY: str(tmp_path / "direct"),
+                                       "environment": "production",
+                                       "sandbox_home": str(own_sandbox.layout.home)})
+    assert postgres.postmaster_pid(own_sandbox.layout.data_dir(primary.name)) == pid
+
+
+@pytest.mark.sandbox
+def test_cluster_loss_drill_rebuilds_from_the_bucket_under_a_new_server_name(
+        own_sandbox, env, tmp_path):
+    own_sandbox.wait_ready(timeout=120)
+    before = own_sandbox.layout.read()
+    old_server = before.archive_server
+    seen = len(own_sandbox.layout.events())
+    out = run_chaos(EXPERIMENT, env, tmp_path)
+    evidence = newest_evidence(tmp_path / "reports")
+    assert out.returncode == 0 and evidence["verdict"] == "passed", \
+        (evidence["reasons"], out.stdout[-4000:], out.stderr[-3000:])
+    validate(evidence)
+    fault, restore, rpo = evidence["fault"], evidence["restore"], evidence["rpo"]
+    assert fault["kind"] == "destroy_cluster" and fault["role"] == "cluster"
+    assert sorted(fault["instances"]) == sorted(before.instances)
+    assert fault["server_name"] == old_server
+    # rebuilt from the OLD archive's backup, into a NEW serverName
+    rebuild = restore["rebuild"]
+    assert rebuild["server_name_before"] == old_server
+    assert rebuild["server_name_after"] == f"{old_server}-r1"
+    assert rebuild["archive_after"] != rebuild["archive_before"]
+    assert rebuild["new_archive_objects"] > 0 and rebuild["first_backup"]["id"]
+    assert evidence["backup"]["id"] == restore["backup_id"] == fault["backup_id"]
+    assert evidence["backup"]["validated"] is True
+    # recovery replayed the archive to its end, at least to the end sealed before the loss
+    assert restore["position_ok"] is True and restore["reached"]["stop_kind"] == "latest"
+    from pgdrill.recovery_position import lsn_to_int
+
+    assert lsn_to_int(restore["reached"]["lsn"]) >= lsn_to_int(rpo["archived_end"]["lsn"])
+    # the old folder got no object after the destruction (the evidence, and a fresh listing)
+    assert rebuild["old_archive_untouched"] is True
+    assert old_folder_objects(own_sandbox, old_server) == \
+        fault["old_archive_at_destroy"]["objects"]
+    # no acknowledged write archived before the loss is missing; the RPO is the rest
+    assert rpo["acknowledged_writes"] > 0 and rpo["lost_before_archived_end"] == 0
+    assert rpo["reference_kind"] == "cluster destroyed"
+    assert evidence["objectives"]["rpo"]["met"] is True
+    assert all(v["passed"] for v in evidence["validation"])
+    assert "archives-into-new-server-name" in [v["name"] for v in evidence["validation"]]
+    assert evidence["amcheck"]["passed"] is True
+    assert evidence["fingerprints"]["match"] is True
+    assert evidence["failover"]["seconds"] > 0
+    # the supervisor healed nothing while the cluster was destroyed
+    events = own_sandbox.layout.events()[seen:]
+    kinds = [e["event"] for e in events]
+    assert "destroyed_seen" in kinds and "cluster_rebuilt" in kinds
+    between = kinds[kinds.index("destroyed_seen"):kinds.index("cluster_rebuilt")]
+    assert not {"reclone_started", "promote_started", "restart", "primary_down"} & set(between)
+    # the sandbox now archives and backs up under the new serverName, and lists its backups
+    after = own_sandbox.layout.read()
+    assert after.server_name == f"{old_server}-r1" and after.destroyed_at is None
+    assert own_sandbox.archive().endswith(f"/{old_server}-r1/")
+    assert [b.id for b in own_sandbox.list_backups()] == [rebuild["first_backup"]["id"]]
+    rollbacks = json.loads((newest_run_folder(tmp_path / "reports") / "journal.json")
+                           .read_text())["rollbacks"]
+    assert {r["status"] for r in rollbacks} == {"succeeded"}
+
+
+def drop_wal_after_backup(configuration=None, secrets=None) -> int:
+    """A test activity: damage the destroyed cluster's archive — every WAL segment after
+    the manual backup's last one is deleted, as a broken archive would lose them."""
+    from pgdrill.runcontext import RunContext
+    from pgdrill.targets.sandbox.target import SandboxTarget
+
+    data = RunContext.from_configuration(configuration).read()
+    location = SandboxTarget(home=configuration["sandbox_home"]).bucket_location()
+    end = data["manual_backup"]["end_wal"]
+    client = location.client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket,
+                                                             Prefix=f"{location.prefix}wals/")
+    doomed = [o["Key"] for p in pages for o in p.get("Contents", [])
+              if len(Path(o["Key"]).name.split(".")[0]) == 24
+              and Path(o["Key"]).name.split(".")[0] > end and ".backup" not in o["Key"]]
+    for key in doomed:
+        client.delete_object(Bucket=location.bucket, Key=key)
+    return len(doomed)
+
+
+@pytest.mark.sandbox
+def test_a_damaged_archive_fails_the_drill_naming_the_archived_writes_it_lost(
+        own_sandbox, env, tmp_path):
+    own_sandbox.wait_ready(timeout=300)
+    experiment = json.loads((REPO / EXPERIMENT).read_text())
+    method = experiment["method"]
+    at = [a["name"] for a in method].index("destroy-whole-cluster") + 1
+    method.insert(at, {"type": "action", "name": "damage-old-archive", "provider": {
+        "type": "python", "module": "tests.test_cluster_loss", "func": "drop_wal_after_backup"}})
+    path = tmp_path / "cluster-loss.json"
+    path.write_text(json.dumps(experiment))
+    out = run_chaos(str(path), env, tmp_path)
+    evidence = newest_evidence(tmp_path / "reports")
+    assert out.returncode != 0 and evidence["verdict"] == "failed", evidence["reasons"]
+    validate(evidence)
+    rpo = evidence["rpo"]
+    assert rpo["lost_before_archived_end"] > 0
+    reasons = " ".join(evidence["reasons"])
+    assert "before the archived end" in reasons and "missing from the rebuilt" in reasons
+    assert evidence["restore"]["position_ok"] is False
+    assert evidence["restore"]["rebuild"]["old_archive_untouched"] is False
+    # the cluster still came back (rebuilt from what the archive kept), never left destroyed
+    assert own_sandbox.layout.read().destroyed_at is None
+    own_sandbox.wait_ready(timeout=300)
