@@ -132,6 +132,11 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         assert verification["changes"] is None
         assert evidence["cluster"] == SERVER_NAME
         assert listing(location) == before, "verify-backup wrote into the bucket"
+        shown = pgdrill("backups", location.destination_path, "--server-name", SERVER_NAME,
+                        *credentials_args(sandbox), "--reports", str(reports),
+                        "--require-verified")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert f"verified by {Path(evidence['run_dir']).name}" in shown.stdout
 
         server.start()
         with server.connect("orders") as conn:

@@ -29,9 +29,40 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
+class BucketBackups:
+    """A bucket's server folder seen as a target: its backups, and the system identifier
+    its newest backup's backup.info names (what `pgdrill verify-backup` records)."""
+
+    def __init__(self, location) -> None:
+        self.location = location
+        self._backups = None
+
+    def list_backups(self):
+        from pgdrill.verify.source import read_backups
+
+        if self._backups is None:
+            self._backups = read_backups(self.location)
+        return self._backups
+
+    def cluster_identity(self) -> str | None:
+        from pgdrill.verify.source import read_facts
+
+        done = [b for b in self.list_backups() if b.completed]
+        return read_facts(self.location, done[-1]).systemid if done else None
+
+
 def _target(args: argparse.Namespace):
-    """(target, cluster name): the environment file's CNPG cluster when it names one, else
-    the sandbox."""
+    """(target, cluster name): a bucket's server folder when one is named, the environment
+    file's CNPG cluster when it names one, else the sandbox."""
+    if args.destination:
+        from pgdrill.commands.verify_backup import open_location
+
+        if not args.server_name or not args.credentials:
+            raise BadInput("listing a bucket needs --server-name and --credentials",
+                           fix="pgdrill backups s3://BUCKET/PATH --server-name NAME "
+                               "--credentials FILE.sops.yaml")
+        location = open_location(args)
+        return BucketBackups(location), location.server_name
     from pgdrill.environments import environment_configuration
 
     configuration = environment_configuration(args.environment_file)
@@ -98,6 +129,17 @@ def register(sub) -> None:
                         help="with --require-verified: a verified backup must have ended "
                              "within this many days")
     reports_arg(parser)
+    parser.add_argument("destination", nargs="?", default=None, metavar="s3://BUCKET[/PATH]",
+                        help="list this bucket's backups (with --server-name and "
+                             "--credentials), as `pgdrill verify-backup` reads them")
+    parser.add_argument("--server-name", default=None,
+                        help="with a bucket: the serverName the backups are under")
+    parser.add_argument("--credentials", default=None, metavar="FILE.sops.yaml",
+                        help="with a bucket: the SOPS/age-encrypted cnpg-backup-s3 Secret")
+    parser.add_argument("--age-identity", default=None, metavar="FILE",
+                        help="with a bucket: the age identity file")
+    parser.add_argument("--endpoint-url", default=None,
+                        help="with a bucket: the S3 endpoint (default: the credentials' ENDPOINT)")
     parser.add_argument("--home", default=None,
                         help="sandbox state directory (default $PGDRILL_HOME or ./.pgdrill)")
     parser.add_argument("--cluster", default="sandbox", help="cluster name (default sandbox)")

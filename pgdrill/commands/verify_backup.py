@@ -64,7 +64,8 @@ def summary(evidence: dict) -> str:
              f"{(v.get('postgresql') or {}).get('version')}"]
     if reached:
         lines.append(f"  recovery stopped at {reached.get('lsn')} ({reached.get('reason')})")
-    phases = v.get("rto_phases") or {}
+    phases = {k: (v.get("rto_phases") or {})[k] for k in ("fetch", "replay", "ready", "verify")
+              if k in (v.get("rto_phases") or {})}
     if phases:
         lines.append("  RTO " + f"{sum(phases.values()):.1f}s: " + ", ".join(
             f"{k} {val:.1f}s" for k, val in phases.items()))
