@@ -230,3 +230,19 @@ def test_backup_info_facts_give_the_major():
     facts = facts_from_info({"version": "160015", "systemid": "7301", "cluster_size": "None",
                              "xlog_segment_size": "16777216"})
     assert (facts.major, facts.systemid, facts.cluster_size) == (16, "7301", None)
+
+
+@pytest.mark.sandbox
+def test_a_wrong_age_key_is_bad_input_and_reads_nothing(sandbox, tmp_path):
+    from pgdrill import sops
+
+    secret_key, _ = sops.new_identity()
+    other = tmp_path / "other-keys.txt"
+    other.write_text(secret_key + "\n")
+    location = sandbox.bucket_location()
+    run = pgdrill("verify-backup", location.destination_path, "--server-name",
+                  location.server_name, "--credentials", str(sandbox.layout.credentials_file),
+                  "--age-identity", str(other), "--reports", str(tmp_path / "reports"))
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "fix:" in run.stderr
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
