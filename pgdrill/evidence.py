@@ -232,6 +232,26 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
     }
 
 
+def verification_lines(verification: dict | None) -> list[str]:
+    """summary.md lines of a `pgdrill verify-backup` run."""
+    if not verification:
+        return []
+    build = verification.get("postgresql") or {}
+    lines = [f"- verified from the bucket alone: {verification.get('archive')} with PostgreSQL "
+             f"{build.get('version')} (backup written by {(verification.get('backup_facts') or {}).get('major')})"]
+    phases = verification.get("rto_phases") or {}
+    if phases:
+        lines.append("- RTO phases: " + ", ".join(
+            f"{k} {phases[k]}s" for k in ("fetch", "replay", "ready", "verify") if k in phases))
+    if verification.get("tables") is not None:
+        changes = verification.get("changes")
+        lines.append(f"- {len(verification['tables'])} tables fingerprinted (sha256); " + (
+            "first verification of this archive" if changes is None else
+            f"{len(changes['changed'])} changed, {len(changes['added'])} new, "
+            f"{len(changes['removed'])} gone since run {verification.get('compared_with')}"))
+    return lines
+
+
 def render_summary(evidence: dict) -> str:
     """A short human-readable account of the evidence (Markdown)."""
     lines = [f"# {evidence['experiment']}: {evidence['verdict'].upper()}", ""]
@@ -321,6 +341,7 @@ def render_summary(evidence: dict) -> str:
         lines.append(f"- load: {ld.get('requests')} requests, {ld.get('failures')} failures, "
                      f"{ld.get('writes_per_second')} writes/s, p50/p95/p99 "
                      f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')} ms")
+    lines.extend(verification_lines(evidence.get("verification")))
     if evidence["validation"]:
         lines += ["", "| check | expected | actual | passed |", "|---|---|---|---|"]
         for v in evidence["validation"]:

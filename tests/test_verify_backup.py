@@ -65,6 +65,11 @@ def test_the_sandbox_bucket_verifies_and_pgdrill_backups_marks_that_backup_verif
     assert verification["tables"]["app.public.pgbench_accounts"]["rows"] == 100000
     assert set(verification["rto_phases"]) == {"fetch", "replay", "ready", "verify"}
     assert no_postmaster_left(evidence)
+    run_dir = Path(evidence["run_dir"])
+    report = (run_dir / "report.md").read_text()
+    assert "The backup, restored from the bucket alone" in report
+    assert "`app.public.pgbench_accounts` | 100000" in report
+    assert "verified from the bucket alone" in (run_dir / "summary.md").read_text()
     assert not Path(verification["scratch_dir"]).exists(), "the throwaway copy was kept"
 
     shown = pgdrill("backups", "--reports", str(reports), "--json",

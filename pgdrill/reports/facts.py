@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from pgdrill.reports.bucket import bucket_section
+from pgdrill.reports.bucket_backup import bucket_backup_section
 from pgdrill.reports.circumstances import (
     activities_section, load_section, logs_section, target_section,
 )
@@ -37,6 +38,7 @@ def build_report(evidence: dict, journal: dict, run_id: str,
             "load's acknowledged writes per second with Locust's failed requests.",),
             picture=True),
         rto_section(evidence),
+        bucket_backup_section(evidence),
         rpo_section(evidence),
         failover_section(evidence),
         verification_section(evidence),
