@@ -47,6 +47,13 @@ class ForeignServer:
             "unix_socket_directories": str(self.home)}, header="foreign server")
         self.start()
 
+    def make_dir(self, name: str) -> Path:
+        """An empty folder the server's OS user owns (for a tablespace)."""
+        path = self.home / name
+        path.mkdir()
+        self.run_as.chown(path)
+        return path
+
     def start(self) -> None:
         postgres.start(self.run_as, self.data, self.port, self.home, self.home / "log",
                        self.env(), bin_dir=self.bin_dir)

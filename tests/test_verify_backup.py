@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -113,7 +114,11 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         server.create()
         with server.connect() as conn:
             conn.execute("CREATE DATABASE orders")
+        tablespace = server.make_dir("ts-archive")
         with server.connect("orders") as conn:
+            conn.execute(f"CREATE TABLESPACE archive LOCATION '{tablespace}'")
+            conn.execute("CREATE TABLE old_orders TABLESPACE archive AS "
+                         "SELECT g AS id FROM generate_series(1, 300) g")
             conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, total numeric)")
             conn.execute("INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 5000) g")
         server.switch_and_wait_archived()
@@ -122,6 +127,7 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
             conn.execute("INSERT INTO orders SELECT g, 0 FROM generate_series(5001, 5200) g")
         server.switch_and_wait_archived()
         server.stop()
+        shutil.rmtree(tablespace)   # the source's tablespace path: the restore must relocate
 
         args = ["verify-backup", location.destination_path, "--server-name", SERVER_NAME,
                 *credentials_args(sandbox), "--reports", str(reports), "--json"]
@@ -134,6 +140,8 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         assert verification["postgresql"]["version"].startswith("16.")
         assert "postgresql-16" in verification["postgresql"]["bin_dir"]
         assert verification["tables"]["orders.public.orders"]["rows"] == 5200
+        assert verification["tables"]["orders.public.old_orders"]["rows"] == 300
+        assert verification["backup_facts"]["tablespaces"] == ["archive"]
         assert verification["changes"] is None
         assert evidence["cluster"] == SERVER_NAME
         assert listing(location) == before, "verify-backup wrote into the bucket"

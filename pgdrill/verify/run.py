@@ -197,7 +197,7 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
     if steps.failed:
         return
     with steps.step("fetch base backup"), timed("fetch"):
-        scratch.fetch(backup.id, request.timeout)
+        scratch.fetch(backup.id, request.timeout, plan.facts.tablespaces)
     if steps.failed:
         return
     set_aside: list[str] = []

@@ -68,12 +68,21 @@ class ScratchInstance:
                 "LANG": "C.UTF-8", "HOME": str(self.home),
                 **self.location.credentials.process_env()}
 
-    def fetch(self, backup_id: str, timeout: float) -> None:
-        """barman-cloud-restore of the base backup into the data folder."""
+    def fetch(self, backup_id: str, timeout: float, tablespaces: tuple[str, ...] = ()) -> None:
+        """barman-cloud-restore of the base backup into the data folder; its tablespaces
+        relocated into this folder (their original paths are the source's)."""
         if self.data.exists():
             raise PgdrillError(f"{self.data} already exists", fix="use an empty --work-dir")
-        say(f"fetching base backup {backup_id} from {self.location.archive}")
-        postgres.run(self.run_as, self.store.restore_argv(backup_id, self.data), env=self.env(),
+        say(f"fetching base backup {backup_id} from {self.location.archive}"
+            + (f" (tablespaces {', '.join(tablespaces)} relocated)" if tablespaces else ""))
+        argv = self.store.restore_argv(backup_id, self.data)
+        for name in tablespaces:
+            location = self.home / "tablespaces" / name
+            location.mkdir(parents=True, exist_ok=True)
+            self.run_as.chown(location.parent)
+            self.run_as.chown(location)
+            argv[1:1] = ["--tablespace", f"{name}:{location}"]
+        postgres.run(self.run_as, argv, env=self.env(),
                      timeout=timeout, what=f"barman-cloud-restore of {backup_id}",
                      pid_file=self.home / "restore-tool.pid")
 

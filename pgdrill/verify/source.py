@@ -3,7 +3,8 @@ entry and its backup.info facts (PostgreSQL version, system identifier, sizes)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,6 +28,7 @@ class BackupFacts:
     cluster_size: int | None      # PGDATA size when it was taken (bytes)
     compression: str | None
     data_checksums: str | None
+    tablespaces: tuple[str, ...] = field(default=())  # names, relocated on restore
 
     @property
     def major(self) -> int | None:
@@ -35,7 +37,8 @@ class BackupFacts:
     def to_dict(self) -> dict:
         return {"version_num": self.version_num, "major": self.major, "systemid": self.systemid,
                 "wal_segment_size": self.wal_segment_size, "cluster_size": self.cluster_size,
-                "compression": self.compression, "data_checksums": self.data_checksums}
+                "compression": self.compression, "data_checksums": self.data_checksums,
+                "tablespaces": list(self.tablespaces)}
 
 
 def _int(value: str | None) -> int | None:
@@ -52,7 +55,20 @@ def facts_from_info(info: dict[str, str]) -> BackupFacts:
         return None if value in (None, "", "None") else value
     return BackupFacts(_int(info.get("version")), text("systemid"),
                        _int(info.get("xlog_segment_size")), _int(info.get("cluster_size")),
-                       text("compression"), text("data_checksums"))
+                       text("compression"), text("data_checksums"),
+                       tablespace_names(info.get("tablespaces")))
+
+
+def tablespace_names(value: str | None) -> tuple[str, ...]:
+    """The names in backup.info's `tablespaces` ([('name', oid, '/location'), ...], a Python
+    literal as barman writes it; read with ast.literal_eval, never eval)."""
+    if value in (None, "", "None"):
+        return ()
+    try:
+        items = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return ()
+    return tuple(str(item[0]) for item in items or () if isinstance(item, list | tuple) and item)
 
 
 def pick_backup(backups: list[Backup], wanted: str, where: str) -> Backup:
