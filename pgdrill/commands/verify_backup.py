@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         location=open_location(args), reports_dir=Path(reports_dir(args)),
         backup_id=args.backup_id, target_time=args.target_time, checklist=args.checklist,
         amcheck=not args.no_amcheck, work_dir=Path(args.work_dir) if args.work_dir else None,
-        timeout=args.timeout)
+        timeout=args.timeout, wal_max_parallel=args.wal_max_parallel)
     evidence = verify(request)
     if args.json:
         print(json.dumps(evidence, indent=2, default=str))
@@ -84,6 +84,16 @@ def summary(evidence: dict) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def register(sub) -> None:
     """Add `verify-backup` to the `pgdrill` subcommands."""
     parser = sub.add_parser(
@@ -105,6 +115,9 @@ def register(sub) -> None:
                              "removed afterwards)")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="seconds for the fetch and for the replay (default 3600)")
+    parser.add_argument("--wal-max-parallel", type=_positive, default=8, metavar="N",
+                        help="fetch WAL N segments at a time, as CNPG's wal.maxParallel "
+                             "(default 8; 1: one barman-cloud-wal-restore per segment)")
     parser.add_argument("--json", action="store_true", help="print the evidence as JSON")
     reports_arg(parser)
     parser.set_defaults(func=run)

@@ -45,6 +45,7 @@ class VerifyRequest:
     amcheck: bool = True
     work_dir: Path | None = None
     timeout: float = 3600
+    wal_max_parallel: int = 8           # as CNPG's wal.maxParallel (1: one segment at a time)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def verify(request: VerifyRequest) -> dict:
     from pgdrill.chaos.stale import write_lock
 
     run_dir = create_run_dir(request.reports_dir, EXPERIMENT)
-    scratch = ScratchInstance(request.location, plan.bin_dir, request.work_dir)
+    scratch = ScratchInstance(request.location, plan.bin_dir, request.work_dir,
+                              request.wal_max_parallel)
     write_lock(run_dir, {"verify_scratch": str(scratch.home),
                          "verify_bin_dir": str(plan.bin_dir)})
     ctx = RunContext(run_dir)
@@ -175,6 +177,7 @@ def _verification(request: VerifyRequest, plan: Plan) -> dict:
             "backup_facts": plan.facts.to_dict(), "postgresql": {
                 "major": plan.facts.major, "version": plan.version, "bin_dir": str(plan.bin_dir)},
             "checklist": request.checklist or "built-in", "requested_backup": request.backup_id,
+            "wal_max_parallel": request.wal_max_parallel,
             "bucket_untouched": True}
 
 

@@ -39,7 +39,7 @@ class ScratchInstance:
     given; `remove()` deletes it), run by the unprivileged OS user PostgreSQL needs when pgdrill is root."""
 
     def __init__(self, location: BucketLocation, bin_dir: Path,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, wal_max_parallel: int = 8) -> None:
         self.location = location
         self.store = ObjectStore.at(location)
         self.bin_dir = bin_dir
@@ -54,6 +54,8 @@ class ScratchInstance:
         self.sockets = self.home / "sockets"
         self.log = self.home / "postgresql.log"
         self.port = free_port()
+        self.wal_max_parallel = wal_max_parallel
+        self.spool = self.home / "wal-spool"
 
     @property
     def instance(self) -> Instance:
@@ -95,8 +97,9 @@ class ScratchInstance:
             if path.exists():
                 path.rename(self.data / f"{name}.from-backup")
                 kept.append(name)
-        self.sockets.mkdir(exist_ok=True)
-        self.run_as.chown(self.sockets)
+        for folder in (self.sockets, self.spool):
+            folder.mkdir(exist_ok=True)
+            self.run_as.chown(folder)
         (self.data / "postgresql.conf").write_text("# pgdrill verify-backup: a throwaway "
                                                    "copy; the backup's own is *.from-backup\n")
         (self.data / "pg_hba.conf").write_text(HBA)
@@ -111,7 +114,8 @@ class ScratchInstance:
             "max_connections": 50,
             "logging_collector": "off",
             "log_line_prefix": "%m [%p] ",
-            **recovery_settings(self.store.restore_command(), target),
+            **recovery_settings(self.store.restore_command(self.wal_max_parallel,
+                                                           self.spool), target),
         }
         postgres.append_conf(self.data, settings, header="pgdrill verify-backup")
         signal_recovery(self.data)

@@ -51,10 +51,23 @@ class ObjectStore:
                 self.destination_path, self.server_name]
         return shlex.join(argv) + " %p"
 
-    def restore_command(self) -> str:
-        argv = [tool("barman-cloud-wal-restore"), *self.common_args(),
-                self.destination_path, self.server_name]
-        return shlex.join(argv) + " %f %p"
+    def restore_command(self, max_parallel: int = 1, spool_dir: Path | None = None) -> str:
+        """postgresql.conf restore_command. `max_parallel` as CNPG's `wal.maxParallel`: 1
+        fetches each segment as PostgreSQL asks for it (one barman-cloud-wal-restore process
+        each); N > 1 fetches the asked segment and prefetches the next N-1 in parallel into
+        `spool_dir`, and a segment already in the spool is handed over by the shell alone
+        (`mv`), without starting barman-cloud-wal-restore — as CNPG's instance manager does
+        — so replay is not bound by one process start per segment."""
+        argv = [tool("barman-cloud-wal-restore"), *self.common_args()]
+        if max_parallel > 1:
+            if spool_dir is None:
+                raise ValueError("a parallel WAL fetch needs a spool folder")
+            argv += ["--parallel", str(max_parallel), "--spool-dir", str(spool_dir)]
+        fetch = shlex.join([*argv, self.destination_path, self.server_name]) + " %f %p"
+        if max_parallel <= 1:
+            return fetch
+        spooled = shlex.quote(str(spool_dir)) + "/%f"
+        return f"if [ -f {spooled} ]; then mv -f {spooled} %p; else {fetch}; fi"
 
     def backup_argv(self, host: str, port: int, user: str, name: str | None = None) -> list[str]:
         # --immediate-checkpoint (CNPG: `data.immediateCheckpoint: true`): a drill's backup
