@@ -25,6 +25,9 @@ from pgdrill.targets.sandbox.state import RESTORE_NAME, Layout, free_port
 from pgdrill.waiting import poll_until
 
 RESTORE_TOOL_PID = "restore-tool.pid"
+# The sandbox cluster's `wal.maxParallel` (CNPG's name): restores fetch WAL 8 segments at a
+# time into a spool (pgdrill.targets.sandbox.barman.ObjectStore.restore_command)
+WAL_MAX_PARALLEL = 8
 
 
 def restore_test_instance(layout: Layout) -> Instance | None:
@@ -36,7 +39,7 @@ def restore_test_instance(layout: Layout) -> Instance | None:
 
 
 def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryTarget,
-                      timeout: float) -> RestoreResult:
+                      timeout: float, max_parallel: int = WAL_MAX_PARALLEL) -> RestoreResult:
     """Restore `backup` into restore-test, replay to `target`, wait until it accepts writes."""
     layout = cluster.layout
     remove_restore_test(layout)
@@ -59,7 +62,7 @@ def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryT
                      what=f"barman-cloud-restore of {backup.id}",
                      pid_file=layout.home / RESTORE_TOOL_PID)
     with watch.phase("configure_recovery"):
-        configure_recovery(cluster, data, target)
+        configure_recovery(cluster, data, target, max_parallel)
     with watch.phase("replay_wal_and_promote"):
         say(f"replaying WAL from the archive up to {target.describe()} and promoting")
         postgres.start(cluster.run_as, data, port, layout.sockets,
@@ -109,8 +112,15 @@ def signal_recovery(data: Path) -> None:
     os.chmod(data, 0o700)
 
 
-def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget) -> None:
-    cluster.append_conf(data, recovery_settings(cluster.store.restore_command(), target))
+def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget,
+                       max_parallel: int = WAL_MAX_PARALLEL) -> None:
+    """Recovery settings of restore-test: WAL fetched `max_parallel` segments at a time
+    into a spool beside its data folder."""
+    spool = data.parent / "wal-spool"
+    spool.mkdir(exist_ok=True)
+    cluster.run_as.chown(spool)
+    command = cluster.store.restore_command(max_parallel, spool)
+    cluster.append_conf(data, recovery_settings(command, target))
     signal_recovery(data)
     cluster.run_as.chown_tree(data)
 
