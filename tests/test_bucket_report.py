@@ -146,8 +146,8 @@ def test_no_completed_backup_fails():
     f = folder(hourly_wal(1, 4), [backup(B1, 2, status="FAILED")])
     report = build_report(f, T0 + timedelta(minutes=45))
     assert [(x.kind, x.text) for x in report.findings] == [
-        ("wal", "the bucket holds no completed base backup: there is nothing to recover from "
-                "(the WAL archive alone cannot be restored)"),
+        ("wal", ("the bucket holds no completed base backup: there is nothing to recover "
+                 "from (the WAL archive alone cannot be restored)")),
         ("backup_age", "there is no completed base backup in the bucket")]
     assert f"backup {B1} is FAILED (not completed): it is not restorable" in report.notes
 

@@ -353,14 +353,14 @@ def render_markdown(report: BucketReport) -> str:
     """The report as Markdown (plain text that reads well in a terminal)."""
     data = report.to_dict()
     lines = [f"# Bucket report: {report.archive}: {report.verdict.upper()}", "",
-             f"checked {data['checked_at']} at {report.endpoint}; WAL segments of "
-             f"{size_text(report.wal_segment_size)}", ""]
+             (f"checked {data['checked_at']} at {report.endpoint}; WAL segments of "
+              f"{size_text(report.wal_segment_size)}"), ""]
     if report.findings:
         lines += ["## Why it failed", ""] + [f"- {f.text}" for f in report.findings] + [""]
     lines += ["## Backups", ""]
     if report.backups:
-        lines += ["| backup | status | timeline | begin LSN | end LSN | began | ended | size | "
-                  "recoverable to |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [("| backup | status | timeline | begin LSN | end LSN | began | ended | size "
+                   "| recoverable to |"), "|---|---|---|---|---|---|---|---|---|"]
         for b in report.backups:
             to = b["recoverable_to"]
             reach = ("NOT restorable" if not b["restorable"] else
