@@ -55,7 +55,7 @@ def _target(args: argparse.Namespace):
     """(target, cluster name): a bucket's server folder when one is named, the environment
     file's CNPG cluster when it names one, else the sandbox."""
     if args.destination:
-        from pgdrill.commands.verify_backup import open_location
+        from pgdrill.commands.bucket_args import open_location
 
         if not args.server_name or not args.credentials:
             raise BadInput("listing a bucket needs --server-name and --credentials",

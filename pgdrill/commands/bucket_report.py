@@ -11,6 +11,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
+from pgdrill.commands.bucket_args import bucket_arguments, open_location
 from pgdrill.errors import BadInput
 
 
@@ -42,16 +43,12 @@ def _policy(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Read the bucket, print the report (Markdown, or JSON with --json); exit 1 on failure."""
-    from pgdrill.bucket.location import BucketLocation
     from pgdrill.bucket.report import render_markdown
     from pgdrill.bucket.restore_gate import report_bucket
-    from pgdrill.credentials import load_s3_credentials
 
     policy = _policy(args)
-    identities = [args.age_identity] if args.age_identity else None
-    credentials = load_s3_credentials(args.credentials, identities)
-    location = BucketLocation(args.destination, args.server_name, credentials,
-                              args.endpoint_url)
+    location = open_location(args)
+    credentials = location.credentials
     report = report_bucket(location, policy)
     if args.json:
         print(json.dumps({"destination_path": location.destination_path,
@@ -73,20 +70,7 @@ def register(sub) -> None:
         "bucket-report",
         help="what a barman-cloud bucket can restore: backups, WAL gaps, recoverable window, "
              "archive lag, backup age (exit 1 when a gap or staleness fails it)")
-    parser.add_argument("destination", metavar="s3://BUCKET[/PATH]",
-                        help="the Cluster's destinationPath (barmanObjectStore or ObjectStore)")
-    parser.add_argument("--server-name", required=True,
-                        help="the serverName the cluster archives under (CNPG's default: the "
-                             "cluster's name)")
-    parser.add_argument("--credentials", required=True, metavar="FILE.sops.yaml",
-                        help="the SOPS/age-encrypted cnpg-backup-s3 Secret with the S3 "
-                             "credentials")
-    parser.add_argument("--age-identity", "--identity", dest="age_identity", metavar="FILE",
-                        default=None,
-                        help="age key file to decrypt it (default: where sops looks, "
-                             "SOPS_AGE_KEY_FILE etc.)")
-    parser.add_argument("--endpoint-url", metavar="URL", default=None,
-                        help="S3 endpoint (default: the credentials file's ENDPOINT)")
+    bucket_arguments(parser)
     fresh = parser.add_mutually_exclusive_group()
     fresh.add_argument("--schedule", metavar="CRON", default=None,
                        help="the ScheduledBackup's schedule, read as CNPG does (six fields, "
