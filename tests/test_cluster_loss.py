@@ -195,7 +195,7 @@ def test_a_damaged_archive_fails_the_drill_naming_the_archived_writes_it_lost(
     assert out.returncode != 0 and evidence["verdict"] == "failed", evidence["reasons"]
     validate(evidence)
     rpo = evidence["rpo"]
-    assert rpo["lost_before_archived_end"] > 0
+    assert rpo and rpo["lost_before_archived_end"] > 0, (evidence["reasons"], out.stdout[-5000:])
     reasons = " ".join(evidence["reasons"])
     assert "before the archived end" in reasons and "missing from the rebuilt" in reasons
     assert evidence["restore"]["position_ok"] is False

@@ -85,6 +85,19 @@ def destroy(layout, supervisor_running) -> dict:
             "destroyed_at": stamp}
 
 
+def _drop_auto_settings(data: Path, names: tuple[str, ...]) -> None:
+    """Remove `names` from the restored postgresql.auto.conf (ALTER SYSTEM settings travel
+    in a base backup and would override the rebuild's archive and restore commands)."""
+    auto = data / "postgresql.auto.conf"
+    try:
+        lines = auto.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if line.split("=", 1)[0].strip() not in names]
+    if kept != lines:
+        auto.write_text("".join(kept))
+
+
 def processes_in(data: Path) -> list[int]:
     """Pids whose working directory is `data` (PostgreSQL's processes and the archive or
     restore commands they run). Processes we may not inspect are skipped."""
@@ -154,6 +167,7 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
         cluster.append_conf(data, {"archive_mode": "on", "archive_command": new.archive_command(),
                                    "restore_command": old.restore_command(),
                                    "recovery_target_timeline": "latest"})
+        _drop_auto_settings(data, ("restore_command", "archive_command", "archive_mode"))
         for stale in ("standby.signal", "postmaster.pid"):
             (data / stale).unlink(missing_ok=True)
         (data / "recovery.signal").touch()
@@ -166,8 +180,11 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
                        wait=False)
         wait_promoted(data, port, layout.log_file(primary), timeout)
     with watch.phase("archive_to_new_server"):
-        with cluster.connect(primary) as conn:  # recovery is over: read nothing from the old
-            conn.execute("ALTER SYSTEM SET restore_command = ''")
+        # recovery is over: read nothing from the old archive any more (postgresql.conf, not
+        # ALTER SYSTEM: postgresql.auto.conf travels in base backups and would win over the
+        # next rebuild's restore_command)
+        cluster.append_conf(data, {"restore_command": ""})
+        with cluster.connect(primary) as conn:
             conn.execute("SELECT pg_reload_conf()")
         with layout.locked():
             fresh = layout.read()
