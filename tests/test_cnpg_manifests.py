@@ -323,3 +323,56 @@ def test_plan_refuses_another_cluster_name(capsys, tmp_path, monkeypatch):
     args[args.index("app-db")] = "other"
     assert main(args + ["--cluster-manifest", str(IN_TREE)]) == 2
     assert "not other" in capsys.readouterr().err
+
+
+# -- cluster-loss: the Cluster rebuilt in place from its old archive --------------------------
+def source_doc(source: m.SourceCluster) -> dict:
+    doc = load(IN_TREE if source.style == "in-tree" else PLUGIN)
+    doc["metadata"].update(uid="1234", resourceVersion="77", finalizers=["x"],
+                           annotations={m.LAST_APPLIED: "{}", "team": "db"})
+    doc["status"] = {"phase": "Cluster in healthy state"}
+    return doc
+
+
+def test_rebuild_manifest_validates_reads_the_old_archive_and_archives_into_a_new_one(source):
+    new = f"{source.server_name}-r1"
+    doc = m.validate_manifest(m.rebuild_manifest(source, source_doc(source), server_name=new,
+                                                 backup_id=BACKUP_ID))
+    assert (doc["metadata"]["name"], doc["metadata"]["namespace"]) == (source.name,
+                                                                      source.namespace)
+    assert doc["metadata"]["annotations"] == {"team": "db"}
+    assert not {"uid", "resourceVersion", "finalizers"} & set(doc["metadata"]) and \
+        "status" not in doc
+    assert doc["spec"]["bootstrap"] == {"recovery": {"source": "origin", "recoveryTarget": {
+        "backupID": BACKUP_ID}}}
+    [origin] = [e for e in doc["spec"]["externalClusters"] if e["name"] == "origin"]
+    rebuilt = m.read_source(doc, load(STORE) if source.style == "plugin" else None)
+    assert rebuilt.server_name == new and rebuilt.destination_path == source.destination_path
+    assert not m.archives_into(doc, source, {source.object_store: load(STORE)}
+                               if source.style == "plugin" else None)
+    if source.style == "plugin":
+        assert origin["plugin"]["parameters"] == {"barmanObjectName": source.object_store,
+                                                  "serverName": source.server_name}
+    else:
+        store = origin["barmanObjectStore"]
+        assert (store["destinationPath"], store["serverName"]) == (source.destination_path,
+                                                                  source.server_name)
+        assert store["s3Credentials"] == source.s3_credentials  # the source's own Secret
+        assert not set(m.ARCHIVE_ONLY) & set(store)
+    # a second rebuild replaces the origin entry instead of adding one
+    again = m.rebuild_manifest(rebuilt, doc, server_name=f"{source.server_name}-r2")
+    assert [e["name"] for e in again["spec"]["externalClusters"]].count("origin") == 1
+    assert "recoveryTarget" not in again["spec"]["bootstrap"]["recovery"]
+
+
+def test_rebuild_into_the_old_server_name_is_refused(source):
+    with pytest.raises(BadInput, match="new serverName"):
+        m.rebuild_manifest(source, source_doc(source), server_name=source.server_name)
+
+
+def test_rebuilt_server_names_count_up_and_skip_taken_folders():
+    assert m.rebuilt_server_name("app-db", lambda n: False) == "app-db-r1"
+    assert m.rebuilt_server_name("app-db-r1", lambda n: False) == "app-db-r2"
+    assert m.rebuilt_server_name("app-db", lambda n: n in ("app-db-r1", "app-db-r2")) == \
+        "app-db-r3"
+    assert m.rebuilt_server_name("db-r9x", lambda n: False) == "db-r9x-r1"

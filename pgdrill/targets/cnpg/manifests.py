@@ -7,6 +7,8 @@
 - `restore_manifests` are the recovery `Cluster` in `restore-test` (and, for the plugin, a copy
   of the ObjectStore there): it reads the SOURCE's destinationPath/serverName through an
   `externalClusters` entry and archives nowhere, so it can never write into the source's path.
+- `rebuild_manifest` is the Cluster that rebuilds a destroyed source in place (same name) from
+  its old archive, archiving under a new serverName (`rebuilt_server_name`).
 - `validate_manifest` checks a doc against the CRD's openAPIV3Schema and the admission-webhook
   rules a schema cannot express.
 
@@ -253,14 +255,9 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
         docs.append({"apiVersion": PLUGIN_API, "kind": "ObjectStore",
                      "metadata": {"name": store, "namespace": namespace},
                      "spec": {"configuration": configuration}})
-        origin = {"name": ORIGIN, "plugin": {
-            "name": PLUGIN_NAME,
-            "parameters": {"barmanObjectName": store, "serverName": source.server_name}}}
     else:
-        origin = {"name": ORIGIN, "barmanObjectStore": {
-            "destinationPath": source.destination_path, "serverName": source.server_name,
-            **{k: v for k, v in configuration.items() if k not in ("destinationPath",
-                                                                   "serverName")}}}
+        store = None
+    origin = _origin(source, configuration, store)
     recovery_doc: dict = {"source": ORIGIN}
     target = recovery_target(recovery, backup_id)
     if target:
@@ -277,6 +274,66 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
                               "labels": {"app.kubernetes.io/managed-by": "pgdrill"}},
                  "spec": spec})
     return docs
+
+
+def _origin(source: SourceCluster, configuration: dict, store: str | None) -> dict:
+    """The `externalClusters` entry that reads the source's archive, serverName explicit
+    (§5): the plugin through ObjectStore `store`, in-tree through `configuration`."""
+    if source.style == "plugin":
+        return {"name": ORIGIN, "plugin": {
+            "name": PLUGIN_NAME,
+            "parameters": {"barmanObjectName": store, "serverName": source.server_name}}}
+    return {"name": ORIGIN, "barmanObjectStore": {
+        "destinationPath": source.destination_path, "serverName": source.server_name,
+        **{k: v for k, v in configuration.items() if k not in ("destinationPath",
+                                                               "serverName")}}}
+
+
+SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+              "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers",
+              "ownerReferences", "selfLink")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: str,
+                     backup_id: str | None = None) -> dict:
+    """The Cluster that rebuilds a destroyed `source` IN PLACE: the same name, namespace and
+    spec (`cluster_doc`, the Cluster as it was), bootstrapped with `bootstrap.recovery` from
+    `externalClusters[origin]` = the OLD archive (its serverName explicit, §5; the source's
+    own credentials and, for the plugin, its own ObjectStore), archiving into `server_name`,
+    which must differ from the old one: a recovering Cluster whose archive already holds WAL
+    stops at CNPG's "Expected empty archive" check (§5), and the old folder must stay as the
+    destroyed cluster left it. Recovery is always into a new Cluster (§4): this is one, under
+    the old name."""
+    if server_name == source.server_name:
+        raise BadInput(f"the rebuilt Cluster {source.name} must archive under a new "
+                       f"serverName, not {server_name!r} (the destroyed cluster's archive)",
+                       fix="choose a new serverName, e.g. rebuilt_server_name()")
+    meta = cluster_doc.get("metadata") or {}
+    metadata = {k: copy.deepcopy(v) for k, v in meta.items()
+                if k not in SERVER_SET and v not in (None, {}, [])}
+    if LAST_APPLIED in (metadata.get("annotations") or {}):
+        metadata["annotations"] = {k: v for k, v in metadata["annotations"].items()
+                                   if k != LAST_APPLIED} or None
+        if metadata["annotations"] is None:
+            del metadata["annotations"]
+    spec = copy.deepcopy(cluster_doc.get("spec") or {})
+    recovery: dict = {"source": ORIGIN}
+    if backup_id:
+        recovery["recoveryTarget"] = {"backupID": backup_id}
+    spec["bootstrap"] = {"recovery": recovery}
+    configuration = {k: copy.deepcopy(v) for k, v in source.configuration.items()
+                     if k not in ARCHIVE_ONLY}
+    spec["externalClusters"] = [
+        *[e for e in spec.get("externalClusters") or [] if e.get("name") != ORIGIN],
+        _origin(source, configuration, source.object_store)]
+    if source.style == "plugin":
+        for plugin in spec.get("plugins") or []:
+            if plugin.get("name") == PLUGIN_NAME and plugin.get("enabled", True):
+                plugin.setdefault("parameters", {})["serverName"] = server_name
+    else:
+        spec["backup"]["barmanObjectStore"]["serverName"] = server_name
+    return {"apiVersion": CNPG_API, "kind": "Cluster", "metadata": metadata, "spec": spec}
 
 
 REBUILT_SUFFIX = re.compile(r"^(?P<base>.+)-r(?P<n>[0-9]+)$")
