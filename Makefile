@@ -31,9 +31,11 @@ test: venv
 test-fast: venv
 	$(VENV)/bin/python -m pytest -ra -m "not sandbox" $(PYTEST_ARGS)
 
-## Benchmarks (not timed tests): fingerprints vs a bare sequential scan on a real sandbox.
+## Benchmarks (not timed tests), side by side on a real sandbox at ~100 MB and ~1 GB:
+## pgdrill's restore path vs the raw tools, parallel WAL fetch, fingerprints, load.
+## Writes reports/bench/<stamp>.json and .md (BENCH_SIZES=100MB, BENCH_4GB=1, BENCH_SMOKE=1).
 bench: venv
-	$(VENV)/bin/python benchmarks/fingerprint.py
+	$(VENV)/bin/python benchmarks/bench.py
 
 sandbox-down: venv
 	$(VENV)/bin/pgdrill sandbox down
