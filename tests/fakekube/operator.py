@@ -21,7 +21,10 @@ Emulated (cnpg.md § in brackets):
 - recovery Cluster in the restore namespace: the checks CNPG + barman would trip over
   (external cluster, archive location, serverName, credentials Secret, an archiver of its
   own), then Job `<name>-1-full-recovery` and a REAL restore into the sandbox's restore-test
-  (§4-§6); deleted: restore-test removed (its objects go by ownerReferences).
+  (§4-§6); deleted: restore-test removed (its objects go by ownerReferences);
+- the source Cluster deleted (cluster loss): the sandbox's instances really destroyed, then a
+  new Cluster of the same name with bootstrap.recovery really rebuilt from the old archive
+  under its own serverName (`rebuild`).
 
 NOT emulated: scheduling (ScheduledBackups never fire), pg_rewind (the supervisor re-clones the
 old primary), rolling updates, switchover, fencing, hibernation, webhooks, RBAC, more than one
@@ -33,7 +36,7 @@ gives up once the Job's retries are spent). Test knobs (test doubles, not CNPG):
 
 This module holds the loop and the source Cluster's reconcile (failover, lost storage,
 health, the pvc-protection controller); beside it: `seed` (the objects seeded at start),
-`backups`, `recovery` (recovery Clusters) and `pod_io` (exec, port-forward and logs).
+`backups`, `recovery` (recovery Clusters), `rebuild` (cluster loss) and `pod_io` (exec, port-forward and logs).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from .cnpg import (
 from .errors import Conflict, NotFound
 from .kinds import BACKUPS, CLUSTERS, OBJECT_STORES, PODS, PVCS, SCHEDULED_BACKUPS
 from .pod_io import PodIOMixin
+from .rebuild import RebuildMixin
 from .recovery import RecoveryMixin
 from .seed import SeedMixin
 
@@ -71,7 +75,7 @@ class Down:
     wiped: bool = False
 
 
-class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, PodIOMixin):
+class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, PodIOMixin):
     def __init__(self, server, sandbox, *, namespace: str = "staging", cluster: str = "app-db",
                  style: str = "in-tree", restore_namespace: str = "restore-test") -> None:
         if style not in ("in-tree", "plugin"):
@@ -93,6 +97,11 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, PodIOMixin):
         self._backups: dict[str, Future] = {}  # Backup uid -> its backup
         self._restores: dict[str, tuple[str, Future]] = {}  # recovery Cluster uid -> restore
         self._applied: set[str] = set()  # uids whose outcome is in the store
+        # cluster loss (rebuild.py): the source Cluster played now, its destruction, rebuilds
+        self._source_uid: str | None = None
+        self._destroying: Future | None = None
+        self._rebuilding: dict[str, Future] = {}
+        self._rebuild_sources: dict[str, object] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,7 +170,8 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, PodIOMixin):
                 if obj["metadata"]["uid"] not in self._mine:
                     with self._lock:
                         self._seen.setdefault(obj["metadata"]["uid"], obj)
-        self._reconcile_source(sc)
+        if not self._reconcile_rebuild(sc):
+            self._reconcile_source(sc)
         self._release_pvcs()
         self._reconcile_backups()
         self._reconcile_recoveries()

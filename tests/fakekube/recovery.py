@@ -114,16 +114,18 @@ class RecoveryMixin:
             return "not emulated by the fake operator: a recovered cluster archiving WAL"
         return None
 
-    def _credentials_problem(self, creds: dict) -> str | None:
-        """The Secret keys exist in the restore namespace and hold the store's credentials."""
+    def _credentials_problem(self, creds: dict, namespace: str | None = None) -> str | None:
+        """The Secret keys exist in `namespace` (default: the restore namespace) and hold the
+        store's credentials."""
+        namespace = namespace or self.restore_namespace
         expected = {"accessKeyId": self._credentials.access_key_id,
                     "secretAccessKey": self._credentials.secret_access_key, "region": None}
         for field, value in expected.items():
             selector = creds.get(field) or {}
-            secret = self.store.get(SECRETS, self.restore_namespace, selector.get("name") or "")
+            secret = self.store.get(SECRETS, namespace, selector.get("name") or "")
             if secret is None:
                 return (f"s3Credentials.{field}: secret {selector.get('name')!r} not found in "
-                        f"{self.restore_namespace}")
+                        f"{namespace}")
             data = secret.get("data") or {}
             if selector.get("key") not in data:
                 return f'missing key "{selector.get("key")}" in secret {selector["name"]}'

@@ -15,6 +15,7 @@ from .cnpg import (
     CNPG_API, HEALTHY, OPERATOR_NS, OPERATOR_POD, PLUGIN, PLUGIN_API, PVC_PROTECTION,
     TIMELINE_SQL, b64, micro, seconds,
 )
+from .rebuild import FINALIZER
 from .kinds import (
     CLUSTERS, NAMESPACES, OBJECT_STORES, PODS, PVCS, SCHEDULED_BACKUPS, SECRETS, SERVICES,
 )
@@ -57,7 +58,7 @@ class SeedMixin:
 
     def _seed_cluster(self, state) -> dict:
         """The source Cluster (plugin: and its ObjectStore) archiving to the sandbox's real
-        s3://<bucket>/<sandbox cluster name>/, its credentials Secret, its ScheduledBackup."""
+        s3://<bucket>/<sandbox serverName>/, its credentials Secret, its ScheduledBackup."""
         c = self._credentials
         self._create(SECRETS, {"metadata": {"name": "cnpg-backup-s3", "namespace": self.namespace},
                                "data": b64({"ACCESS_KEY_ID": c.access_key_id,
@@ -75,10 +76,10 @@ class SeedMixin:
         method, store = {"method": "barmanObjectStore"}, None
         if self.style == "in-tree":
             spec["backup"] = {"retentionPolicy": "30d", "barmanObjectStore": {
-                **archive, "serverName": state.cluster}}
+                **archive, "serverName": state.archive_server}}
         else:  # serverName (the sandbox's, unlike the Cluster's name) goes with the plugin
             spec["plugins"] = [{"name": PLUGIN, "isWALArchiver": True, "parameters": {
-                "barmanObjectName": f"{self.cluster}-store", "serverName": state.cluster}}]
+                "barmanObjectName": f"{self.cluster}-store", "serverName": state.archive_server}}]
             store = self._create(OBJECT_STORES, {
                 "apiVersion": PLUGIN_API, "kind": "ObjectStore",
                 "metadata": {"name": f"{self.cluster}-store", "namespace": self.namespace},
@@ -92,8 +93,11 @@ class SeedMixin:
                      "backupOwnerReference": "self", **method},
             "status": {"lastCheckTime": seconds(), "lastScheduleTime": seconds(midnight),
                        "nextScheduleTime": seconds(midnight + timedelta(days=1))}})
+        # the finalizer holds a deleted Cluster until its instances are destroyed (rebuild.py)
         cluster = self._create(CLUSTERS, {"apiVersion": CNPG_API, "kind": "Cluster", "metadata": {
-            "name": self.cluster, "namespace": self.namespace}, "spec": spec})
+            "name": self.cluster, "namespace": self.namespace, "finalizers": [FINALIZER]},
+            "spec": spec})
+        self._source_uid = cluster["metadata"]["uid"]
         self.source = read_source(cluster, store)  # the sandbox's real archive
         return cluster
 

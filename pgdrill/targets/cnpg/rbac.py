@@ -53,6 +53,14 @@ RULES = (
 )
 
 
+# Destroying the whole Cluster and rebuilding it (the cluster-loss drill): a Role of its own,
+# granted only where that drill runs (develop, staging), never to the monthly restore drill.
+CLUSTER_LOSS_RULES = (
+    Rule(SOURCE, "postgresql.cnpg.io", ("clusters",), ("create", "delete"),
+         "cluster-loss: the Cluster deleted, then rebuilt from the bucket under its name"),
+)
+
+
 def scope_of(namespace: str | None, *, source: str, restore: str, operator: str) -> str:
     if namespace == source:
         return SOURCE
@@ -63,21 +71,24 @@ def scope_of(namespace: str | None, *, source: str, restore: str, operator: str)
     return CLUSTER
 
 
-def allows(scope: str, group: str, resource: str, verb: str) -> bool:
+def allows(scope: str, group: str, resource: str, verb: str, *,
+           cluster_loss: bool = False) -> bool:
+    rules = RULES + CLUSTER_LOSS_RULES if cluster_loss else RULES
     return any(r.scope == scope and r.group == group and resource in r.resources
-               and verb in r.verbs for r in RULES)
+               and verb in r.verbs for r in rules)
 
 
-def _rules(scope: str) -> list[dict]:
+def _rules(scope: str, rules=RULES) -> list[dict]:
     return [{"apiGroups": [r.group], "resources": list(r.resources), "verbs": list(r.verbs)}
-            for r in RULES if r.scope == scope]
+            for r in rules if r.scope == scope]
 
 
 def manifests(*, namespace: str, restore_namespace: str = "restore-test",
               operator_namespace: str = "cnpg-system", service_account: str = "pgdrill",
-              account_namespace: str | None = None) -> list[dict]:
+              account_namespace: str | None = None, cluster_loss: bool = False) -> list[dict]:
     """ServiceAccount, a Role + RoleBinding in each namespace, a ClusterRole + binding for
-    reading namespaces."""
+    reading namespaces; with `cluster_loss`, also the Role + RoleBinding that lets the
+    cluster-loss drill delete and recreate the Cluster in the source namespace."""
     account_ns = account_namespace or namespace
     subject = [{"kind": "ServiceAccount", "name": service_account, "namespace": account_ns}]
     docs: list[dict] = [{"apiVersion": "v1", "kind": "ServiceAccount",
@@ -89,6 +100,15 @@ def manifests(*, namespace: str, restore_namespace: str = "restore-test",
                      "metadata": {"name": name, "namespace": ns}, "rules": _rules(scope)})
         docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                      "metadata": {"name": name, "namespace": ns},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                 "name": name}, "subjects": subject})
+    if cluster_loss:
+        name = "pgdrill-cluster-loss"
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                     "metadata": {"name": name, "namespace": namespace},
+                     "rules": _rules(SOURCE, CLUSTER_LOSS_RULES)})
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": name, "namespace": namespace},
                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                  "name": name}, "subjects": subject})
     docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

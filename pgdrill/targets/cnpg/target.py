@@ -9,9 +9,12 @@ Kubernetes API (CNPG's CRDs) and PostgreSQL's own protocol.
 - restore points looked up in the primary's pg_wal with pg_waldump by exec in its pod;
 - restore: a recovery Cluster in restore-test (pgdrill.targets.cnpg.restore);
 - health: "Cluster in healthy state", Ready, currentPrimary == targetPrimary, plus a write
-  through the primary (client side).
+  through the primary (client side);
+- cluster loss (pgdrill.targets.cnpg.rebuild): the Cluster and its PVCs deleted, then a new
+  Cluster of the same name recovered from the old archive under a new serverName.
 
-The target never creates, recreates or wipes the source cluster: only the isolated copy."""
+The target never creates, recreates or wipes the source cluster on its own: only the isolated
+copy, and — when the cluster-loss drill asks, with the cluster-loss Role — the rebuild."""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from pgdrill.targets.cnpg.kube import (
     api_client,
 )
 from pgdrill.targets.cnpg.manifests import SourceCluster, read_source
+from pgdrill.targets.cnpg.rebuild import CnpgRebuild
 from pgdrill.targets.cnpg.restoring import CnpgRestoreTest
 from pgdrill.targets.cnpg.status import (
     cluster_facts,
@@ -53,7 +57,7 @@ _CACHE: dict[tuple, "CnpgTarget"] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth):
+class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebuild):
     """A CNPG Cluster and its object store, driven through the Kubernetes API."""
 
     name = "cnpg"

@@ -1,0 +1,161 @@
+"""The cnpg target's cluster loss: the whole Cluster destroyed (the Cluster and all its PVCs),
+then rebuilt from the bucket alone — a new Cluster under the same name, bootstrapped with
+`bootstrap.recovery` from the old archive (`externalClusters[origin]`, old serverName) and
+archiving under a new serverName (pgdrill.targets.cnpg.manifests.rebuild_manifest). Needs the
+cluster-loss Role on top of the drills' RBAC (pgdrill.targets.cnpg.rbac.CLUSTER_LOSS_RULES)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from pgdrill.console import say
+from pgdrill.errors import DeadlineExceeded, TargetError
+from pgdrill.model import Backup, RecoveryTarget, RestoreResult, Role
+from pgdrill.targets.cnpg.kube import CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION
+from pgdrill.targets.cnpg.manifests import (
+    archives_into, read_source, rebuild_manifest, rebuilt_server_name, validate_manifest,
+)
+from pgdrill.targets.cnpg.restore import restore_phases
+from pgdrill.targets.cnpg.status import UNRECOVERABLE, unhealthy_reasons
+from pgdrill.waiting import poll_until
+
+GONE_TIMEOUT_S = 300
+
+
+class CnpgRebuild:
+    """Mixed into CnpgTarget (pgdrill.targets.cnpg.target), whose state it uses: config,
+    kube, and the instance/connection helpers."""
+
+    def destroy_cluster(self) -> dict:
+        """Delete the Cluster and all its PVCs (listed first: deleting the Cluster may
+        garbage-collect them or not), then wait until no pod or PVC of it is left."""
+        ns, name = self.config.namespace, self.config.cluster
+        cluster = self._cluster()
+        source = self.source(cluster)
+        selector = f"cnpg.io/cluster={name}"
+        pods = [p["metadata"]["name"] for p in self.kube.pods(ns, selector)]
+        pvcs = [p["metadata"]["name"] for p in self.kube.pvcs(ns, selector)]
+        manifest = {"apiVersion": cluster["apiVersion"], "kind": cluster["kind"],
+                    "metadata": cluster["metadata"], "spec": cluster.get("spec") or {}}
+        self.kube.delete_custom(CNPG_GROUP, CNPG_VERSION, ns, "clusters", name)
+        for pvc in pvcs:
+            self.kube.delete_pvc(ns, pvc)
+        poll_until(lambda: not self.kube.pods(ns, selector) and not self.kube.pvcs(ns, selector),
+                   timeout=GONE_TIMEOUT_S, interval=0.5,
+                   what=f"the pods and PVCs of {ns}/{name} to be gone")
+        # CNPG makes new <cluster>-app/-superuser Secrets for the rebuilt Cluster
+        self._passwords = {k: v for k, v in self._passwords.items() if k[0] != ns}
+        say(f"destroyed Cluster {ns}/{name}: the Cluster, its pods {', '.join(pods)} and "
+            f"PVCs {', '.join(pvcs)} are gone")
+        return {"cluster": name, "instances": pods, "pvcs": pvcs,
+                "primary": (cluster.get("status") or {}).get("currentPrimary"),
+                "server_name": source.server_name, "archive": source.archive,
+                "destroyed_at": datetime.now(UTC).isoformat(), "manifest": manifest}
+
+    def rebuild_from_backup(self, backup: Backup, destroyed: dict | None = None, *,
+                            timeout: float = 900) -> RestoreResult:
+        """Create the rebuilding Cluster from the destroyed one's manifest and wait until
+        CNPG reports it healthy and its primary accepts writes."""
+        ns, name = self.config.namespace, self.config.cluster
+        if not destroyed or not destroyed.get("manifest"):
+            raise TargetError("there is no destroyed Cluster to rebuild in this run",
+                              fix="run actions.faults.destroy_cluster first")
+        if self._cluster_or_none() is not None:
+            raise TargetError(f"Cluster {ns}/{name} exists: a rebuild from the bucket "
+                              f"replaces a lost cluster, never a running one")
+        old_doc = destroyed["manifest"]
+        store = self._object_store(old_doc)
+        old = read_source(old_doc, store, namespace=ns)
+        new_name = rebuilt_server_name(old.server_name, self._folder_taken(old))
+        doc = validate_manifest(rebuild_manifest(old, old_doc, server_name=new_name,
+                                                 backup_id=backup.id))
+        if archives_into(doc, old, {old.object_store: store} if store else None):
+            raise TargetError(f"the rebuilt Cluster would archive into {old.archive}")
+        started_at, t0 = datetime.now(UTC), time.monotonic()
+        say(f"rebuilding Cluster {ns}/{name} from backup {backup.id} of {old.archive}, "
+            f"archiving under serverName {new_name}")
+        self.kube.create_custom(doc)
+        seen = self._wait_rebuilt(timeout)
+        instance = self._instance(self._primary_pod(), Role.PRIMARY)
+        poll_until(lambda: self._accepts(instance), timeout=60, interval=0.5,
+                   what=f"{instance.name} to accept connections")
+        total = round(time.monotonic() - t0, 3)
+        return RestoreResult(instance=instance, backup=backup, target=RecoveryTarget(),
+                             started_at=started_at, phases=restore_phases(seen, total),
+                             phase_details=seen)
+
+    def _cluster_or_none(self) -> dict | None:
+        from pgdrill.errors import PreflightRefused
+
+        try:
+            return self._cluster()
+        except PreflightRefused:
+            return None
+
+    def _object_store(self, cluster_doc: dict) -> dict | None:
+        for plugin in (cluster_doc.get("spec") or {}).get("plugins") or []:
+            store = (plugin.get("parameters") or {}).get("barmanObjectName")
+            if store:
+                return self.kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, self.config.namespace,
+                                            "objectstores", store)
+        return None
+
+    def _folder_taken(self, old):
+        """Whether a serverName's folder next to the old archive holds any object."""
+        from pgdrill.s3client import s3_client, split_destination
+
+        credentials = self.s3_credentials()
+        client = s3_client(old.endpoint_url or credentials.endpoint, credentials)
+        bucket, prefix = split_destination(old.destination_path)
+
+        def taken(server_name: str) -> bool:
+            listing = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{server_name}/",
+                                             MaxKeys=1)
+            return listing.get("KeyCount", 0) > 0
+
+        return taken
+
+    def _primary_pod(self) -> dict:
+        from pgdrill.targets.cnpg.status import primary_pod
+
+        pod = primary_pod(self._cluster(), self._pods())
+        if pod is None:
+            raise TargetError(f"the rebuilt Cluster {self.config.cluster} is healthy but has "
+                              f"no primary pod")
+        return pod
+
+    def _wait_rebuilt(self, timeout: float) -> dict[str, float]:
+        """Poll the rebuilding Cluster until healthy; show each phase; fail at once when
+        CNPG declares it unrecoverable. Returns the seconds spent in each phase."""
+        t0 = time.monotonic()
+        seen: dict[str, float] = {}
+        last = {"phase": None, "at": t0}
+        where = f"{self.config.namespace}/{self.config.cluster}"
+
+        def healthy() -> bool:
+            status = self._cluster().get("status") or {}
+            phase, now = status.get("phase") or "pending", time.monotonic()
+            if phase != last["phase"]:
+                if last["phase"] is not None:
+                    seen[last["phase"]] = round(seen.get(last["phase"], 0) + now - last["at"], 3)
+                last.update(phase=phase, at=now)
+                reason = status.get("phaseReason")
+                say(f"  rebuilt {self.config.cluster}: {phase}" + (f" ({reason})" if reason else ""))
+            if phase == UNRECOVERABLE:
+                raise TargetError(f"CNPG gave up on the rebuilt Cluster {where}: "
+                                  f"{status.get('phaseReason') or phase}",
+                                  fix="read the recovery Job's and the operator's logs")
+            return not unhealthy_reasons(self._cluster())
+
+        try:
+            poll_until(healthy, timeout=timeout, interval=0.5,
+                       what=f"the rebuilt Cluster {where} to be healthy")
+        except DeadlineExceeded:
+            raise TargetError(f"the rebuilt Cluster {where} is not healthy after "
+                              f"{timeout:.0f}s: " + "; ".join(unhealthy_reasons(self._cluster())),
+                              fix="read the recovery Job's and the operator's logs; a wrong "
+                                  "serverName or an archive that is not empty keeps it in "
+                                  "'Setting up primary'") from None
+        seen[last["phase"]] = round(seen.get(last["phase"], 0) + time.monotonic() - last["at"], 3)
+        return seen
