@@ -203,3 +203,37 @@ def test_a_damaged_archive_fails_the_drill_naming_the_archived_writes_it_lost(
     # the cluster still came back (rebuilt from what the archive kept), never left destroyed
     assert own_sandbox.layout.read().destroyed_at is None
     own_sandbox.wait_ready(timeout=300)
+
+
+@pytest.mark.sandbox
+def test_a_destroyed_sandbox_is_not_healed_refuses_drills_and_comes_back_only_by_rebuild(
+        own_sandbox):
+    """The target's operations directly: the supervisor acknowledges the destruction and
+    heals nothing (the events say so; no data directory reappears), a drill's preflight is
+    refused naming the destruction, an explicit rebuild brings the cluster back."""
+    from pgdrill.restore_plan import choose_backup
+    from pgdrill.model import RecoveryTarget
+
+    own_sandbox.wait_ready(timeout=300)
+    backup = choose_backup(own_sandbox.list_backups(), RecoveryTarget())
+    old = own_sandbox.layout.read().archive_server
+    seen = len(own_sandbox.layout.events())
+    destroyed = own_sandbox.destroy_cluster()
+    state = own_sandbox.layout.read()
+    assert state.destroyed_at == destroyed["destroyed_at"] and destroyed["server_name"] == old
+    assert not any(own_sandbox.layout.data_dir(n).exists() for n in state.instances)
+    kinds = [e["event"] for e in own_sandbox.layout.events()[seen:]]
+    assert kinds.index("destroyed_seen") < kinds.index("cluster_destroyed")
+    with pytest.raises(PreflightRefused, match="destroyed"):
+        own_sandbox.prepare()
+    with pytest.raises(Exception, match="already destroyed"):
+        own_sandbox.destroy_cluster()
+    result = own_sandbox.rebuild_from_backup(backup, destroyed, timeout=600)
+    kinds = [e["event"] for e in own_sandbox.layout.events()[seen:]]
+    assert not {"reclone_started", "promote_started", "restart"} & set(kinds)
+    assert result.backup.id == backup.id and result.instance.role == "primary"
+    assert own_sandbox.layout.read().server_name != old
+    report = own_sandbox.wait_ready(timeout=120)
+    assert len(report.instances) == len(state.instances)
+    with pytest.raises(Exception, match="not destroyed"):
+        own_sandbox.rebuild_from_backup(backup, timeout=60)

@@ -106,6 +106,12 @@ class SandboxLifecycle:
                 f"sandbox up` stopped half-way)", fix=RESET_FIX)
         if state.store_lost:
             raise self._store_lost_refusal(state, state.store_lost)
+        if state.destroyed_at:
+            raise PreflightRefused(
+                f"the cluster of sandbox {state.cluster!r} was destroyed at {state.destroyed_at} "
+                f"(a cluster-loss drill that never rebuilt it): nothing to start in place",
+                fix="rebuild it from the bucket (SandboxTarget().rebuild_from_backup), or "
+                    + RESET_FIX)
         watch = Stopwatch()
         say(f"sandbox {state.cluster!r} in {home} is not fully running: repairing it in place "
             f"(data directories, backups and archive are kept)")
