@@ -9,7 +9,10 @@ it stops the users, writes `--json-file` with the final statistics, closes its C
 exits 0. SIGINT reaches the same shutdown only as a KeyboardInterrupt thrown into whichever
 greenlet happens to run, and is ignored by children that non-interactive shells start in
 the background, so SIGTERM is the dependable signal (both verified with Locust 2.47).
-After a deadline the process gets SIGKILL.
+After a deadline the process gets SIGKILL. With `--stop-timeout`, a user in the middle of a
+transaction when the load stops finishes it (and logs its ack) instead of being killed while
+waiting for its COMMIT, and users between transactions start no new one (see the
+locustfile): a clean stop leaves no committed row unacknowledged.
 
 Statistics: the `--csv` files are rewritten by a greenlet once a second, so the
 `_stats.csv` "Aggregated" row lags the end of the run by up to a second (measured: ~10% of
@@ -17,6 +20,10 @@ the requests of a 6 s run were missing). The summary therefore comes from the `-
 written during shutdown, after the users stopped, aggregated exactly as Locust aggregates
 its "Aggregated" row; the CSV row is the fallback when Locust was killed before writing it.
 Write counts come from the ack log, which is exact by construction.
+
+Rate: the users commit `batch` rows per transaction on a schedule that adds up to `rate`
+acknowledged writes per second for the whole load (`pgdrill.load.pacing`); the summary
+gives the rate asked for beside the rate acknowledged.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import psycopg
 
 from pgdrill.errors import BadInput, DeadlineExceeded, TargetError
 from pgdrill.load.acklog import complete_size, count_acks, read_acks
+from pgdrill.load.pacing import DEFAULT_BATCH, DEFAULT_RATE, DEFAULT_USERS, LoadPlan
 from pgdrill.procs import pid_alive, process_start
 from pgdrill.waiting import poll_until
 
@@ -42,6 +50,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SAFETY_RUN_TIME = 3600  # seconds: the cap when no duration is given
 START_TIMEOUT = 30.0  # seconds until the first acknowledged write
 STOP_GRACE = 20.0  # seconds Locust gets to shut down after SIGTERM
+USER_STOP_TIMEOUT = 5.0  # seconds a stopping user gets to finish its transaction (--stop-timeout)
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS pgdrill_ledger ("
@@ -70,6 +79,8 @@ class LoadHandle:
     spawn_rate: float
     run_time: float  # the --run-time given to Locust (duration or the safety cap)
     proc_start: str | None = None  # /proc/<pid>/stat start time: guards against pid reuse
+    rate: float | None = None  # acknowledged writes/s asked for (None: unpaced)
+    batch: int = 1  # rows per transaction
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,22 +109,27 @@ def create_ledger(conn: psycopg.Connection) -> None:
     conn.execute(LEDGER_DDL)
 
 
-def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
-          duration: float | None = None, *, stop_with_parent: bool = True,
+def start(conninfo: str, run_dir: Path, users: int = DEFAULT_USERS, spawn_rate: float = 4,
+          duration: float | None = None, *, rate: float | None = DEFAULT_RATE,
+          batch: int = DEFAULT_BATCH, stop_with_parent: bool = True,
           start_timeout: float = START_TIMEOUT,
           extra_env: dict[str, str] | None = None) -> LoadHandle:
     """Start Locust and return once its first write was acknowledged.
 
+    `rate`: acknowledged writes (rows) per second wanted from the whole load, None for no
+    pacing (users commit back to back: a benchmark of the ceiling, not a drill's load);
+    `batch`: rows per transaction (see `pgdrill.load.pacing`).
     `duration`: seconds after which Locust stops by itself; None means "until stop()", with
     a safety cap of SAFETY_RUN_TIME seconds. `stop_with_parent`: Locust also stops when this
     process exits (a drill that died without stopping its load).
     Raises TargetError naming the Locust log if Locust exits or nothing is acknowledged
     within `start_timeout` seconds (Locust is then stopped). `extra_env`: the target's
     environment for libpq (PGPASSWORD…), passed to Locust only, never recorded."""
-    users, spawn_rate = int(users), float(spawn_rate)
-    if users < 1 or spawn_rate <= 0:
-        raise BadInput(f"users ({users}) must be at least 1 and spawn_rate ({spawn_rate}) "
-                       "positive")
+    plan = LoadPlan(users=int(users), rate=None if rate is None else float(rate),
+                    batch=int(batch))
+    users, spawn_rate = plan.users, float(spawn_rate)
+    if spawn_rate <= 0:
+        raise BadInput(f"spawn_rate ({spawn_rate}) must be positive")
     if duration is not None and float(duration) <= 0:
         raise BadInput(f"duration {duration} must be positive (or None for no limit)")
     run_time = float(duration) if duration is not None else float(SAFETY_RUN_TIME)
@@ -129,7 +145,8 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
     # reproducible (no LOCUST_* settings), and no cloud credentials: the load never needs them
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "AWS_"))}
     env |= {**(extra_env or {}), "PGDRILL_LOAD_CONNINFO": conninfo,
-            "PGDRILL_ACK_LOG": str(ack_log)}
+            "PGDRILL_ACK_LOG": str(ack_log), "PGDRILL_LOAD_BATCH": str(plan.batch),
+            "PGDRILL_LOAD_INTERVAL": repr(plan.interval)}
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     if stop_with_parent:
@@ -139,7 +156,7 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "-u", str(users), "-r", f"{spawn_rate:g}", "--run-time", f"{max(1, round(run_time))}s",
             "--csv", str(csv_prefix), "--json-file", str(json_base), "--only-summary",
-            "--exit-code-on-error", "0"]
+            "--exit-code-on-error", "0", "--stop-timeout", f"{USER_STOP_TIMEOUT:g}"]
     with open(locust_log, "ab") as log:
         log.write(f"\n# pgdrill: {' '.join(argv)}\n".encode())
         log.flush()
@@ -151,7 +168,7 @@ def start(conninfo: str, run_dir: Path, users: int = 4, spawn_rate: float = 4,
                         ack_log=str(ack_log), ack_offset=ack_offset, locust_log=str(locust_log),
                         csv_prefix=str(csv_prefix), json_file=str(json_file), users=users,
                         spawn_rate=spawn_rate, run_time=run_time,
-                        proc_start=process_start(proc.pid))
+                        proc_start=process_start(proc.pid), rate=plan.rate, batch=plan.batch)
 
     def first_ack() -> bool:
         if proc.poll() is not None:
@@ -186,11 +203,13 @@ def running(handle: LoadHandle) -> bool:
 
 def stop(handle: LoadHandle, *, grace: float = STOP_GRACE) -> dict:
     """Stop Locust (SIGTERM, then SIGKILL after `grace` seconds) and summarise the run:
-    requests, failures, writes_acknowledged, writes_per_second, latency_ms {p50,p95,p99},
-    duration_seconds, users (plus stats_source: where the request statistics came from).
-    Safe to call on a load that already ended."""
+    requests, failures, writes_acknowledged, writes_per_second, latency_ms {p50,p95,p99}
+    (every request), write_latency_ms (write transactions only), duration_seconds, users,
+    target_writes_per_second and rows_per_transaction (plus stats_source: where the request
+    statistics came from). Safe to call on a load that already ended."""
     stopped = _terminate(handle, grace=grace)
     stats, source = _final_stats(handle)
+    writes, _ = _final_stats(handle, name="write")
     acks = read_acks(handle.ack_log, start=handle.ack_offset) if Path(handle.ack_log).exists() \
         else []
     span = (acks[-1].acked_at - acks[0].acked_at) if len(acks) > 1 else 0.0
@@ -200,8 +219,11 @@ def stop(handle: LoadHandle, *, grace: float = STOP_GRACE) -> dict:
         "writes_acknowledged": len(acks),
         "writes_per_second": round(len(acks) / span, 1) if span > 0 else 0.0,
         "latency_ms": stats["latency_ms"],
+        "write_latency_ms": writes["latency_ms"],
         "duration_seconds": round(max(0.0, stopped - handle.started_at), 3),
         "users": handle.users,
+        "target_writes_per_second": handle.rate,
+        "rows_per_transaction": handle.batch,
         "stats_source": source,
     }
 
@@ -252,14 +274,18 @@ def _reap(pid: int) -> None:
 
 
 # -- statistics --------------------------------------------------------------------------
-def _final_stats(handle: LoadHandle) -> tuple[dict, str]:
+def _final_stats(handle: LoadHandle, name: str | None = None) -> tuple[dict, str]:
+    """Every request's statistics, or only those of requests called `name`."""
     json_file = Path(handle.json_file)
     if json_file.exists():
         try:
-            return stats_from_json(json.loads(json_file.read_text())), "locust json"
-        except (ValueError, KeyError, TypeError):
+            entries = json.loads(json_file.read_text())
+            if name is not None:
+                entries = [e for e in entries if e.get("name") == name]
+            return stats_from_json(entries), "locust json"
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass
-    row = aggregated_row(Path(f"{handle.csv_prefix}_stats.csv"))
+    row = aggregated_row(Path(f"{handle.csv_prefix}_stats.csv"), name or "Aggregated")
     if row is not None:
         return stats_from_csv_row(row), "locust csv (may lag the end by ~1s)"
     return {"requests": 0, "failures": 0,
@@ -293,11 +319,12 @@ def stats_from_json(entries: list[dict]) -> dict:
     return {"requests": requests, "failures": failures, "latency_ms": latency}
 
 
-def aggregated_row(path: Path) -> dict | None:
+def aggregated_row(path: Path, name: str = "Aggregated") -> dict | None:
+    """The row `name` (by default Locust's "Aggregated" one) of a `_stats.csv`."""
     try:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                if row.get("Name") == "Aggregated":
+                if row.get("Name") == name:
                     return row
     except FileNotFoundError:
         return None
