@@ -110,3 +110,37 @@ def test_cluster_loss_rebuilds_the_cluster_from_the_bucket_through_the_kubernete
     assert world.server.store.list(SECRETS, "restore-test") == []
     assert json.loads((folder / "journal.json").read_text())["status"] == "completed"
     assert os.path.isdir(folder / "logs")
+
+
+def test_the_plugin_style_rebuilds_through_its_own_object_store(world, tmp_path):
+    """A second world would need a second sandbox: the plugin world reuses this one's (run
+    after the in-tree drill, it archives under that drill's new serverName)."""
+    from tests.test_cnpg_drills import PLUGIN_NAMESPACE
+
+    with cnpg_world(style="plugin", sandbox=world.sandbox, namespace=PLUGIN_NAMESPACE) as plugin:
+        old = source_cluster(plugin)
+        [own] = old["spec"]["plugins"]
+        old_server = own["parameters"]["serverName"]
+        plugin.server.reset_calls()
+        out = run_chaos(EXPERIMENT, drill_env(plugin, tmp_path), tmp_path)
+        evidence = newest_evidence(tmp_path / "reports")
+        assert out.returncode == 0 and evidence["verdict"] == "passed", \
+            (evidence.get("reasons"), out.stdout[-4000:], out.stderr[-3000:])
+        new = source_cluster(plugin)
+        [origin] = [e for e in new["spec"]["externalClusters"] if e["name"] == "origin"]
+        assert origin["plugin"]["parameters"] == {
+            "barmanObjectName": own["parameters"]["barmanObjectName"], "serverName": old_server}
+        assert new["spec"]["plugins"][0]["parameters"]["serverName"] == \
+            evidence["restore"]["rebuild"]["server_name_after"] != old_server
+        assert "backup" not in new["spec"]
+        assert evidence["rpo"]["lost_before_archived_end"] == 0
+        assert evidence["restore"]["rebuild"]["old_archive_untouched"] is True
+        for doc in plugin.operator.created_documents():
+            if doc.get("apiVersion", "").startswith("postgresql.cnpg.io"):
+                validate_manifest({k: v for k, v in doc.items() if k != "status"})
+        for call in plugin.server.calls:
+            scope = rbac.CLUSTER if call.resource == "namespaces" else rbac.scope_of(
+                world.namespace if call.namespace == PLUGIN_NAMESPACE else call.namespace,
+                source=world.namespace, restore="restore-test", operator="cnpg-system")
+            resource = call.resource + (f"/{call.subresource}" if call.subresource else "")
+            assert rbac.allows(scope, call.group, resource, call.verb, cluster_loss=True), call
