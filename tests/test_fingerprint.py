@@ -11,8 +11,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgdrill import fingerprint
 from pgdrill.errors import BadInput
 from pgdrill.fingerprint import (
+    HASH_RECORD,
+    MD5_TEXT,
     RangeFingerprint,
     TableFingerprint,
     compare_fingerprints,
@@ -28,10 +31,12 @@ sandbox_test = pytest.mark.sandbox
 
 # -- pure: compare_fingerprints and serialisation ---------------------------------------------
 
-def table_fp(name: str, ranges: list[tuple], key: str | None = "id") -> TableFingerprint:
+def table_fp(name: str, ranges: list[tuple], key: str | None = "id",
+             method: str = MD5_TEXT) -> TableFingerprint:
     rs = tuple(RangeFingerprint(lo, hi, rows, digest) for lo, hi, rows, digest in ranges)
     return TableFingerprint(table=name, key=key, rows=sum(r.rows for r in rs),
-                            digest=str(sum(int(r.digest) for r in rs)), ranges=rs)
+                            digest=str(sum(int(r.digest) for r in rs)), ranges=rs,
+                            method=method)
 
 
 BASE = [(None, 1, 0, "0"), (1, 51, 50, "1000"), (51, 101, 50, "2000"), (101, None, 0, "0")]
@@ -41,6 +46,7 @@ def test_identical_fingerprints_match():
     fp = {"public.t": table_fp("public.t", BASE)}
     report = compare_fingerprints(fp, dict(fp))
     assert report == {"match": True, "missing_tables": [], "unexpected_tables": [],
+                      "incomparable_tables": [],
                       "tables": [{"table": "public.t", "match": True, "expected_rows": 100,
                                   "actual_rows": 100, "compared_by": "ranges",
                                   "differing_ranges": []}]}
@@ -102,6 +108,42 @@ def test_dict_round_trip_through_json():
 def test_malformed_dict_is_bad_input():
     with pytest.raises(BadInput, match="malformed table fingerprint"):
         TableFingerprint.from_dict({"table": "public.t", "rows": 1})
+    data = table_fp("public.t", BASE).to_dict()
+    with pytest.raises(BadInput, match="unknown method 'sha1'"):
+        TableFingerprint.from_dict({**data, "method": "sha1"})
+
+
+def test_method_is_serialised_and_old_dicts_are_md5_text():
+    fp = table_fp("public.t", BASE, method=HASH_RECORD)
+    assert fp.to_dict()["method"] == HASH_RECORD
+    assert TableFingerprint.from_dict(json.loads(json.dumps(fp.to_dict()))) == fp
+    # A reference stored before fingerprints had a method was made by md5(row::text).
+    old = {k: v for k, v in table_fp("public.t", BASE).to_dict().items() if k != "method"}
+    assert TableFingerprint.from_dict(old).method == MD5_TEXT
+
+
+def test_fingerprints_of_different_methods_are_never_compared():
+    # Even identical digests do not match across methods: they are reported incomparable.
+    expected = {"public.t": table_fp("public.t", BASE, method=MD5_TEXT),
+                "public.u": table_fp("public.u", BASE, method=HASH_RECORD)}
+    actual = {"public.t": table_fp("public.t", BASE, method=HASH_RECORD),
+              "public.u": table_fp("public.u", BASE, method=HASH_RECORD)}
+    report = compare_fingerprints(expected, actual)
+    assert report["match"] is False
+    assert report["incomparable_tables"] == ["public.t"]
+    t, u = report["tables"]
+    assert t == {"table": "public.t", "match": False, "expected_rows": 100,
+                 "actual_rows": 100, "compared_by": "incomparable",
+                 "method_mismatch": {"expected": MD5_TEXT, "actual": HASH_RECORD},
+                 "differing_ranges": []}
+    assert u["match"] is True and u["compared_by"] == "ranges"
+
+
+def test_bad_method_and_parallel_are_bad_input():
+    with pytest.raises(BadInput, match="unknown fingerprint method 'crc'"):
+        fingerprint_table(None, "t", method="crc")
+    with pytest.raises(BadInput, match="parallel must be at least 1"):
+        fingerprint_tables(None, ["t"], parallel=0)
 
 
 # -- real PostgreSQL: a source database ("app") and a copy database ---------------------------
@@ -369,3 +411,229 @@ def test_empty_table_with_key_is_one_range_and_rows_in_the_copy_differ(pair):
     table = _one_table(compare_fingerprints({src.table: src}, {copy.table: copy}))
     assert table["differing_ranges"] == [{"lo": None, "hi": None, "expected_rows": 0,
                                           "actual_rows": 1}]
+
+
+# -- the hash_record_v1 method, its md5_text fallback, parallel readers -----------------------
+
+def _ident(name: str) -> sql.Identifier:
+    return sql.Identifier(name)
+
+
+def _compare(src: TableFingerprint, copy: TableFingerprint) -> dict:
+    return _one_table(compare_fingerprints({src.table: src}, {copy.table: copy}))
+
+
+@sandbox_test
+@pytest.mark.parametrize("method", [None, MD5_TEXT])
+@pytest.mark.parametrize("change", [
+    "UPDATE {} SET note = 'n' || id + 1 WHERE id = 500",       # a changed value
+    "DELETE FROM {} WHERE id = 500",                             # a deleted row
+    "INSERT INTO {} VALUES (10001, 0, 'extra', now())",          # an added row
+    "UPDATE {} SET id = -id WHERE id = 500",                     # a changed key
+])
+def test_each_method_detects_changed_deleted_and_added_rows(pair, method, change):
+    name = pair.table(ACCOUNTS, ROWS)
+    src = fingerprint_table(pair.src, name, method=method)
+    assert src.method == (method or HASH_RECORD)
+    assert fingerprint_like(pair.copy, src) == src
+    pair.copy.execute(sql.SQL(change).format(_ident(name)))
+    copy = fingerprint_like(pair.copy, src)
+    assert copy.method == src.method
+    table = _compare(src, copy)
+    assert table["match"] is False and table["compared_by"] == "ranges"
+    assert table["differing_ranges"]
+
+
+@sandbox_test
+def test_values_swapped_between_rows_are_detected(pair):
+    # hash_record_extended combines column hashes linearly, so a plain sum of row hashes
+    # cannot see two rows swapping one column's values; the digest's second sum can.
+    name = pair.table("a int, b int, c text",
+                      "SELECT g, g * 10, 't' || g FROM generate_series(1, 1000) AS g")
+    pair.copy.execute(sql.SQL("UPDATE {} SET b = CASE a WHEN 10 THEN 200 ELSE 100 END "
+                              "WHERE a IN (10, 20)").format(_ident(name)))
+    plain = sql.SQL("SELECT sum(hash_record_extended(r.*, 0)) FROM {} AS r").format(
+        _ident(name))
+    [(src_sum,)], [(copy_sum,)] = (c.execute(plain).fetchall() for c in (pair.src, pair.copy))
+    assert int(src_sum) % 2**64 == int(copy_sum) % 2**64  # equal modulo 2^64, as in digests
+    src, copy = pair.fingerprints(name)
+    assert src.method == copy.method == HASH_RECORD and src.key is None
+    assert src.rows == copy.rows and src.digest != copy.digest
+    assert _compare(src, copy)["match"] is False
+
+
+@sandbox_test
+def test_swapped_payloads_and_duplicates_are_detected_and_bisected(pair):
+    name = pair.table(ACCOUNTS, ROWS)
+    # Two rows exchange everything but their keys: same multiset of values, other rows.
+    pair.copy.execute(sql.SQL(
+        "UPDATE {t} AS x SET balance = y.balance, note = y.note, at = y.at FROM {t} AS y "
+        "WHERE (x.id, y.id) IN ((3000, 7000), (7000, 3000))").format(t=_ident(name)))
+    src, copy = pair.fingerprints(name)
+    table = _compare(src, copy)
+    assert [d["lo"] <= k < d["hi"] for d, k in zip(table["differing_ranges"], (3000, 7000))] \
+        == [True, True]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
+                             max_depth=20) == [(3000, 3001), (7000, 7001)]
+
+    # Without a key: {A, A, B} against {A, B, B} has the same count and distinct rows.
+    dup = pair.table("v text", "VALUES ('A'), ('A'), ('B')")
+    pair.copy.execute(sql.SQL("UPDATE {} SET v = 'B' WHERE ctid = (SELECT min(ctid) FROM {} "
+                              "WHERE v = 'A')").format(_ident(dup), _ident(dup)))
+    src, copy = pair.fingerprints(dup)
+    assert src.rows == copy.rows == 3 and _compare(src, copy)["match"] is False
+
+
+@sandbox_test
+@pytest.mark.parametrize("column", [
+    "j json", "p point", "js json[]", "ts tsvector", "pair fp_test_pair",
+])
+def test_types_without_an_extended_hash_fall_back_to_md5_text(pair, column):
+    for conn in (pair.src, pair.copy):
+        conn.execute("DO $$ BEGIN CREATE TYPE fp_test_pair AS (n int, j json); "
+                     "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    name = pair.table(f"id int PRIMARY KEY, {column}", "SELECT g FROM generate_series(1, 300) g")
+    col = column.split()[0]
+    empty = pair.table(f"id int PRIMARY KEY, {column}", "SELECT 1 WHERE false")
+    # decided by the column types, not by the rows: an empty table falls back as well
+    assert fingerprint_table(pair.src, empty).method == MD5_TEXT
+    src, copy = pair.fingerprints(name)
+    assert src == copy and src.method == MD5_TEXT and src.key == "id"
+    value = {"j": "'{\"a\": 1}'", "p": "point(1, 2)", "js": "ARRAY['[1]'::json]",
+             "ts": "'a b'::tsvector", "pair": "ROW(1, '{}')"}[col]
+    pair.copy.execute(sql.SQL("UPDATE {} SET {} = ").format(_ident(name), _ident(col))
+                      + sql.SQL(value + " WHERE id = 123"))
+    copy = fingerprint_like(pair.copy, src)
+    assert copy.method == MD5_TEXT
+    [diff] = _compare(src, copy)["differing_ranges"]
+    assert diff["lo"] <= 123 < diff["hi"]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
+                             max_depth=20) == [(123, 124)]
+
+
+@sandbox_test
+def test_not_null_domains_arrays_and_ranges_use_the_hash(pair):
+    for conn in (pair.src, pair.copy):
+        conn.execute("DO $$ BEGIN CREATE DOMAIN fp_test_posint AS int NOT NULL CHECK (VALUE > 0);"
+                     " EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    name = pair.table("id bigint PRIMARY KEY, d fp_test_posint, a int[], r int4range, "
+                      "u uuid, j jsonb, n numeric",
+                      "SELECT g, g, ARRAY[g, g + 1], int4range(g, g + 5), "
+                      "md5(g::text)::uuid, jsonb_build_object('g', g), g / 3.0 "
+                      "FROM generate_series(1, 500) g")
+    src, copy = pair.fingerprints(name)
+    assert src == copy and src.method == HASH_RECORD
+    pair.copy.execute(sql.SQL("UPDATE {} SET a = ARRAY[7, 7] WHERE id = 42").format(
+        _ident(name)))
+    assert _compare(src, fingerprint_like(pair.copy, src))["match"] is False
+
+
+@sandbox_test
+def test_like_uses_the_references_method_and_a_changed_type_is_incomparable(pair):
+    name = pair.table(ACCOUNTS, ROWS)
+    old = fingerprint_table(pair.src, name, method=MD5_TEXT)
+    # A reference stored before methods existed is md5_text and is compared as such.
+    stored = TableFingerprint.from_dict(
+        {k: v for k, v in old.to_dict().items() if k != "method"})
+    assert fingerprint_like(pair.copy, stored) == old
+    assert fingerprint_tables_like(pair.copy, {old.table: stored}) == {old.table: old}
+
+    new = fingerprint_table(pair.src, name)
+    assert new.method == HASH_RECORD and new.rows == old.rows and new.digest != old.digest
+    pair.copy.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN note TYPE json "
+                              "USING to_json(note)").format(_ident(name)))
+    copy = fingerprint_like(pair.copy, new)
+    assert copy.method == MD5_TEXT
+    report = compare_fingerprints({new.table: new}, {copy.table: copy})
+    assert report["match"] is False and report["incomparable_tables"] == [new.table]
+    assert _one_table(report)["method_mismatch"] == {"expected": HASH_RECORD,
+                                                     "actual": MD5_TEXT}
+    # Bisection then compares both sides by md5(row::text).
+    assert narrow_difference(pair.src, pair.copy, name, 1, 100, min_span=100) == [(1, 100)]
+
+
+@pytest.fixture
+def every_size_in_parallel(monkeypatch):
+    monkeypatch.setattr(fingerprint, "PARALLEL_MIN_BYTES", 0)
+
+
+class Opener:
+    """A `connect` callable to the source database that counts the connections it opened
+    and can run something first (in a connection of its own)."""
+
+    def __init__(self, sandbox, before=None):
+        self.sandbox, self.before, self.opened = sandbox, before, 0
+
+    def __call__(self) -> psycopg.Connection:
+        if self.before is not None and self.opened == 0:
+            with self.sandbox.connect(self.sandbox.primary(), "app") as other:
+                self.before(other)
+        self.opened += 1
+        return self.sandbox.connect(self.sandbox.primary(), "app")
+
+
+@sandbox_test
+@pytest.mark.parametrize("method", [None, MD5_TEXT])
+def test_parallel_readers_give_the_same_fingerprint(pair, sandbox, every_size_in_parallel,
+                                                    method):
+    a = pair.table(ACCOUNTS, ROWS)
+    b = pair.table("code text, n int", "SELECT 'c' || g, g FROM generate_series(1, 3000) g")
+    serial = fingerprint_tables(pair.src, [a, b], method=method, parallel=1)
+    for parallel in (2, 3):
+        opener = Opener(sandbox)
+        assert fingerprint_tables(pair.src, [a, b], method=method, parallel=parallel,
+                                  connect=opener) == serial
+        assert opener.opened == parallel - 1  # once for both tables
+        assert fingerprint_tables_like(pair.src, serial, parallel=parallel,
+                                       connect=Opener(sandbox)) == serial
+    opener = Opener(sandbox)
+    assert fingerprint_table(pair.src, a, method=method, connect=opener) == serial[f"public.{a}"]
+    assert opener.opened == fingerprint.DEFAULT_PARALLEL - 1
+    # Without `connect` there is one connection; a small table is not worth more.
+    assert fingerprint_table(pair.src, a, method=method, parallel=4) == serial[f"public.{a}"]
+
+
+@sandbox_test
+def test_parallel_readers_share_one_snapshot(pair, sandbox, every_size_in_parallel):
+    name = pair.table(ACCOUNTS, ROWS)
+    before = fingerprint_table(pair.src, name)
+
+    def change_every_row(conn):  # committed after the first reader's snapshot was taken
+        conn.execute(sql.SQL("UPDATE {} SET balance = balance + 1").format(_ident(name)))
+
+    opener = Opener(sandbox, before=change_every_row)
+    assert fingerprint_table(pair.src, name, parallel=3, connect=opener) == before
+    assert opener.opened == 2
+    after = fingerprint_table(pair.src, name)
+    assert after.rows == before.rows and after.digest != before.digest
+
+
+@sandbox_test
+def test_no_extra_readers_inside_the_callers_transaction(pair, every_size_in_parallel):
+    name = pair.table(ACCOUNTS, ROWS)
+
+    def refuse():
+        raise AssertionError("no other connection can see this transaction's changes")
+
+    with pytest.raises(_Rollback):
+        with pair.src.transaction():
+            pair.src.execute(sql.SQL("DELETE FROM {} WHERE id = 1").format(_ident(name)))
+            assert fingerprint_table(pair.src, name, parallel=4, connect=refuse).rows == 9999
+            raise _Rollback
+
+
+@sandbox_test
+def test_readers_that_cannot_connect_leave_the_work_to_the_others(pair, sandbox,
+                                                                  every_size_in_parallel):
+    name = pair.table(ACCOUNTS, ROWS)
+    serial = fingerprint_table(pair.src, name, parallel=1)
+
+    def fail():
+        raise psycopg.OperationalError("too many clients already")
+
+    assert fingerprint_table(pair.src, name, parallel=3, connect=fail) == serial
+    # A connection to another database cannot share the snapshot: that is an error.
+    primary = sandbox.primary()
+    with pytest.raises(psycopg.Error):
+        fingerprint_table(pair.src, name, parallel=2,
+                          connect=lambda: sandbox.connect(primary, "postgres"))
