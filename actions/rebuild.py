@@ -108,11 +108,16 @@ def rebuilt_checklist_passes(checklist: str = "experiments/checklists/app.yaml",
     The checklist's `isolated-from-source-archive` check is replaced by a built-in one,
     `archives-into-new-server-name`: the rebuilt cluster archives, but only into its new
     serverName (its archive_command names it and not the old one)."""
-    from pgdrill.amcheck import run_amcheck
-    from pgdrill.checklist import CheckResult, describe_failures, load_checklist, run_checklist
-    from probes.verify import amcheck_check
-
     import dataclasses
+
+    from pgdrill.amcheck import run_amcheck
+    from pgdrill.checklist import (
+        CheckResult,
+        describe_failures,
+        load_checklist,
+        run_checklist,
+    )
+    from probes.verify import amcheck_check
 
     plan = load_checklist(checklist)
     plan = dataclasses.replace(plan, checks=tuple(c for c in plan.checks
@@ -153,7 +158,11 @@ def rebuilt_fingerprints_match(label: str = "before-destroy", database: str = "a
     """Compare the rebuilt primary's table fingerprints with those captured under `label`
     (probes.verify.capture_fingerprints right before the destruction); records
     `fingerprints` and fails naming each table and key range that differs."""
-    from pgdrill.fingerprint import TableFingerprint, compare_fingerprints, fingerprint_tables_like
+    from pgdrill.fingerprint import (
+        TableFingerprint,
+        compare_fingerprints,
+        fingerprint_tables_like,
+    )
 
     ctx = run_context(configuration)
     stored = (ctx.read().get("fingerprints_reference") or {}).get(label)

@@ -16,7 +16,13 @@ from pgdrill import policy
 from pgdrill.chaos.preflight import check_environment
 from pgdrill.errors import PreflightRefused
 from pgdrill.targets.sandbox import postgres
-from tests.conftest import REPO, newest_evidence, newest_run_folder, run_chaos, running_sandbox
+from tests.conftest import (
+    REPO,
+    newest_evidence,
+    newest_run_folder,
+    run_chaos,
+    running_sandbox,
+)
 from tests.test_evidence import validate
 
 EXPERIMENT = "experiments/cluster-loss.json"
@@ -211,8 +217,8 @@ def test_a_destroyed_sandbox_is_not_healed_refuses_drills_and_comes_back_only_by
     """The target's operations directly: the supervisor acknowledges the destruction and
     heals nothing (the events say so; no data directory reappears), a drill's preflight is
     refused naming the destruction, an explicit rebuild brings the cluster back."""
-    from pgdrill.restore_plan import choose_backup
     from pgdrill.model import RecoveryTarget
+    from pgdrill.restore_plan import choose_backup
 
     own_sandbox.wait_ready(timeout=300)
     backup = choose_backup(own_sandbox.list_backups(), RecoveryTarget())

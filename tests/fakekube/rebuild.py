@@ -122,8 +122,8 @@ class RebuildMixin:
         recovery = spec["bootstrap"]["recovery"]
         state = self.sandbox.layout.read()
         if (spec.get("instances") or 1) != len(state.instances) or recovery.get("backup"):
-            return "not emulated by the fake operator: instances != the sandbox's, or " \
-                   "recovery.backup", None
+            return ("not emulated by the fake operator: instances != the sandbox's, or "
+                    "recovery.backup"), None
         ext = next((e for e in spec.get("externalClusters") or []
                     if e.get("name") == recovery.get("source")), None)
         if not recovery.get("source") or ext is None:
@@ -158,12 +158,12 @@ class RebuildMixin:
         except Exception as exc:  # noqa: BLE001 - the operator says why, as CNPG would
             return f"invalid backup configuration: {message(exc)}", None
         if archives_into(cluster, old, stores):
-            return f"WAL archive check failed for server {new.server_name}: Expected empty " \
-                   "archive", None
+            return (f"WAL archive check failed for server {new.server_name}: Expected empty "
+                    "archive"), None
         if split_destination(new.destination_path) != split_destination(old.destination_path) \
                 or (new.endpoint_url or "") != (old.endpoint_url or ""):
-            return "not emulated by the fake operator: archiving outside the sandbox's " \
-                   "bucket folder", None
+            return ("not emulated by the fake operator: archiving outside the sandbox's "
+                    "bucket folder"), None
         return None, new
 
     def _rebuild_done(self, cluster: dict, work: Future) -> None:

@@ -12,9 +12,18 @@ from datetime import UTC, datetime
 from pgdrill.console import say
 from pgdrill.errors import DeadlineExceeded, TargetError
 from pgdrill.model import Backup, RecoveryTarget, RestoreResult, Role
-from pgdrill.targets.cnpg.kube import CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION
+from pgdrill.targets.cnpg.kube import (
+    CNPG_GROUP,
+    CNPG_VERSION,
+    PLUGIN_GROUP,
+    PLUGIN_VERSION,
+)
 from pgdrill.targets.cnpg.manifests import (
-    archives_into, read_source, rebuild_manifest, rebuilt_server_name, validate_manifest,
+    archives_into,
+    read_source,
+    rebuild_manifest,
+    rebuilt_server_name,
+    validate_manifest,
 )
 from pgdrill.targets.cnpg.restore import restore_phases
 from pgdrill.targets.cnpg.status import UNRECOVERABLE, unhealthy_reasons
@@ -141,7 +150,8 @@ class CnpgRebuild:
                     seen[last["phase"]] = round(seen.get(last["phase"], 0) + now - last["at"], 3)
                 last.update(phase=phase, at=now)
                 reason = status.get("phaseReason")
-                say(f"  rebuilt {self.config.cluster}: {phase}" + (f" ({reason})" if reason else ""))
+                say(f"  rebuilt {self.config.cluster}: {phase}"
+                    + (f" ({reason})" if reason else ""))
             if phase == UNRECOVERABLE:
                 raise TargetError(f"CNPG gave up on the rebuilt Cluster {where}: "
                                   f"{status.get('phaseReason') or phase}",

@@ -21,7 +21,13 @@ from pathlib import Path
 
 from pgdrill.console import Stopwatch, say
 from pgdrill.errors import TargetError
-from pgdrill.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget, RestoreResult
+from pgdrill.model import (
+    READY_PHASE,
+    RESTORE_PHASE,
+    Backup,
+    RecoveryTarget,
+    RestoreResult,
+)
 from pgdrill.procs import pid_alive
 from pgdrill.targets.cnpg.manifests import rebuilt_server_name
 from pgdrill.targets.sandbox import barman, postgres, s3
