@@ -31,9 +31,12 @@ The scans run with index, index-only and bitmap scans off and PostgreSQL's own p
 query left as the server has it (a plain query); `row_scan_1proc` is row_scan with no
 parallel workers, to compare one process with one connection.
 
-fingerprint_vs_seqscan = row_scan seconds / fingerprint seconds (a throughput ratio: 1.0 is
-"as fast as reading every value"); fingerprint_vs_naive = naive / fingerprint. `ratios` has
-the others (against count(*), the text scan, per process).
+fingerprint_vs_seqscan = text_scan seconds / fingerprint seconds (a throughput ratio): the
+issue's goal (>= 0.7) was set against this scan, whose 0.43 s for 1M rows is the "bare
+sequential scan" of its measured 0.39x. fingerprint_vs_row_scan = row_scan / fingerprint is
+the stricter one ("as fast as reading every value without converting it"), reported beside
+it; fingerprint_vs_naive = naive / fingerprint. `ratios` has the others (against count(*),
+per process).
 """
 
 from __future__ import annotations
@@ -137,8 +140,9 @@ def measure_fingerprints(conn: psycopg.Connection, table: str,
         "mb_per_s": {q: round(mb / s, 1) for q, s in seconds.items()},
         "fingerprint_rows_per_s": round(rows / seconds["fingerprint"]),
         "fingerprint_mb_per_s": round(mb / seconds["fingerprint"], 1),
-        "seqscan": "row_scan",  # what fingerprint_vs_seqscan compares with
-        "fingerprint_vs_seqscan": ratio("row_scan", "fingerprint"),
+        "seqscan": "text_scan",  # what fingerprint_vs_seqscan compares with (the issue's)
+        "fingerprint_vs_seqscan": ratio("text_scan", "fingerprint"),
+        "fingerprint_vs_row_scan": ratio("row_scan", "fingerprint"),
         "fingerprint_vs_naive": ratio("naive", "fingerprint"),
         "ratios": {
             "fingerprint_vs_tuple_scan": ratio("tuple_scan", "fingerprint"),

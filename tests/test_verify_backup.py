@@ -225,14 +225,19 @@ def test_a_target_time_without_offset_is_bad_input():
 def test_changes_name_added_removed_and_changed_tables():
     from pgdrill.verify.tables import changes, describe_changes
 
-    before = {"a.public.t": {"rows": 1, "sha256": "x"}, "a.public.gone": {"rows": 2, "sha256": "y"},
-              "a.public.same": {"rows": 3, "sha256": "z"}}
-    after = {"a.public.t": {"rows": 2, "sha256": "x2"}, "a.public.new": {"rows": 0, "sha256": "n"},
-             "a.public.same": {"rows": 3, "sha256": "z"}}
+    m = "hash_record_v1"
+    before = {"a.public.t": {"rows": 1, "sha256": "x", "method": m},
+              "a.public.gone": {"rows": 2, "sha256": "y", "method": m},
+              "a.public.same": {"rows": 3, "sha256": "z", "method": m},
+              "a.public.old": {"rows": 3, "sha256": "o"}}
+    after = {"a.public.t": {"rows": 2, "sha256": "x2", "method": m},
+             "a.public.new": {"rows": 0, "sha256": "n", "method": m},
+             "a.public.same": {"rows": 3, "sha256": "z", "method": m},
+             "a.public.old": {"rows": 3, "sha256": "o2", "method": m}}
     diff = changes(before, after)
     assert diff == {"added": ["a.public.new"], "removed": ["a.public.gone"],
                     "changed": [{"table": "a.public.t", "rows_before": 1, "rows_after": 2}],
-                    "unchanged": 1}
+                    "unchanged": 1, "incomparable": ["a.public.old"]}
     assert "1 changed (a.public.t 1→2 rows)" in describe_changes(diff)
     assert changes(None, after) is None
 

@@ -30,15 +30,17 @@ def user_tables(conn: psycopg.Connection) -> list[str]:
         "ORDER BY 1, 2", (list(SYSTEM_SCHEMAS),)).fetchall()]
 
 
-def table_sha256(table: str, rows: int, digest: str) -> str:
-    """One sha256 per table: of its qualified name, row count and order-independent row
-    digest (pgdrill.fingerprint), so two verifications compare with one string."""
-    return hashlib.sha256(f"{table}\n{rows}\n{digest}".encode()).hexdigest()
+def table_sha256(table: str, rows: int, digest: str, method: str) -> str:
+    """One sha256 per table: of its qualified name, row count, fingerprint method and
+    order-independent row digest (pgdrill.fingerprint), so two verifications compare with
+    one string."""
+    return hashlib.sha256(f"{table}\n{rows}\n{method}\n{digest}".encode()).hexdigest()
 
 
 def fingerprint_all(connect: Callable[[str], psycopg.Connection]) -> dict[str, dict]:
-    """{"db.schema.table": {"rows", "sha256"}} for every table of every database;
-    `connect(dbname)` opens a connection."""
+    """{"db.schema.table": {"rows", "sha256", "method"}} for every table of every database;
+    `connect(dbname)` opens a connection (also the extra ones that read a large table in
+    parallel, in the same snapshot)."""
     with connect("postgres") as conn:
         names = databases(conn)
     result: dict[str, dict] = {}
@@ -47,25 +49,34 @@ def fingerprint_all(connect: Callable[[str], psycopg.Connection]) -> dict[str, d
             tables = user_tables(conn)
             if not tables:
                 continue
-            for fp in fingerprint_tables(conn, tables, buckets=1).values():
+            prints = fingerprint_tables(conn, tables, buckets=1,
+                                        connect=lambda db=dbname: connect(db))
+            for fp in prints.values():
                 qualified = f"{dbname}.{fp.table}"
-                result[qualified] = {"rows": fp.rows,
-                                     "sha256": table_sha256(qualified, fp.rows, fp.digest)}
+                result[qualified] = {"rows": fp.rows, "method": fp.method,
+                                     "sha256": table_sha256(qualified, fp.rows, fp.digest,
+                                                            fp.method)}
     return dict(sorted(result.items()))
 
 
 def changes(previous: Mapping[str, dict] | None, current: Mapping[str, dict]) -> dict | None:
-    """What changed between two verifications' tables (None without a previous one)."""
+    """What changed between two verifications' tables (None without a previous one). A
+    table fingerprinted by another method then (an older pgdrill) is `incomparable`, never
+    counted as changed or unchanged."""
     if previous is None:
         return None
     added = sorted(set(current) - set(previous))
     removed = sorted(set(previous) - set(current))
+    both = sorted(set(current) & set(previous))
+    incomparable = [name for name in both
+                    if previous[name].get("method") != current[name].get("method")]
     changed = [{"table": name, "rows_before": previous[name].get("rows"),
                 "rows_after": current[name].get("rows")}
-               for name in sorted(set(current) & set(previous))
-               if previous[name].get("sha256") != current[name].get("sha256")]
-    unchanged = len(set(current) & set(previous)) - len(changed)
-    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+               for name in both if name not in incomparable
+               and previous[name].get("sha256") != current[name].get("sha256")]
+    unchanged = len(both) - len(changed) - len(incomparable)
+    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+            "incomparable": incomparable}
 
 
 def describe_changes(diff: dict | None) -> str:
@@ -81,5 +92,8 @@ def describe_changes(diff: dict | None) -> str:
         parts.append(f"{len(diff['added'])} new ({', '.join(diff['added'][:5])})")
     if diff["removed"]:
         parts.append(f"{len(diff['removed'])} gone ({', '.join(diff['removed'][:5])})")
+    if diff.get("incomparable"):
+        parts.append(f"{len(diff['incomparable'])} not comparable (fingerprinted by another "
+                     "method then)")
     parts.append(f"{diff['unchanged']} unchanged")
     return "since the last verification: " + "; ".join(parts)
