@@ -243,3 +243,60 @@ def test_a_destroyed_sandbox_is_not_healed_refuses_drills_and_comes_back_only_by
     assert len(report.instances) == len(state.instances)
     with pytest.raises(Exception, match="not destroyed"):
         own_sandbox.rebuild_from_backup(backup, timeout=60)
+    # later backups go into the new serverName, and only its backups are the cluster's
+    assert own_sandbox.list_backups() == []
+    taken = own_sandbox.backup(timeout=300)
+    assert [b.id for b in own_sandbox.list_backups()] == [taken.id]
+    assert taken.id != backup.id
+
+
+@pytest.mark.sandbox
+def test_a_signal_mid_rebuild_still_leaves_a_rebuilt_cluster(own_sandbox, env, tmp_path):
+    """SIGINT while the rebuild restores the base backup: the rollbacks stop the load and
+    rebuild the cluster again from the OLD archive (the cut attempt changed nothing the
+    retry reads), the verdict is interrupted, and no destroyed cluster is left behind."""
+    import signal
+    import subprocess
+
+    from pgdrill.waiting import poll_until
+    from tests.conftest import CHAOS
+
+    own_sandbox.wait_ready(timeout=300)
+    before = own_sandbox.layout.read()
+    drill = subprocess.Popen(
+        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
+         str(tmp_path / "journal.json"), EXPERIMENT],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def mid_rebuild():
+        folders = [p for p in (tmp_path / "reports").glob("*") if p.is_dir()]
+        try:
+            context = json.loads((folders[0] / "context.json").read_text())
+        except (IndexError, OSError, ValueError):
+            return None
+        current = (context.get("current_activity") or {}).get("name")
+        data = own_sandbox.layout.data_dir(before.primary_name)
+        return folders[0] if current == "rebuild-cluster-from-bucket" and data.is_dir() \
+            else None
+
+    try:
+        folder = poll_until(mid_rebuild, timeout=300, interval=0.05,
+                            what="the drill's rebuild to restore the base backup")
+        drill.send_signal(signal.SIGINT)
+        output, _ = drill.communicate(timeout=600)
+    finally:
+        drill.kill()
+    assert "verdict: INTERRUPTED" in output, output[-3000:]
+    evidence = json.loads((folder / "evidence.json").read_text())
+    validate(evidence)
+    assert evidence["verdict"] == "interrupted"
+    assert evidence["interruption"]["during"] == "rebuild-cluster-from-bucket"
+    journal = json.loads((folder / "journal.json").read_text())
+    assert [(r["activity"]["name"], r["status"]) for r in journal["rollbacks"]] == [
+        ("stop-load", "succeeded"), ("rebuild-if-still-destroyed", "succeeded")]
+    after = own_sandbox.layout.read()
+    assert after.destroyed_at is None and after.server_name != before.archive_server
+    rebuild = evidence["restore"]["rebuild"]
+    assert rebuild["server_name_before"] == before.archive_server
+    assert rebuild["old_archive_untouched"] is True
+    own_sandbox.wait_ready(timeout=300)

@@ -192,14 +192,7 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
         cluster.append_conf(data, {"restore_command": ""})
         with cluster.connect(primary) as conn:
             conn.execute("SELECT pg_reload_conf()")
-        with layout.locked():
-            fresh = layout.read()
-            fresh.server_name = new_name
-            for name, inst in fresh.instances.items():
-                inst.role, inst.needs_rebuild = ("primary" if name == primary else "replica"), False
-            layout.write(fresh)
-        cluster = _cluster(layout)
-        cluster.wait_archiving(primary)
+        cluster.wait_archiving(primary)  # a segment of the new timeline in the new folder
         s3.write_marker(new.endpoint_url, new.bucket, new_name,
                         {"cluster": state.cluster, "rebuilt_from": old.server_name,
                          "backup": backup.id, "at": datetime.now(UTC).isoformat()},
@@ -210,10 +203,15 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
             cluster.clone_replica(name, primary)
             poll_until(lambda n=name: replica_streaming(cluster, n), timeout=120,
                        what=f"{name} to stream from {primary}")
+    # only now, in one write: a rebuild cut short leaves the cluster destroyed, still with
+    # its old serverName, so that the next attempt restores from the old archive again
     with layout.locked():
         fresh = layout.read()
-        fresh.destroyed_at = None
+        fresh.server_name, fresh.destroyed_at = new_name, None
+        for name, inst in fresh.instances.items():
+            inst.role, inst.needs_rebuild = ("primary" if name == primary else "replica"), False
         layout.write(fresh)
+    cluster = _cluster(layout)
     layout.record_event("cluster_rebuilt", message=f"rebuilt from backup {backup.id} of "
                         f"{old.server_name}; archiving into {new_name}", backup=backup.id,
                         old_server_name=old.server_name, server_name=new_name)
