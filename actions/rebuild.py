@@ -248,7 +248,6 @@ def checks_before_destroying(target, ctx, configuration: dict | None, min_writes
     """Everything that must hold before a cluster may be destroyed, checked in order; the
     first that fails raises and nothing is destroyed. Returns the facts (the old archive's
     location, the backup the rebuild can start from, the archived end)."""
-    from actions.backup import wait_archived
     from pgdrill import policy
     from pgdrill.restore_checks import backup_destination
     from pgdrill.restore_plan import choose_backup
@@ -266,13 +265,28 @@ def checks_before_destroying(target, ctx, configuration: dict | None, min_writes
         sealed = time.time()  # every write acknowledged before this precedes the switch
         lsn = str(conn.execute("SELECT pg_switch_wal()").fetchone()[0])
         segment = conn.execute("SELECT pg_walfile_name(%s::pg_lsn - 1)", (lsn,)).fetchone()[0]
-        wait_archived(conn, segment, timeout=archive_timeout)
+        _wait_archived(conn, segment, archive_timeout, location.archive)
     say(f"checks passed: backup {backup.id} in {location.archive}, {writes} writes "
         f"acknowledged since it ended, WAL archived up to {lsn} ({segment})")
     return {"location": location, "archive_location": location.describe(),
             "backup_id": backup.id, "writes_after_backup": writes,
             "archived_end": {"lsn": lsn, "segment": segment, "epoch": sealed,
                              "at": datetime.fromtimestamp(sealed, UTC).isoformat()}}
+
+
+def _wait_archived(conn, segment: str, timeout: float, archive: str) -> None:
+    """Poll pg_stat_archiver until `segment` (or a later one) is archived: the proof that the
+    WAL archive works, taken right before the destruction."""
+    from pgdrill.waiting import poll_until
+
+    def archived() -> bool:
+        last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        return bool(last) and last[:24] >= segment
+
+    poll_until(archived, timeout=timeout, interval=0.2,
+               what=f"WAL segment {segment} to be archived into {archive} (nothing is "
+                    f"destroyed while the WAL archive does not work)",
+               fix="check WAL archiving: pg_stat_archiver on the primary, the object store")
 
 
 def _writes_after(load: dict, since: float, wanted: int) -> int:

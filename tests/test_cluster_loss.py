@@ -68,6 +68,74 @@ def test_whole_cluster_destruction_is_for_develop_and_staging_only(tmp_path):
     assert "never destroyed" in refused.value.fix
 
 
+class StubTarget:
+    """Just enough of a target for destroy_cluster's checks; records a destruction."""
+
+    def __init__(self, backups, archived_wal="000000010000000000000001"):
+        self.backups, self.archived_wal, self.destroyed = backups, archived_wal, False
+
+    def check_ready(self):
+        pass
+
+    def bucket_location(self):
+        return type("Location", (), {"archive": "s3://bucket/app-db/"})()
+
+    def backup_destination(self):
+        return "s3://bucket/app-db/"
+
+    def list_backups(self):
+        return self.backups
+
+    def primary(self):
+        return None
+
+    def connect(self, instance, dbname=None):
+        stub = self
+
+        class Conn:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def execute(self, sql, params=None):
+                value = {"pg_switch_wal": "0/3000060", "pg_walfile_name":
+                         "000000010000000000000003"}
+                key = next((k for k in value if k in sql), None)
+                row = (value[key],) if key else (stub.archived_wal,)
+                return type("Cursor", (), {"fetchone": lambda self: row})()
+
+        return Conn()
+
+    def destroy_cluster(self):
+        self.destroyed = True
+        raise AssertionError("destroyed although a check failed")
+
+
+@pytest.mark.parametrize("backups, needle", [
+    ([], "no completed backup"),
+    (None, "to be archived"),  # a backup, but the sealed segment never reaches the archive
+])
+def test_nothing_is_destroyed_when_a_check_fails(monkeypatch, tmp_path, backups, needle):
+    from datetime import UTC, datetime
+
+    from chaoslib.exceptions import ActivityFailed
+
+    import actions.faults
+    from pgdrill.model import Backup
+    from pgdrill.runcontext import RUN_DIR_KEY
+
+    done = Backup(id="20261201T000000", status="DONE", begin_time=datetime.now(UTC),
+                  end_time=datetime.now(UTC))
+    stub = StubTarget([done] if backups is None else backups)
+    monkeypatch.setattr(actions.faults, "ready_target", lambda *a: stub)
+    with pytest.raises(ActivityFailed, match=needle):
+        actions.faults.destroy_cluster(archive_timeout_seconds=1, configuration={
+            RUN_DIR_KEY: str(tmp_path), "environment": "staging"})
+    assert stub.destroyed is False
+
+
 # -- the drill on a real sandbox -----------------------------------------------------------------
 @pytest.mark.sandbox
 def test_production_is_refused_and_nothing_is_destroyed(own_sandbox, env, tmp_path):
