@@ -136,7 +136,16 @@ def destroy_cluster(min_writes_after_backup: int = 20, archive_timeout_seconds: 
                                        int(min_writes_after_backup),
                                        float(archive_timeout_seconds))
     started = (time.time(), time.monotonic())
-    destroyed = target.destroy_cluster()
+    try:
+        destroyed = target.destroy_cluster()
+    except BaseException as exc:  # half-destroyed is destroyed: the evidence and rollback know
+        ctx.update(fault={**{k: v for k, v in checked.items() if k != "location"},
+                          "kind": "destroy_cluster", "role": "cluster",
+                          "instance": (configuration or {}).get("cluster") or "?",
+                          "at": datetime.fromtimestamp(started[0], UTC).isoformat(),
+                          "epoch": started[0], "monotonic": started[1],
+                          "destroy_error": str(exc) or type(exc).__name__})
+        raise
     ended = time.time()
     listing = old_archive_listing(checked["location"])
     record = {**{k: v for k, v in checked.items() if k != "location"},

@@ -52,6 +52,8 @@ def rebuild_cluster_from_bucket(timeout_seconds: int = 900, first_backup: bool =
     backup = choose_backup(list_store_backups(old.client(), old.destination_path,
                                               old.server_name), RecoveryTarget(),
                            where=old.archive)
+    # the old folder as the destruction left it (taken now if the destruction was cut short)
+    at_destroy = fault.get("old_archive_at_destroy") or old_archive_listing(old)
     latest = RecoveryTarget().to_dict()
     record = {"backup_id": backup.id, "target": latest, "requested": latest,
               "started_at": None, "phases": {}, "kind": "rebuild_from_bucket"}
@@ -72,9 +74,9 @@ def rebuild_cluster_from_bucket(timeout_seconds: int = 900, first_backup: bool =
     after = old_archive_listing(old)
     rebuild = {"server_name_before": old.server_name, "server_name_after": new.server_name,
                "archive_before": old.archive, "archive_after": new.archive,
-               "old_archive_at_destroy": fault["old_archive_at_destroy"],
+               "old_archive_at_destroy": at_destroy,
                "old_archive_after_rebuild": after,
-               "old_archive_untouched": after == fault["old_archive_at_destroy"],
+               "old_archive_untouched": after == at_destroy,
                "new_archive_objects": old_archive_listing(new)["objects"]}
     record.update(reached=reached.to_dict(), position_ok=mismatch is None,
                   position_error=mismatch, rebuild=rebuild)
@@ -84,7 +86,7 @@ def rebuild_cluster_from_bucket(timeout_seconds: int = 900, first_backup: bool =
         problems.append(f"the rebuilt cluster archives into the old folder {old.archive}")
     if not rebuild["old_archive_untouched"]:
         problems.append(f"the old archive {old.archive} changed after the destruction "
-                        f"({fault['old_archive_at_destroy']['objects']} objects then, "
+                        f"({at_destroy['objects']} objects then, "
                         f"{after['objects']} now)")
     if not rebuild["new_archive_objects"]:
         problems.append(f"the rebuilt cluster archived nothing into {new.archive}")
@@ -205,7 +207,7 @@ def lost_writes_after_rebuild(configuration: Configuration = None,
                        fix="start it with actions.load.start_load")
     acks = read_acks(log)  # before the rows: every ack read was committed before the query
     present = present_writes(target, target.primary())
-    report = measure_rpo(acks, present, float(fault["destroyed_epoch"]),
+    report = measure_rpo(acks, present, float(fault.get("destroyed_epoch") or fault["epoch"]),
                          reference_kind="cluster destroyed")
     sealed = fault["archived_end"]
     promised = measure_rpo(acks, present, float(sealed["epoch"]), reference_kind="archived end")
