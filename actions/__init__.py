@@ -1,11 +1,6 @@
-"""pgdrill's Chaos Toolkit actions: backups, faults and restores. The engine is `pgdrill`."""
+"""pgdrill's Chaos Toolkit actions: backups, faults, restores and the cluster rebuild. The engine
+is `pgdrill`; `discover` (for `chaos discover`) is pgdrill.chaos.discovery's."""
+
+from pgdrill.chaos.discovery import discover
 
 __all__ = ["discover"]
-
-
-def discover(discover_system: bool = True) -> dict:
-    """Discover pgdrill's activities for `chaos discover` (whichever top-level package of the
-    pgdrill distribution it picks)."""
-    from pgdrill.chaos.discovery import discover as discover_all
-
-    return discover_all(discover_system)

@@ -5,9 +5,16 @@ __version__ = "0.1.0"
 __all__ = ["discover"]
 
 
-def discover(discover_system: bool = True) -> dict:
-    """Discover pgdrill's activities for `chaos discover` (whichever top-level package of the
-    pgdrill distribution it picks)."""
-    from pgdrill.chaos.discovery import discover as discover_all
+def __getattr__(name: str):
+    # `discover` (for `chaos discover`) is pgdrill.chaos.discovery's, imported on first use:
+    # everything imports pgdrill, and chaoslib costs ~50 ms to import.
+    if name == "discover":
+        from pgdrill.chaos.discovery import discover
 
-    return discover_all(discover_system)
+        return discover
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # chaoslib finds `discover` through dir(), so it is listed before it is imported
+    return sorted({*globals(), *__all__})

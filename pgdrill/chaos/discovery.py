@@ -1,6 +1,14 @@
-"""`chaos discover --no-install pgdrill`: every pgdrill activity with its docstring."""
+"""`chaos discover --no-install pgdrill`: every pgdrill activity with its docstring.
+
+The one `discover()`: the packages of the pgdrill distribution (`pgdrill`, `actions`,
+`probes`) re-export it, since Chaos Toolkit picks whichever top-level package it finds first.
+The activity modules are read from the `actions` and `probes` packages themselves, so a new
+module is discovered without being listed here."""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from chaoslib.discovery.discover import (
     discover_actions, discover_probes, initialize_discovery_result,
@@ -8,15 +16,22 @@ from chaoslib.discovery.discover import (
 
 from pgdrill import __version__
 
-ACTION_MODULES = ("actions.backup", "actions.faults", "actions.load", "actions.restore")
-PROBE_MODULES = ("probes.backup", "probes.cluster", "probes.sql", "probes.verify")
+__all__ = ["activity_modules", "discover"]
+
+ACTIVITY_PACKAGES = {"actions": discover_actions, "probes": discover_probes}
+
+
+def activity_modules(package: str) -> list[str]:
+    """Every public module of an activity package (`actions` or `probes`), sorted."""
+    path = importlib.import_module(package).__path__
+    return sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path)
+                  if not info.name.startswith("_"))
 
 
 def discover(discover_system: bool = True) -> dict:
     """Discover pgdrill's actions and probes."""
     discovery = initialize_discovery_result("pgdrill", __version__, "pgdrill")
-    for module in ACTION_MODULES:
-        discovery["activities"].extend(discover_actions(module))
-    for module in PROBE_MODULES:
-        discovery["activities"].extend(discover_probes(module))
+    for package, discover_activities in ACTIVITY_PACKAGES.items():
+        for module in activity_modules(package):
+            discovery["activities"].extend(discover_activities(module))
     return discovery
