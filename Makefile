@@ -4,7 +4,7 @@ VENV ?= .venv
 EXPERIMENT ?= experiments/pvc-loss.json
 CHAOS = $(VENV)/bin/chaos --no-version-check --log-file reports/chaostoolkit.log
 
-.PHONY: drill test test-fast bench venv clean sandbox-down
+.PHONY: drill test test-fast bench venv clean sandbox-down experiments
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test: venv
 ## Unit tests only (no sandbox).
 test-fast: venv
 	$(VENV)/bin/python -m pytest -ra -m "not sandbox" $(PYTEST_ARGS)
+
+## Regenerate experiments/*.json from experiments/_template/ (README, Writing experiments);
+## tests/test_experiments.py fails while a committed experiment differs from this output.
+experiments: venv
+	$(VENV)/bin/python -m pgdrill.experiments
 
 ## Benchmarks (not timed tests), side by side on a real sandbox at ~100 MB and ~1 GB:
 ## pgdrill's restore path vs the raw tools, parallel WAL fetch, fingerprints, load.

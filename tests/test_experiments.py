@@ -1,5 +1,6 @@
-"""Every shipped experiment must load and validate as Chaos Toolkit would run it, and every
-activity must be documented (its docstring is what `chaos discover` shows)."""
+"""Every shipped experiment must load and validate as Chaos Toolkit would run it, be exactly
+what experiments/_template/ generates, and every activity must be documented (its docstring is
+what `chaos discover` shows)."""
 
 import importlib
 import inspect
@@ -8,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from chaoslib.experiment import ensure_experiment_is_valid
+
+from pgdrill import experiments as generator
+from pgdrill.errors import BadInput
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(Path("experiments").glob("*.json"))
@@ -101,3 +105,94 @@ def test_cluster_loss_destroys_only_after_a_backup_and_rebuilds_and_verifies():
         <= set(funcs[funcs.index("rebuild_cluster_from_bucket"):])
     rollbacks = [a["provider"]["func"] for a in experiment["rollbacks"]]
     assert rollbacks == ["stop_load", "rebuild_if_destroyed"]
+
+
+def test_committed_experiments_are_the_generated_ones():
+    """experiments/<name>.json are generated from experiments/_template/ (the shared blocks
+    once, drills/<name>.json for what differs): a hand edit, or a template edit without
+    regenerating, fails here."""
+    problems = generator.stale()
+    if problems:
+        pytest.fail("experiments/*.json differ from what experiments/_template/ generates: "
+                    "edit the template (not the generated file), run `make experiments` (or "
+                    "`.venv/bin/python -m pgdrill.experiments`) and commit both\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+def test_every_experiment_has_a_drill_source_and_the_shared_blocks():
+    sources = {p.stem for p in generator.drill_sources()}
+    assert sources == {p.stem for p in EXPERIMENTS}
+    skeleton = json.loads(Path("experiments/_template/experiment.json").read_text())
+    for path in EXPERIMENTS:
+        experiment = json.loads(path.read_text())
+        for block in ("controls", "runtime", "steady-state-hypothesis", "contributions"):
+            assert experiment[block] == skeleton[block], f"{path.stem}: {block}"
+        shared = {k: v for k, v in skeleton["configuration"].items() if not k.startswith("{{")}
+        assert list(experiment["configuration"])[:len(shared)] == list(shared)
+        assert {k: experiment["configuration"][k] for k in shared} == shared
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_a_drill_that_starts_load_stops_it_first_in_its_rollbacks(path):
+    experiment = json.loads(path.read_text())
+    funcs = [a["provider"]["func"] for a in experiment["method"]]
+    assert funcs[0] == "start_load"
+    assert experiment["rollbacks"][0]["provider"]["func"] == "stop_load"
+
+
+def _template(tmp_path, drill, name="x"):
+    """A copy of the real template in tmp_path with one drill source."""
+    template = tmp_path / "experiments" / "_template"
+    (template / "drills").mkdir(parents=True)
+    for part in ("experiment.json", "activities.json"):
+        (template / part).write_text((REPO / "experiments/_template" / part).read_text())
+    (template / "drills" / f"{name}.json").write_text(json.dumps(drill))
+    return tmp_path / "experiments"
+
+
+MINIMAL = {"title": "t", "description": "d.", "tags": ["x"],
+           "method": ["start-load", {"$ref": "manual-backup", "pauses": {"after": 1}}],
+           "rollbacks": ["stop-load"]}
+
+
+def test_generator_fills_the_skeleton(tmp_path):
+    experiments = _template(tmp_path, {**MINIMAL, "configuration": {"own_key": 1}})
+    [(path, text)] = generator.generate(experiments).items()
+    assert path == experiments / "x.json"
+    experiment = json.loads(text)
+    assert text == json.dumps(experiment, indent=2) + "\n"
+    assert list(experiment)[:5] == ["version", "title", "description", "tags", "contributions"]
+    assert experiment["description"].startswith("d. The steady state is re-checked")
+    assert experiment["tags"] == ["postgresql", "cloudnativepg", "backup", "restore", "x",
+                                  "load"]
+    assert list(experiment["configuration"])[-1] == "own_key"
+    assert experiment["method"][1]["provider"]["func"] == "trigger_backup"
+    assert experiment["method"][1]["pauses"] == {"after": 1}
+    assert experiment["rollbacks"][0]["name"] == "stop-load"
+    ensure_experiment_is_valid(experiment)
+    assert generator.stale(experiments) == [f"{path}: missing (its source is "
+                                            f"{experiments}/_template/drills/x.json)"]
+    assert generator.main(["--dir", str(experiments)]) == 0
+    assert generator.stale(experiments) == []
+    assert generator.main(["--check", "--dir", str(experiments)]) == 0
+    path.write_text(text.replace('"t"', '"hand-edited"'))
+    assert generator.main(["--check", "--dir", str(experiments)]) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": ["no-such-activity"]}, "no shared activity 'no-such-activity'"),
+    ({"configuration": {"cluster": "other"}}, "configuration key 'cluster' is shared already"),
+    ({"secrets": {}}, "'secrets' not used by experiments/_template/experiment.json"),
+    ({"tags": "x"}, "'tags' must be a list"),
+])
+def test_generator_refuses_a_bad_drill_source(tmp_path, change, message):
+    experiments = _template(tmp_path, {**MINIMAL, **change})
+    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+        generator.generate(experiments)
+
+
+def test_generator_names_a_missing_key(tmp_path):
+    drill = dict(MINIMAL)
+    del drill["title"]
+    with pytest.raises(BadInput, match="no 'title'"):
+        generator.generate(_template(tmp_path, drill))
