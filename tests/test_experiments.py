@@ -5,6 +5,7 @@ what `chaos discover` shows)."""
 import importlib
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,15 @@ def test_generator_names_a_missing_key(tmp_path):
     del drill["title"]
     with pytest.raises(BadInput, match="no 'title'"):
         generator.generate(_template(tmp_path, drill))
+
+
+def test_readme_lists_every_activity():
+    """README, Writing experiments: a row per activity module naming each of its activities."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Writing experiments"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = dict(re.findall(r"^\| `((?:actions|probes)\.\w+)` \| (.*) \|$", section, re.M))
+    assert sorted(rows) == ACTIVITY_MODULES
+    for name in ACTIVITY_MODULES:
+        listed = set(re.findall(r"`(\w+)\(", rows[name]))
+        assert listed == set(importlib.import_module(name).__all__), name
