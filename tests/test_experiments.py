@@ -73,9 +73,8 @@ def test_one_discover_for_every_package_of_the_distribution():
     """Chaos Toolkit takes `discover` from whichever top-level package of the distribution it
     finds (through dir()), so all three have it, and it is the same function."""
     import actions
-    import probes
-
     import pgdrill
+    import probes
     from pgdrill.chaos.discovery import discover
 
     for package in (pgdrill, actions, probes):
@@ -171,8 +170,8 @@ def test_generator_fills_the_skeleton(tmp_path):
     assert experiment["method"][1]["pauses"] == {"after": 1}
     assert experiment["rollbacks"][0]["name"] == "stop-load"
     ensure_experiment_is_valid(experiment)
-    assert generator.stale(experiments) == [f"{path}: missing (its source is "
-                                            f"{experiments}/_template/drills/x.json)"]
+    missing = f"{path}: missing (its source is {experiments}/_template/drills/x.json)"
+    assert generator.stale(experiments) == [missing]
     assert generator.main(["--dir", str(experiments)]) == 0
     assert generator.stale(experiments) == []
     assert generator.main(["--check", "--dir", str(experiments)]) == 0
@@ -204,7 +203,8 @@ def test_readme_lists_every_activity():
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Writing experiments"):]
     section = section[:section.index("\n## ", 1)]
-    rows = dict(re.findall(r"^\| `((?:actions|probes)\.\w+)` \| (.*) \|$", section, re.M))
+    rows = dict(re.findall(r"^\| `((?:actions|probes)\.\w+)` \| (.*) \|$", section,
+                           re.MULTILINE))
     assert sorted(rows) == ACTIVITY_MODULES
     for name in ACTIVITY_MODULES:
         listed = set(re.findall(r"`(\w+)\(", rows[name]))
