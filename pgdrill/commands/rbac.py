@@ -8,16 +8,16 @@ import argparse
 
 import yaml
 
-from pgdrill.targets.cnpg.rbac import RULES, manifests
+from pgdrill.targets.cnpg.rbac import CLUSTER_LOSS_RULES, RULES, manifests
 
 
 def run(args: argparse.Namespace) -> int:
     docs = manifests(namespace=args.namespace, restore_namespace=args.restore_namespace,
                      operator_namespace=args.operator_namespace,
-                     service_account=args.service_account)
+                     service_account=args.service_account, cluster_loss=args.cluster_loss)
     print(f"# pgdrill cnpg target: RBAC for ServiceAccount {args.namespace}/"
           f"{args.service_account}")
-    for rule in RULES:
+    for rule in RULES + (CLUSTER_LOSS_RULES if args.cluster_loss else ()):
         print(f"#   {rule.scope:8} {rule.group or 'core'} {','.join(rule.resources)}: "
               f"{','.join(rule.verbs)} ({rule.why})")
     print(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), end="")
@@ -31,4 +31,7 @@ def register(sub) -> None:
     parser.add_argument("--restore-namespace", default="restore-test")
     parser.add_argument("--operator-namespace", default="cnpg-system")
     parser.add_argument("--service-account", default="pgdrill")
+    parser.add_argument("--cluster-loss", action="store_true",
+                        help="also the Role that lets experiments/cluster-loss.json delete and "
+                             "recreate the Cluster (keep it out of the monthly drill's RBAC)")
     parser.set_defaults(func=run)

@@ -33,7 +33,7 @@ from pgdrill.targets.cnpg.manifests import rebuilt_server_name
 from pgdrill.targets.sandbox import barman, postgres, s3
 from pgdrill.targets.sandbox.cluster import SandboxCluster, replica_streaming
 from pgdrill.targets.sandbox.osuser import resolve_run_as
-from pgdrill.targets.sandbox.restore import wait_promoted
+from pgdrill.targets.sandbox.restore import WAL_MAX_PARALLEL, wait_promoted
 from pgdrill.waiting import poll_until
 
 ACK_TIMEOUT_S = 30
@@ -169,9 +169,14 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
         postgres.run(cluster.run_as, old.restore_argv(backup.id, data), env=env,
                      timeout=timeout, what=f"barman-cloud-restore of {backup.id}")
     with watch.phase("configure_recovery"):
-        # later lines win: archive into the NEW serverName, read WAL from the OLD one
+        # later lines win: archive into the NEW serverName, read WAL from the OLD one,
+        # WAL_MAX_PARALLEL segments at a time through a spool beside the data folder
+        spool = data.parent / "wal-spool"
+        spool.mkdir(exist_ok=True)
+        cluster.run_as.chown(spool)
         cluster.append_conf(data, {"archive_mode": "on", "archive_command": new.archive_command(),
-                                   "restore_command": old.restore_command(),
+                                   "restore_command": old.restore_command(WAL_MAX_PARALLEL,
+                                                                          spool),
                                    "recovery_target_timeline": "latest"})
         _drop_auto_settings(data, ("restore_command", "archive_command", "archive_mode"))
         for stale in ("standby.signal", "postmaster.pid"):
@@ -192,6 +197,7 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
         cluster.append_conf(data, {"restore_command": ""})
         with cluster.connect(primary) as conn:
             conn.execute("SELECT pg_reload_conf()")
+        shutil.rmtree(spool, ignore_errors=True)
         cluster.wait_archiving(primary)  # a segment of the new timeline in the new folder
         s3.write_marker(new.endpoint_url, new.bucket, new_name,
                         {"cluster": state.cluster, "rebuilt_from": old.server_name,
