@@ -112,14 +112,8 @@ def rebuilt_checklist_passes(checklist: str = "experiments/checklists/app.yaml",
     serverName (its archive_command names it and not the old one)."""
     import dataclasses
 
-    from pgdrill.amcheck import run_amcheck
-    from pgdrill.checklist import (
-        CheckResult,
-        describe_failures,
-        load_checklist,
-        run_checklist,
-    )
-    from probes.verify import amcheck_check
+    from pgdrill.amcheck import amcheck_check, run_amcheck
+    from pgdrill.checklist import CheckResult, load_checklist, record_validation, run_checklist
 
     plan = load_checklist(checklist)
     plan = dataclasses.replace(plan, checks=tuple(c for c in plan.checks
@@ -141,15 +135,8 @@ def rebuilt_checklist_passes(checklist: str = "experiments/checklists/app.yaml",
         say("running pg_amcheck --heapallindexed on the rebuilt primary")
         found = run_amcheck(primary, client_env=target.client_env(primary))
         results.append(amcheck_check(found))
-    ctx.update(validation=[r.to_dict() for r in results],
-               validation_seconds=round(time.monotonic() - t0, 3), checklist=plan.path,
-               amcheck=found.to_dict() if found else None)
-    for r in results:
-        say(f"  check {r.name}: {'passed' if r.passed else 'FAILED'} "
-            f"(expected {r.expected!r}, got {r.actual!r})")
-    if not all(r.passed for r in results):
-        raise PgdrillError("validation failed on the rebuilt cluster: "
-                           + describe_failures(results))
+    record_validation(ctx, results, seconds=time.monotonic() - t0, checklist=plan.path,
+                      amcheck=found, copy="the rebuilt cluster")
     return True
 
 

@@ -156,3 +156,21 @@ def describe_failures(results: list[CheckResult]) -> str:
         else:
             parts.append(f"{r.name!r} expected {r.expected!r}, got {r.actual!r}")
     return "; ".join(parts)
+
+
+def record_validation(ctx, results: list[CheckResult], *, seconds: float, checklist: str,
+                      amcheck=None, copy: str = "the restored copy") -> None:
+    """Record checklist (and pg_amcheck) results as evidence (`validation`,
+    `validation_seconds`, `checklist`, `amcheck` in the run context `ctx`), say each one, and
+    raise PgdrillError naming every failure: evidence-first, a copy counts only once this
+    passes."""
+    from pgdrill.console import say
+    from pgdrill.errors import PgdrillError
+
+    ctx.update(validation=[r.to_dict() for r in results], validation_seconds=round(seconds, 3),
+               checklist=checklist, amcheck=amcheck.to_dict() if amcheck else None)
+    for r in results:
+        say(f"  check {r.name}: {'passed' if r.passed else 'FAILED'} "
+            f"(expected {r.expected!r}, got {r.actual!r})")
+    if not all(r.passed for r in results):
+        raise PgdrillError(f"validation failed on {copy}: " + describe_failures(results))

@@ -10,7 +10,7 @@ from chaoslib.types import Configuration, Secrets
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
 from pgdrill.amcheck import amcheck_check, run_amcheck
-from pgdrill.checklist import describe_failures, load_checklist, run_checklist
+from pgdrill.checklist import load_checklist, record_validation, run_checklist
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
     narrow_difference,
@@ -43,15 +43,8 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
         say("running pg_amcheck --heapallindexed on the restored copy")
         amcheck_result = run_amcheck(restored, client_env=target.client_env(restored))
         results.append(amcheck_check(amcheck_result))
-    elapsed = round(time.monotonic() - t0, 3)
-    run_context(configuration).update(
-        validation=[r.to_dict() for r in results], validation_seconds=elapsed,
-        checklist=plan.path, amcheck=amcheck_result.to_dict() if amcheck_result else None)
-    for r in results:
-        say(f"  check {r.name}: {'passed' if r.passed else 'FAILED'} "
-            f"(expected {r.expected!r}, got {r.actual!r})")
-    if not all(r.passed for r in results):
-        raise PgdrillError("validation failed on the restored copy: " + describe_failures(results))
+    record_validation(run_context(configuration), results, seconds=time.monotonic() - t0,
+                      checklist=plan.path, amcheck=amcheck_result)
     return True
 
 

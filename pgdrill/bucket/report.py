@@ -38,6 +38,7 @@ from pgdrill.bucket.walchain import (
 from pgdrill.model import Backup
 from pgdrill.recovery_position import lsn_to_int
 from pgdrill.targets.cnpg.cron import Schedule
+from pgdrill.times import human_span
 from pgdrill.walscan import covering_timelines, format_lsn, segment_file
 
 DEFAULT_MAX_ARCHIVE_LAG = timedelta(minutes=30)
@@ -47,17 +48,6 @@ GAP_KINDS = ("gap", "unrestorable")           # the findings that break recovery
 
 
 # -- words ---------------------------------------------------------------------------------
-def human(span: timedelta) -> str:
-    """3h 5m 2s; '0s' for nothing; a leading '-' when negative."""
-    seconds = int(span.total_seconds())
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return sign + (" ".join(parts) if parts else "0s")
-
-
 def size_text(n: int | None) -> str:
     """Bytes as B/KiB/MiB/GiB/TiB; '-' when unknown."""
     if n is None:
@@ -87,10 +77,10 @@ class Policy:
             period = self.schedule.period(now)
             if period is not None:
                 return period + self.grace, (
-                    f"the schedule '{self.schedule.spec}' runs every {human(period)}, plus "
-                    f"{human(self.grace)} grace")
+                    f"the schedule '{self.schedule.spec}' runs every {human_span(period)}, plus "
+                    f"{human_span(self.grace)} grace")
         bound = self.max_backup_age or DEFAULT_MAX_BACKUP_AGE
-        return bound, f"max backup age {human(bound)}"
+        return bound, f"max backup age {human_span(bound)}"
 
     def to_dict(self) -> dict:
         return {"max_archive_lag_seconds": int(self.max_archive_lag.total_seconds()),
@@ -203,19 +193,19 @@ def archive_lag(times: dict[str, datetime], now: datetime, bound: timedelta
                 ) -> tuple[dict, Finding | None]:
     """The newest archived segment's upload time against `now`; stale above `bound`."""
     fact = {"newest_segment": None, "archived_at": None, "lag_seconds": None, "lag": None,
-            "max_seconds": int(bound.total_seconds()), "max": human(bound), "stale": True}
+            "max_seconds": int(bound.total_seconds()), "max": human_span(bound), "stale": True}
     if not times:
         return fact, Finding("archive_lag", "no WAL segment is archived in the bucket: WAL "
                                             "archiving has never worked for this serverName")
     name = max(times, key=lambda n: (times[n], n))
     lag = max(now - times[name], timedelta(0))
     fact.update(newest_segment=name, archived_at=iso_time(times[name]),
-                lag_seconds=int(lag.total_seconds()), lag=human(lag), stale=lag > bound)
+                lag_seconds=int(lag.total_seconds()), lag=human_span(lag), stale=lag > bound)
     if lag <= bound:
         return fact, None
     return fact, Finding("archive_lag", (
         f"the archive is stale: the newest WAL segment, {name}, was archived at "
-        f"{iso_time(times[name])}, {human(lag)} ago, more than the {human(bound)} allowed: WAL "
+        f"{iso_time(times[name])}, {human_span(lag)} ago, more than the {human_span(bound)} allowed: WAL "
         f"archiving has stopped, or the cluster wrote nothing since (PostgreSQL switches "
         f"segments on archive_timeout only after a write)"))
 
@@ -224,7 +214,7 @@ def backup_age(backups, now: datetime, policy: Policy) -> tuple[dict, Finding | 
     """The newest completed backup's end against `now`, bounded by the policy."""
     bound, rule = policy.backup_bound(now)
     fact = {"newest_backup": None, "ended_at": None, "age_seconds": None, "age": None,
-            "max_seconds": int(bound.total_seconds()), "max": human(bound), "rule": rule,
+            "max_seconds": int(bound.total_seconds()), "max": human_span(bound), "rule": rule,
             "stale": True}
     done = [b for b in backups if b.completed and b.end_time]
     if not done:
@@ -232,12 +222,12 @@ def backup_age(backups, now: datetime, policy: Policy) -> tuple[dict, Finding | 
     newest = max(done, key=lambda b: b.end_time)
     age = max(now - newest.end_time, timedelta(0))
     fact.update(newest_backup=newest.id, ended_at=iso_time(newest.end_time),
-                age_seconds=int(age.total_seconds()), age=human(age), stale=age > bound)
+                age_seconds=int(age.total_seconds()), age=human_span(age), stale=age > bound)
     if age <= bound:
         return fact, None
     return fact, Finding("backup_age", (
         f"the newest completed backup, {newest.id}, ended at {iso_time(newest.end_time)}, "
-        f"{human(age)} ago, older than allowed ({rule}): scheduled backups are not "
+        f"{human_span(age)} ago, older than allowed ({rule}): scheduled backups are not "
         f"completing"))
 
 
@@ -288,7 +278,7 @@ def gap_cost(gap: Gap, chain: WalChain, times: dict[str, datetime], size: int) -
         parts.append(f"no restore reaches a point {since}")
         return "; ".join(parts)
     newest = after[-1][1]
-    span = (f", {human(times[newest] - gap.last_archived_at)} of archived WAL"
+    span = (f", {human_span(times[newest] - gap.last_archived_at)} of archived WAL"
             if gap.last_archived_at else "")
     parts.append(f"a restore to latest loses every commit {since}: the "
                  f"{len(after)} segment{'s' if len(after) != 1 else ''} archived after the gap "

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgdrill.bucket.location import BucketLocation
-from pgdrill.checklist import Checklist, load_checklist, parse_checklist, run_checklist
+from pgdrill.checklist import (
+    Checklist, load_checklist, parse_checklist, record_validation, run_checklist,
+)
 from pgdrill.console import say
 from pgdrill.errors import BadInput, PgdrillError, TargetError
 from pgdrill.model import RecoveryTarget
@@ -286,7 +288,6 @@ def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
 def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: bool) -> None:
     """The checklist, then pg_amcheck --heapallindexed of the copy's own major."""
     from pgdrill.amcheck import amcheck_check, run_amcheck
-    from pgdrill.checklist import describe_failures
 
     t0 = time.monotonic()
     with scratch.connect(plan.checklist.database) as conn:
@@ -297,16 +298,8 @@ def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: 
         amcheck_result = run_amcheck(scratch.instance, bin_dir=plan.bin_dir,
                                      major=plan.facts.major)
         results.append(amcheck_check(amcheck_result))
-    ctx.update(validation=[r.to_dict() for r in results],
-               validation_seconds=round(time.monotonic() - t0, 3),
-               checklist=plan.checklist.path,
-               amcheck=amcheck_result.to_dict() if amcheck_result else None)
-    for r in results:
-        say(f"  check {r.name}: {'passed' if r.passed else 'FAILED'} "
-            f"(expected {r.expected!r}, got {r.actual!r})")
-    if not all(r.passed for r in results):
-        raise PgdrillError("validation failed on the restored copy: "
-                           + describe_failures(results))
+    record_validation(ctx, results, seconds=time.monotonic() - t0,
+                      checklist=plan.checklist.path, amcheck=amcheck_result)
 
 
 def fingerprint_copy(ctx: RunContext, scratch: ScratchInstance, request: VerifyRequest) -> None:

@@ -73,7 +73,7 @@ from pgdrill.targets.cnpg.cron import (
     parse_schedule,
 )
 from pgdrill.targets.cnpg.manifests import PLUGIN_NAME
-from pgdrill.times import to_utc
+from pgdrill.times import human_span, to_utc
 
 # the schedule parser lives in pgdrill.targets.cnpg.cron; its public names stay importable here
 __all__ = ["DEFAULT_GRACE", "FAILED_PHASES", "NEWEST_BACKUPS_IN_FACTS", "RETENTION_PATTERN",
@@ -244,7 +244,7 @@ class _Assessment:
         facts = {
             "evaluated_at": _iso(self.now),
             "grace_seconds": int(self.grace.total_seconds()),
-            "grace": _human(self.grace),
+            "grace": human_span(self.grace),
             "max_backup_age_seconds": (int(self.max_backup_age.total_seconds())
                                        if self.max_backup_age else None),
             "cluster": {"name": self.name, "namespace": self.namespace, "style": self.style,
@@ -357,11 +357,11 @@ class _Assessment:
         fact["previous_expected_run"] = _iso(
             schedule.latest_at_or_before(self.now) if schedule.every is None else last)
         if period is not None:
-            fact.update(period_seconds=int(period.total_seconds()), period=_human(period))
+            fact.update(period_seconds=int(period.total_seconds()), period=human_span(period))
             bound = period + self.grace
             if self.shortest is None or bound < self.shortest[0]:
                 self.shortest = (bound, (f"ScheduledBackup {ref} ({_quote(text)}) runs every "
-                                         f"{_human(period)}, plus grace {_human(self.grace)}"))
+                                         f"{human_span(period)}, plus grace {human_span(self.grace)}"))
         self._check_stale(schedule, ref, text, fact, last, checked, created)
         return fact
 
@@ -484,9 +484,9 @@ class _Assessment:
         when = parse_time(newest["time"])
         age = max(self.now - when, timedelta(0))
         fact.update(time=newest["time"], source=newest["source"],
-                    age_seconds=int(age.total_seconds()), age=_human(age))
+                    age_seconds=int(age.total_seconds()), age=human_span(age))
         if self.max_backup_age is not None:
-            bound, why = self.max_backup_age, f"max_backup_age {_human(self.max_backup_age)}"
+            bound, why = self.max_backup_age, f"max_backup_age {human_span(self.max_backup_age)}"
         elif self.shortest is not None:
             bound, why = self.shortest
         else:
@@ -494,12 +494,12 @@ class _Assessment:
                               "ScheduledBackup gives an expected period and no max_backup_age "
                               "was given.")
             return fact
-        fact.update(max_age_seconds=int(bound.total_seconds()), max_age=_human(bound),
+        fact.update(max_age_seconds=int(bound.total_seconds()), max_age=human_span(bound),
                     max_age_from=why)
         if age > bound:
             self.problems.append(
                 f"The newest successful backup of Cluster {self.ref} finished at {newest['time']} "
-                f"({newest['source']}), {_human(age)} ago, older than the {_human(bound)} allowed "
+                f"({newest['source']}), {human_span(age)} ago, older than the {human_span(bound)} allowed "
                 f"({why}): find out why recent backups did not complete (Backup objects, "
                 f"operator and instance logs) and take one with `kubectl cnpg backup "
                 f"{self._kubectl_cluster()}{self._backup_method_flags()}`.")
@@ -705,16 +705,6 @@ def _iso(when: datetime | None) -> str | None:
     if when.microsecond:
         text += f".{when.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def _human(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return sign + (" ".join(parts) if parts else "0s")
 
 
 def _why(condition: dict) -> str:
