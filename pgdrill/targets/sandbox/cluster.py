@@ -94,13 +94,7 @@ class SandboxCluster:
         return idir
 
     def append_conf(self, data: Path, settings: dict[str, object]) -> None:
-        lines = ["", "# --- pgdrill sandbox ---"]
-        for key, value in settings.items():
-            if isinstance(value, str):
-                value = "'" + value.replace("'", "''") + "'"
-            lines.append(f"{key} = {value}")
-        with open(data / "postgresql.conf", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
+        postgres.append_conf(data, settings)
 
     def base_settings(self) -> dict[str, object]:
         return {
