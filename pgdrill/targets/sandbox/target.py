@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import time
 
 import psycopg
@@ -158,11 +159,21 @@ class SandboxTarget(SandboxLifecycle):
 
     def drop_storage(self, instance: Instance) -> Instance:
         data = self.layout.data_dir(instance.name)
-        pid = postgres.kill_postmaster(data)
+        pid = postgres.postmaster_pid(data)
+        # the storage goes at once, as a lost PVC does: renamed away before the postmaster
+        # is killed, so the supervisor never sees "crashed with its storage intact" and
+        # restarts a data directory that is being deleted under it
+        gone = data.with_name(f"{data.name}.dropped-{time.monotonic_ns()}")
+        if data.exists():
+            os.rename(data, gone)
         if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             poll_until(lambda: not pid_alive(pid), timeout=30,
                        what=f"the postmaster of {instance.name} to die")
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(gone, ignore_errors=True)
         say(f"dropped the storage of {instance.name} ({instance.role}): postmaster killed, "
             f"data directory removed")
         return instance
