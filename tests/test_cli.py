@@ -35,12 +35,24 @@ def test_find_python_explains_what_to_install(tmp_path):
     out = subprocess.run(["/bin/sh", "scripts/find-python"], env=env, capture_output=True,
                          text=True)
     assert out.returncode == 1
-    assert "needs Python 3.12" in out.stderr and "pyenv install 3.12" in out.stderr
+    assert "needs Python 3.11 or newer" in out.stderr and "pyenv install 3.11" in out.stderr
 
 
-def test_find_python_finds_a_312_interpreter():
+def test_find_python_finds_a_supported_interpreter():
     out = subprocess.run(["/bin/sh", "scripts/find-python"], capture_output=True, text=True)
     assert out.returncode == 0
-    version = subprocess.run([out.stdout.strip(), "-c", "import sys; print(sys.version_info[:2])"],
+    version = subprocess.run([out.stdout.strip(), "-c",
+                              "import sys; print(sys.version_info >= (3, 11))"],
                              capture_output=True, text=True).stdout
-    assert version.strip() == "(3, 12)"
+    assert version.strip() == "True"
+
+
+def test_find_python_passes_over_a_too_old_interpreter(tmp_path):
+    old = tmp_path / "python3"
+    old.write_text("#!/bin/sh\nexit 1\n")   # what sys.exit(version < 3.11) does on 3.10
+    old.chmod(0o755)
+    env = {"PATH": str(tmp_path), "PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path),
+           "PYTHON": str(old)}
+    out = subprocess.run(["/bin/sh", "scripts/find-python"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and out.stdout == ""
