@@ -194,10 +194,14 @@ def lost_writes_after_rebuild(configuration: Configuration = None,
                        fix="start it with actions.load.start_load")
     acks = read_acks(log)  # before the rows: every ack read was committed before the query
     present = present_writes(target, target.primary())
+    # the rebuilt cluster is written after the destruction: only writes sent before it
+    # witness holes in the history it restored (pgdrill.rpo)
+    before = float(fault["epoch"])
     report = measure_rpo(acks, present, float(fault.get("destroyed_epoch") or fault["epoch"]),
-                         reference_kind="cluster destroyed")
+                         reference_kind="cluster destroyed", witnesses_before=before)
     sealed = fault["archived_end"]
-    promised = measure_rpo(acks, present, float(sealed["epoch"]), reference_kind="archived end")
+    promised = measure_rpo(acks, present, float(sealed["epoch"]), reference_kind="archived end",
+                           witnesses_before=before)
     rpo = {**report.to_dict(), "archived_end": sealed,
            "lost_before_archived_end": promised.lost_writes,
            "lost_before_archived_end_examples": promised.lost_examples,

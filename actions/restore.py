@@ -11,7 +11,7 @@ from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
 from pgdrill.model import RecoveryTarget
-from pgdrill.recovery_position import position_mismatch
+from pgdrill.recovery_position import archive_end_mismatch, position_mismatch
 from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
 from pgdrill.restore_checks import backup_destination, check_restore_point_in_wal
 from pgdrill.restore_plan import choose_backup
@@ -33,7 +33,9 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     Then it proves where recovery stopped: it reads the new timeline's history file and
     records `reached` (LSN, timeline, reason) beside `requested`; the activity fails, naming
     both positions, when recovery stopped anywhere but the requested point (another restore
-    point of the same name, an earlier LSN, a time before the target).
+    point of the same name, an earlier LSN, a time before the target, or — for latest —
+    before the last WAL segment the archive listed when the restore started: replay that
+    ended early at a damaged segment). The source's flush LSN at the start is recorded too.
     Refused before restore-test is touched: an object store without a completed backup, a
     target time before the oldest backup ended, a restore point neither marked in this run
     nor in the source's WAL since the chosen backup began, and a restore the WAL archive
@@ -73,14 +75,18 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     if wal_check:
         record["restore_point_check"] = wal_check
     ctx.update(backup=backup.to_dict(), restore=record)
+    source_flush = _source_flush_lsn(target)
     result = target.restore(backup, recovery, timeout=float(timeout_seconds))
     record.update(started_at=result.started_at.isoformat(), phases=result.phases,
                   phase_details=result.phase_details, instance=result.instance.to_dict())
     with target.connect(result.instance, "postgres") as conn:
         reached = read_reached_position(conn)
     mismatch = position_mismatch(recovery, reached, requested.get("expected_lsn"), real_name)
+    if mismatch is None and recovery.kind == "latest":
+        mismatch = archive_end_mismatch(reached, gate.record.get("archive_end"))
     record.update(reached=reached.to_dict(), position_ok=mismatch is None,
-                  position_error=mismatch)
+                  position_error=mismatch, archive_end=gate.record.get("archive_end"),
+                  source_flush_lsn=source_flush)
     ctx.update(restore=record)
     if mismatch:
         raise PgdrillError(f"the restore did not stop where it was asked to: {mismatch}",
@@ -90,6 +96,16 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
         f"recovery stopped at {reached.describe()}")
     return record
+
+
+def _source_flush_lsn(target) -> str | None:
+    """The source primary's WAL flush position as the restore starts (for the evidence: how
+    far the source was beyond what the archive held), or None when it cannot be read."""
+    try:
+        with target.connect(target.primary(), "postgres") as conn:
+            return str(conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0])
+    except Exception:  # noqa: BLE001 - informational only: the restore does not depend on it
+        return None
 
 
 @activity

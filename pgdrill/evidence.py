@@ -67,6 +67,9 @@ def judge(journal: dict, context: dict) -> tuple[str, list[str]]:
     elif restore.get("phases") and "position_ok" not in restore:
         reasons.append("where recovery stopped was never proven")
     reasons.extend(promised_writes_lost(context))
+    reasons.extend(holes_in_copies(context))
+    reasons.extend(failover_writes_lost(context))
+    reasons.extend(source_losses(context))
     reasons.extend(bucket_gaps(context))
     fingerprints = context.get("fingerprints")
     if fingerprints and not fingerprints.get("match"):
@@ -94,6 +97,70 @@ def promised_writes_lost(context: dict) -> list[str]:
                 f"({rpo['reference']}) are missing from the restored copy, e.g. "
                 + ", ".join(rpo.get("lost_examples") or [])]
     return []
+
+
+def holes_in_copies(context: dict) -> list[str]:
+    """A lost acknowledged write older than a write the copy holds is a hole (pgdrill.rpo):
+    lag loses a suffix in commit order, never the middle. Holes fail the verdict whatever
+    the reference and the RPO objective: in a restored copy, a rebuilt cluster, or the
+    primary after a failover."""
+    reasons = []
+    for key, where in (("rpo", "the restored copy"), ("failover", "the primary after the "
+                                                                 "failover")):
+        section = context.get(key) or {}
+        if key == "rpo" and section.get("reference_kind") == "cluster destroyed":
+            where = "the rebuilt cluster"
+        if section.get("holes"):
+            reasons.append(f"{section['holes']} acknowledged writes are missing from {where} "
+                           f"although writes committed after them are present (a hole: "
+                           f"replication or archive lag loses only the newest writes), e.g. "
+                           + ", ".join(section.get("hole_examples") or []))
+    return reasons
+
+
+# a healed primary keeps every acknowledged write unless the team says otherwise (an
+# asynchronous replica may lose the last writes of a killed primary: set the objective)
+DEFAULT_FAILOVER_LOST_WRITES = 0
+
+
+def failover_objective(context: dict) -> dict | None:
+    """Lost acknowledged writes on the primary after a failover against the experiment's
+    `failover_lost_writes_objective` (default 0); None when nothing was counted."""
+    failover = context.get("failover") or {}
+    lost = failover.get("lost_writes")
+    if lost is None:
+        return None
+    wanted = (context.get("objectives") or {}).get("failover_lost_writes_objective")
+    objective = DEFAULT_FAILOVER_LOST_WRITES if wanted is None else int(wanted)
+    return {"objective_lost_writes": objective, "measured_lost_writes": int(lost),
+            "met": int(lost) <= objective}
+
+
+def failover_writes_lost(context: dict) -> list[str]:
+    """More acknowledged writes lost in a failover than the objective allows fails it."""
+    verdict = failover_objective(context)
+    if verdict is None or verdict["met"]:
+        return []
+    examples = ", ".join((context.get("failover") or {}).get("lost_examples") or [])
+    return [f"{verdict['measured_lost_writes']} acknowledged writes were lost on the primary "
+            f"after the failover (objective: at most {verdict['objective_lost_writes']}, "
+            f"failover_lost_writes_objective)" + (f", e.g. {examples}" if examples else "")]
+
+
+def source_losses(context: dict) -> list[str]:
+    """Writes the source primary no longer holds when the restored copy is checked are left
+    out of the restore's RPO (pgdrill.rpo): they must be the ones a failover check counted
+    (and judged) earlier in the run, or the source lost writes that nobody judged."""
+    missing = (context.get("rpo") or {}).get("source_missing")
+    if not missing:
+        return []
+    counted = (context.get("failover") or {}).get("lost_writes") or 0
+    if missing <= counted:
+        return []
+    examples = ", ".join((context.get("rpo") or {}).get("source_missing_examples") or [])
+    return [f"{missing} acknowledged writes are missing from the source primary itself "
+            f"({counted} were counted as lost in a failover): the source lost writes outside "
+            f"any failover check" + (f", e.g. {examples}" if examples else "")]
 
 
 # pgdrill.bucket.report.GAP_KINDS (not imported: this module stays free of the targets)
@@ -200,7 +267,8 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         "manual_backup": context.get("manual_backup"),
         "backup": backup or None,
         "fault": context.get("fault"),
-        "failover": context.get("failover"),
+        "failover": ({**context["failover"], "lost_writes_objective": failover_objective(context)}
+                     if context.get("failover") else None),
         "restore": restore,
         "validation": context.get("validation") or [],
         "rpo": context.get("rpo"),
@@ -268,6 +336,13 @@ def render_summary(evidence: dict) -> str:
         fo = evidence["failover"]
         lines.append(f"- writable primary after {fo.get('seconds')}s ({fo.get('primary')}); "
                      f"all instances healthy after {fo.get('healthy_seconds')}s")
+        goal = fo.get("lost_writes_objective")
+        if goal:
+            lines.append(f"- {goal['measured_lost_writes']} of {fo.get('acknowledged_writes')} "
+                         f"acknowledged writes lost on the primary after the failover "
+                         f"(objective at most {goal['objective_lost_writes']}: "
+                         f"{'met' if goal['met'] else 'MISSED'})"
+                         + (f"; {fo['holes']} of them holes" if fo.get("holes") else ""))
         outage = fo.get("client_write_outage")
         if outage:
             lines.append(f"- the load's writes stopped for {outage['seconds']}s (last "
@@ -326,7 +401,9 @@ def render_summary(evidence: dict) -> str:
         r = evidence["rpo"]
         lines.append(f"- RPO {r['rpo_seconds']}s: {r['lost_writes']} of {r['acknowledged_writes']}"
                      f" acknowledged writes lost, {r['expected_absent']} expected absent "
-                     f"(acknowledged after {r['reference_kind']} {r['reference']})")
+                     f"(acknowledged after {r['reference_kind']} {r['reference']})"
+                     + (f"; **{r['holes']} holes** (lost before writes that survived)"
+                        if r.get("holes") else ""))
     for name, o in (evidence.get("objectives") or {}).items():
         state = {True: "met", False: "MISSED", None: "not measured"}[o["met"]]
         lines.append(f"- {name.upper()} objective {o['objective_seconds']}s: {state}"

@@ -14,7 +14,13 @@ the last record replayed and the reason says why replay stopped:
 A restore is proven only when that stop matches the request: a restore point's record ends
 exactly at the LSN pg_create_restore_point returned; an LSN target stops at a record at or
 after it; a time target stops at a commit no earlier than the target (within a tolerance);
-"latest" stops at the end of the archive."""
+"latest" stops at the end of the archive.
+
+"No recovery target specified" is not proof of "latest" on its own: PostgreSQL says the same
+when replay ends early at a record it cannot read (a damaged segment in the middle of the
+chain), then promotes. So a restore to latest is also compared with the end of the archive
+as listed when the restore started (`archive_end_mismatch`): recovery must reach at least
+the beginning of the last segment listed then."""
 
 from __future__ import annotations
 
@@ -132,3 +138,19 @@ def position_mismatch(requested: RecoveryTarget, reached: ReachedPosition,
                     f"recovery target time {requested.time.isoformat()}")
         return None
     return f"{where}: cannot judge a recovery target of kind {kind!r}"
+
+
+def archive_end_mismatch(reached: ReachedPosition, archive_end: dict | None) -> str | None:
+    """Why a restore to latest stopped short of the archive listed when it started
+    (`archive_end`: pgdrill.bucket.restore_gate.archive_end), or None. Replay that reached
+    the last listed segment replayed every segment before it; one that stopped earlier hit a
+    segment it could not read and promoted anyway."""
+    if not archive_end or not archive_end.get("begins_at"):
+        return None
+    if lsn_to_int(reached.lsn) >= lsn_to_int(archive_end["begins_at"]):
+        return None
+    return (f"recovery stopped at {reached.describe()}, before the end of the archive as "
+            f"listed when the restore started (segment {archive_end['segment']}, from "
+            f"{archive_end['begins_at']}): replay ended early at WAL it could not read — a "
+            f"damaged or unreadable segment before {archive_end['segment']} — and promoted "
+            f"as if it were the end")

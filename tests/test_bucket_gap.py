@@ -7,6 +7,7 @@ would stop replay at the gap and promote, quietly)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -115,3 +116,53 @@ def test_a_deleted_segment_fails_bucket_report_and_a_restore_to_latest(tmp_path)
         assert context["wal_chain"]["problem"] == sentence
         assert context["bucket"]["gaps"][0]["problem"] == sentence
         assert "restore" not in context
+
+
+def damage_segment(target, segment: str) -> str:
+    """Overwrite the first records of `segment` in the sandbox's bucket with garbage, keeping
+    its size and name: the listing stays continuous, the segment cannot be replayed."""
+    location = target.bucket_location()
+    s3 = location.client()
+    folder = f"{location.prefix}wals/{segment[:16]}/"
+    listed = s3.list_objects_v2(Bucket=location.bucket, Prefix=folder + segment)
+    [key] = [o["Key"] for o in listed.get("Contents", [])
+             if wal_file_name(o["Key"][len(location.prefix):]) == segment]
+    stored = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
+    gzipped = key.endswith(".gz")     # the sandbox archives as CNPG's wal.compression: gzip
+    body = bytearray(gzip.decompress(stored) if gzipped else stored)
+    assert len(body) == 16 * 1024 * 1024
+    # the first records after the segment's long page header (40 bytes): their CRCs fail
+    body[64:4096] = bytes((i * 7 + 13) % 256 for i in range(4096 - 64))
+    s3.put_object(Bucket=location.bucket, Key=key,
+                  Body=gzip.compress(bytes(body)) if gzipped else bytes(body))
+    return key
+
+
+def test_a_damaged_mid_chain_segment_fails_a_restore_to_latest(tmp_path):
+    """The listing is continuous, so the gate lets the restore go; PostgreSQL stops replay
+    at the damaged segment, promotes and writes "no recovery target specified" — the same
+    words as a restore that reached the end. The proof compares the reached LSN with the end
+    of the archive listed when the restore started, and fails."""
+    with running_sandbox() as target:
+        target.backup(timeout=300)
+        segments = [switch_and_archive(target, n) for n in range(3)]
+        damage_segment(target, segments[1])
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        cfg = {RUN_DIR_KEY: str(run_dir), "sandbox_home": str(target.layout.home)}
+        try:
+            with pytest.raises(ActivityFailed) as err:
+                restore_latest_backup(timeout_seconds=300, configuration=cfg)
+            context = json.loads((run_dir / "context.json").read_text())
+            restore = context["restore"]
+            assert context["wal_chain"]["refused"] is False      # the listing has no gap
+            assert "reached" in restore, str(err.value)
+            assert restore["reached"]["reason"] == "no recovery target specified"
+            assert restore["position_ok"] is False
+            assert restore["archive_end"]["segment"] == segments[2]
+            assert f"before the end of the archive as listed when the restore started " \
+                   f"(segment {segments[2]}" in restore["position_error"]
+            assert "did not stop where it was asked to" in str(err.value)
+            assert restore["source_flush_lsn"] is not None
+        finally:
+            target.cleanup_restore()

@@ -194,3 +194,57 @@ def test_an_unfinished_restore_has_no_rto():
     assert ev["restore"]["rto_seconds"] is None
     assert "did not finish" in render_summary(ev)
     validate(ev)
+
+
+def test_a_hole_in_the_restored_copy_fails_even_with_rpo_zero_and_an_objective_met():
+    ctx = {**context(), "objectives": {"rpo_objective_seconds": 60},
+           "rpo": {"acknowledged_writes": 1000, "lost_writes": 500, "expected_absent": 0,
+                   "rpo_seconds": 0.0, "reference": "r", "reference_kind": "restore start",
+                   "holes": 500, "hole_examples": ["c1:42"]}}
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed"
+    assert any("500 acknowledged writes are missing from the restored copy" in r
+               and "c1:42" in r for r in reasons)
+    # a lost suffix within the objective is lag: it passes
+    lag = {**ctx, "rpo": {**ctx["rpo"], "lost_writes": 20, "holes": 0, "rpo_seconds": 0.2}}
+    assert judge(journal(), lag) == ("passed", [])
+
+
+def test_writes_lost_in_a_failover_fail_against_a_default_objective_of_zero():
+    failover = {"seconds": 2.0, "acknowledged_writes": 300, "lost_writes": 3,
+                "lost_examples": ["c1:7"], "holes": 0}
+    ctx = {**context(), "failover": failover}
+    verdict, reasons = judge(journal(), ctx)
+    assert verdict == "failed"
+    assert any("3 acknowledged writes were lost on the primary after the failover "
+               "(objective: at most 0" in r for r in reasons)
+    evidence = build_evidence(journal(), ctx, experiment="pvc-loss", target="sandbox",
+                              environment="develop")
+    assert evidence["failover"]["lost_writes_objective"] == {
+        "objective_lost_writes": 0, "measured_lost_writes": 3, "met": False}
+    assert "objective at most 0: MISSED" in render_summary(evidence)
+    # the team allows a few for asynchronous replication: a suffix that size passes
+    allowed = {**ctx, "objectives": {"failover_lost_writes_objective": 5}}
+    assert judge(journal(), allowed) == ("passed", [])
+    # but a hole on the healed primary fails whatever the objective
+    holed = {**allowed, "failover": {**failover, "holes": 1, "hole_examples": ["c2:1"]}}
+    verdict, reasons = judge(journal(), holed)
+    assert verdict == "failed" and any("primary after the failover" in r and "c2:1" in r
+                                       for r in reasons)
+
+
+def test_a_failover_without_a_count_is_not_judged_on_lost_writes():
+    ctx = {**context(), "failover": {"seconds": 2.0}}
+    assert judge(journal(), ctx) == ("passed", [])
+
+
+def test_writes_missing_from_the_source_fail_unless_a_failover_counted_them():
+    rpo = {"acknowledged_writes": 100, "lost_writes": 0, "expected_absent": 0,
+           "rpo_seconds": 0.0, "reference": "r", "reference_kind": "restore start",
+           "source_missing": 3, "source_missing_examples": ["c1:9"]}
+    verdict, reasons = judge(journal(), {**context(), "rpo": rpo})
+    assert verdict == "failed" and any("missing from the source primary itself" in r
+                                       and "c1:9" in r for r in reasons)
+    counted = {**context(), "rpo": rpo, "objectives": {"failover_lost_writes_objective": 3},
+               "failover": {"seconds": 1.0, "lost_writes": 3, "acknowledged_writes": 50}}
+    assert judge(journal(), counted) == ("passed", [])

@@ -147,8 +147,22 @@ def test_commit_and_ack_acknowledges_exactly_the_rows_of_the_committed_insert(tm
     sql, params = conn.executed[0]
     assert sql == insert_sql(3) and sql.count("(%s, %s, %s)") == 3
     assert params[:3] == ["c1", 1, "pgdrill load c1 #1"] and len(params) == 9
-    assert read_acks(tmp_path / "acks.csv") == [Ack("c1", s, round(acked_at, 6))
-                                                for s in (1, 2, 3)]
+    acks = read_acks(tmp_path / "acks.csv")
+    assert [(a.client_id, a.seq, a.acked_at) for a in acks] == [("c1", s, round(acked_at, 6))
+                                                               for s in (1, 2, 3)]
+    # sent before it was acknowledged, one time for the whole transaction
+    assert len({a.sent_at for a in acks}) == 1 and acks[0].sent_at <= acks[0].acked_at
+
+
+def test_ack_lines_with_and_without_the_sent_time_both_read(tmp_path):
+    log = tmp_path / "acks.csv"
+    log.write_text("old,1,10.500000\nnew,1,12.250000,12.000000\n")
+    assert read_acks(log) == [Ack("old", 1, 10.5), Ack("new", 1, 12.25, 12.0)]
+    log.write_text("x,1,2,3,4\n")
+    with pytest.raises(BadInput, match="not an ack line"):
+        read_acks(log)
+    with pytest.raises(ValueError, match="no comma"):
+        AckWriter(tmp_path / "b.csv").ack("a,b", 1)
 
 
 def test_a_failed_or_short_transaction_is_not_acknowledged(tmp_path):

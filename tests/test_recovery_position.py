@@ -91,3 +91,23 @@ def test_time_target_may_not_stop_before_the_target_beyond_the_tolerance():
     early = parse_history(history("after 2026-11-30 20:10:00+00"), 2)
     assert "before the recovery target time" in position_mismatch(target, early)
     assert position_mismatch(target, parse_history(history("no recovery target specified"), 2))
+
+
+def test_latest_must_reach_the_archive_end_listed_when_the_restore_started():
+    from pgdrill.bucket.restore_gate import archive_end
+    from pgdrill.recovery_position import ReachedPosition, archive_end_mismatch
+
+    row = {"recoverable_to": {"segment": "000000010000000000000009", "lsn": "0/A000000"}}
+    end = archive_end(row, 16 * 1024 * 1024)
+    assert end == {"segment": "000000010000000000000009", "begins_at": "0/9000000",
+                   "ends_at": "0/A000000"}
+
+    def reached(lsn):
+        return ReachedPosition(2, 1, lsn, "no recovery target specified", "latest")
+
+    assert archive_end_mismatch(reached("0/9000060"), end) is None
+    assert archive_end_mismatch(reached("0/B000028"), end) is None   # WAL archived since
+    early = archive_end_mismatch(reached("0/6FFFFE8"), end)
+    assert early and "before the end of the archive" in early and "0/9000000" in early
+    assert archive_end_mismatch(reached("0/6FFFFE8"), None) is None  # nothing listed
+    assert archive_end({"recoverable_to": None}, 16 * 1024 * 1024) is None

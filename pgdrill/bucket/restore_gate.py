@@ -93,6 +93,21 @@ class GateResult:
         return PreflightRefused(self.refusal or "", fix=self.fix)
 
 
+def archive_end(row: dict, segment_size: int) -> dict | None:
+    """The end of the archive a restore of this backup must reach, as listed now: the last
+    segment of its gap-free WAL, and the LSN where that segment begins. Recovery "to latest"
+    that stops before it stopped inside an earlier segment — one that is listed but could
+    not be replayed (damaged, unreadable) — and PostgreSQL still says "no recovery target
+    specified" (pgdrill.recovery_position.archive_end_mismatch)."""
+    reach = row.get("recoverable_to") or {}
+    if not reach.get("segment") or not reach.get("lsn"):
+        return None
+    begins = lsn_to_int(reach["lsn"]) - segment_size
+    return {"segment": reach["segment"],
+            "begins_at": f"{begins >> 32:X}/{begins & 0xFFFFFFFF:X}",
+            "ends_at": reach["lsn"]}
+
+
 def check_wal_chain(target, backup: Backup, recovery: RecoveryTarget,
                     expected_lsn: str | None = None, *,
                     recheck_seconds: float = RECHECK_SECONDS) -> GateResult:
@@ -114,7 +129,8 @@ def check_wal_chain(target, backup: Backup, recovery: RecoveryTarget,
         return GateResult(record, None)
     row = next((b for b in report.backups if b["id"] == backup.id), None)
     record.update(checked=row is not None, reaches_newest=row and row["reaches_newest"],
-                  recoverable_to=row and row["recoverable_to"])
+                  recoverable_to=row and row["recoverable_to"],
+                  archive_end=archive_end(row, report.wal_segment_size) if row else None)
     if row is None:
         record["note"] = f"backup {backup.id} is not in the listing of {report.archive}"
         say(f"backup {backup.id} is not in the listing of {report.archive}: its WAL was not "

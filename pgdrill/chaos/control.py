@@ -178,7 +178,8 @@ def _lock_target(configuration: dict, kind: str) -> dict:
 
 
 def _objectives(configuration: dict) -> dict:
-    return {k: configuration[k] for k in ("rpo_objective_seconds", "rto_objective_seconds")
+    return {k: configuration[k] for k in ("rpo_objective_seconds", "rto_objective_seconds",
+                                          "failover_lost_writes_objective")
             if configuration.get(k) is not None}
 
 

@@ -54,9 +54,13 @@ def restore_reference(context: dict) -> tuple[float, str]:
 
 
 def lost_writes_on(target: Target, instance: Instance, run_dir: Path,
-                   reference: float | None, reference_kind: str) -> RpoReport:
+                   reference: float | None, reference_kind: str, *,
+                   witnesses_before: float | None = None,
+                   source: Instance | None = None) -> RpoReport:
     """Read the ack log *before* the copy, so every ack read was committed before the query.
-    `reference=None` means "now": every acknowledged write should be there (failover)."""
+    `reference=None` means "now": every acknowledged write should be there (failover).
+    `witnesses_before`: the fault's instant, for a copy written after it (pgdrill.rpo);
+    `source`: the source primary of a restored copy, whose own losses are not the copy's."""
     log = ack_log(run_dir)
     if not log.exists():
         raise BadInput(f"no ack log at {log}: there was no load in this run",
@@ -64,5 +68,7 @@ def lost_writes_on(target: Target, instance: Instance, run_dir: Path,
     snapshot = time.time()
     acks = read_acks(log)
     present = present_writes(target, instance)
+    on_source = present_writes(target, source) if source is not None else None
     return measure_rpo(acks, present, snapshot if reference is None else reference,
-                       reference_kind=reference_kind)
+                       reference_kind=reference_kind, witnesses_before=witnesses_before,
+                       source=on_source)

@@ -1,6 +1,13 @@
-"""The ack log: one line `client_id,seq,acked_at` per write whose COMMIT returned to the
-load generator, appended right after it returned. It is the ground truth that RPO and
+"""The ack log: one line `client_id,seq,acked_at,sent_at` per write whose COMMIT returned to
+the load generator, appended right after it returned. It is the ground truth that RPO and
 lost-write counts are measured against, so it must never claim a write that did not commit.
+
+`sent_at` is when the transaction's INSERT was sent (before `execute`), `acked_at` when its
+COMMIT returned. Together they give a happens-before order that needs no clock jitter: a
+transaction sent after another's COMMIT returned committed after it, so a copy that holds
+the later one and lacks the earlier has a hole (pgdrill.rpo). Logs written before `sent_at`
+existed have three fields; they still read (`sent_at` None). A client_id never contains a
+comma.
 
 Rules that keep it exact (the load generator's side is in `pgdrill/load/locustfile.py`):
 
@@ -45,10 +52,13 @@ class Ack:
     client_id: str
     seq: int
     acked_at: float  # epoch seconds, taken right after the COMMIT returned
+    sent_at: float | None = None  # epoch seconds, taken before the INSERT was sent
 
 
-def format_ack(client_id: str, seq: int, acked_at: float) -> str:
-    return f"{client_id},{seq},{acked_at:.6f}\n"
+def format_ack(client_id: str, seq: int, acked_at: float, sent_at: float | None = None) -> str:
+    if sent_at is None:
+        return f"{client_id},{seq},{acked_at:.6f}\n"
+    return f"{client_id},{seq},{acked_at:.6f},{sent_at:.6f}\n"
 
 
 class AckLogBroken(RuntimeError):
@@ -64,14 +74,20 @@ class AckWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.broken: OSError | None = None
 
-    def ack(self, client_id: str, seq: int, acked_at: float | None = None) -> None:
-        self.ack_many(client_id, (seq,), acked_at)
+    def ack(self, client_id: str, seq: int, acked_at: float | None = None,
+            sent_at: float | None = None) -> None:
+        self.ack_many(client_id, (seq,), acked_at, sent_at)
 
-    def ack_many(self, client_id: str, seqs, acked_at: float | None = None) -> None:
+    def ack_many(self, client_id: str, seqs, acked_at: float | None = None,
+                 sent_at: float | None = None) -> None:
         """Acknowledge every row `(client_id, seq)` of one committed transaction, in one
-        append. Call it only once the transaction's COMMIT returned."""
+        append. Call it only once the transaction's COMMIT returned; `sent_at`: when the
+        transaction was sent."""
+        if "," in client_id or not client_id:
+            raise ValueError(f"a client_id is non-empty and has no comma: {client_id!r}")
         when = time.time() if acked_at is None else acked_at
-        self._append("".join(format_ack(client_id, seq, when) for seq in seqs).encode())
+        self._append("".join(format_ack(client_id, seq, when, sent_at)
+                             for seq in seqs).encode())
 
     def _append(self, data: bytes) -> None:
         if self.broken is not None:
@@ -113,14 +129,20 @@ def read_acks(path: str | os.PathLike, start: int = 0) -> list[Ack]:
         if not line:
             continue
         try:
-            client_id, seq, acked_at = line.rsplit(",", 2)
-            if not client_id:
-                raise ValueError("empty client_id")
-            acks.append(Ack(client_id, int(seq), float(acked_at)))
+            acks.append(parse_ack(line))
         except ValueError as exc:
-            raise BadInput(f"{path}:{number} is not an ack line (client_id,seq,acked_at): "
-                           f"{line[:80]!r} ({exc})") from None
+            raise BadInput(f"{path}:{number} is not an ack line "
+                           f"(client_id,seq,acked_at[,sent_at]): {line[:80]!r} ({exc})") from None
     return acks
+
+
+def parse_ack(line: str) -> Ack:
+    """One line: `client_id,seq,acked_at,sent_at`, or the older `client_id,seq,acked_at`."""
+    parts = line.split(",")
+    if len(parts) not in (3, 4) or not parts[0]:
+        raise ValueError(f"{len(parts)} fields" if parts[0] else "empty client_id")
+    sent_at = float(parts[3]) if len(parts) == 4 else None
+    return Ack(parts[0], int(parts[1]), float(parts[2]), sent_at)
 
 
 def complete_size(path: str | os.PathLike) -> int:

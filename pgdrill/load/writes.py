@@ -34,7 +34,7 @@ def commit_and_ack(conn, acks: AckWriter, client_id: str, seqs: Sequence[int],
                    sql: str | None = None) -> float:
     """Insert the rows `(client_id, seq)` for `seqs` in one transaction on the autocommit
     connection `conn` and, once its COMMIT returned, acknowledge exactly those rows in one
-    append to the ack log; returns the ack time.
+    append to the ack log, with the time it was sent; returns the ack time.
 
     `execute` returns only after the server's ReadyForQuery, i.e. after the implicit
     transaction committed (with synchronous_commit=on: after its WAL was flushed); an error
@@ -46,9 +46,11 @@ def commit_and_ack(conn, acks: AckWriter, client_id: str, seqs: Sequence[int],
     seqs = list(seqs)
     if not seqs:
         raise ValueError("a write transaction needs at least one row")
-    rows = conn.execute(sql or insert_sql(len(seqs)), row_values(client_id, seqs)).rowcount
+    values = row_values(client_id, seqs)
+    sent_at = time.time()
+    rows = conn.execute(sql or insert_sql(len(seqs)), values).rowcount
     if rows != len(seqs):
         raise NotAcknowledged(f"INSERT of {len(seqs)} rows reported {rows}: not acknowledged")
     acked_at = time.time()
-    acks.ack_many(client_id, seqs, acked_at)
+    acks.ack_many(client_id, seqs, acked_at, sent_at)
     return acked_at

@@ -23,7 +23,7 @@ from pgdrill.console import say
 from pgdrill.errors import BadInput, PgdrillError, TargetError
 from pgdrill.model import RecoveryTarget
 from pgdrill.pgversions import server_bin, server_version
-from pgdrill.recovery_position import position_mismatch
+from pgdrill.recovery_position import archive_end_mismatch, position_mismatch
 from pgdrill.restore_plan import choose_backup
 from pgdrill.restored import read_reached_position
 from pgdrill.runcontext import RunContext, create_run_dir
@@ -219,8 +219,11 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
             systemid = str(conn.execute(
                 "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
         mismatch = position_mismatch(recovery, reached)
+        end = (ctx.read().get("wal_chain") or {}).get("archive_end")
+        if mismatch is None and recovery.kind == "latest":
+            mismatch = archive_end_mismatch(reached, end)
         record.update(reached=reached.to_dict(), position_ok=mismatch is None,
-                      position_error=mismatch)
+                      position_error=mismatch, archive_end=end)
         if plan.facts.systemid and systemid != plan.facts.systemid:
             raise TargetError(f"the restored copy's system identifier {systemid} is not "
                               f"{plan.facts.systemid}, the one backup.info names")
