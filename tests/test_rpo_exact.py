@@ -1,6 +1,8 @@
 """Lost-write counting is exact: a restore to a named restore point taken in the middle of
 load, compared with ground truth read from the source."""
 
+from pathlib import Path
+
 import pytest
 
 from actions.backup import mark_restore_point
@@ -73,7 +75,7 @@ def verdict(cfg):
     from pgdrill.evidence import judge
     from tests.test_evidence import journal
 
-    return judge(journal(), RunContext(cfg[RUN_DIR_KEY]).read())
+    return judge(journal(), RunContext(Path(cfg[RUN_DIR_KEY])).read())
 
 
 def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(sandbox, sandbox_env,
@@ -93,6 +95,8 @@ def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(sandbox, sa
                    what="1,200 acknowledged writes")
     finally:
         stop_load(configuration=cfg)
+    # the load's WAL into the archive, so that the copy holds it
+    sandbox._cluster().wait_archiving(sandbox.primary().name)
     try:
         restore_latest_backup(configuration=cfg)
         checklist_passes(configuration=cfg)
