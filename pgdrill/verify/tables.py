@@ -30,6 +30,36 @@ def user_tables(conn: psycopg.Connection) -> list[str]:
         "ORDER BY 1, 2", (list(SYSTEM_SCHEMAS),)).fetchall()]
 
 
+def user_data(connect: Callable[[str], psycopg.Connection]) -> dict[str, list[str]]:
+    """{database: its user tables} for every database that has any (`databases`,
+    `user_tables`): what a restored copy holds beyond an empty initdb."""
+    with connect("postgres") as conn:
+        names = databases(conn)
+    found = {}
+    for dbname in names:
+        with connect(dbname) as conn:
+            tables = user_tables(conn)
+        if tables:
+            found[dbname] = tables
+    return found
+
+
+def user_data_check(found: dict[str, list[str]]):
+    """The built-in checklist step `holds-user-data`: a healthy copy holds some user table,
+    in any database — the `postgres` database included, where many teams keep theirs. It
+    says what it found."""
+    from pgdrill.checklist import CheckResult
+
+    count = sum(len(tables) for tables in found.values())
+    actual = (f"{count} user table(s): " + "; ".join(
+        f"{db} ({len(tables)}: {', '.join(tables[:3])}{', ...' if len(tables) > 3 else ''})"
+        for db, tables in sorted(found.items())) if count else "no user table in any database")
+    return CheckResult(name="holds-user-data",
+                       query="user tables (pg_class relkind r outside the system schemas) of "
+                             "every database that accepts connections",
+                       expected="at least one user table", actual=actual, passed=count > 0)
+
+
 def table_sha256(table: str, rows: int, digest: str, method: str) -> str:
     """One sha256 per table: of its qualified name, row count, fingerprint method and
     order-independent row digest (pgdrill.fingerprint), so two verifications compare with
