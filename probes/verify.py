@@ -137,27 +137,37 @@ def lost_writes(on: str = "restore-test", configuration: Configuration = None,
                 secrets: Secrets = None) -> dict:
     """Count the load's acknowledged writes missing on `restore-test` (evidence `rpo`:
     writes acknowledged after the recovery target, or after the restore began for
-    "latest", are expected absent; the others are lost) or on the `primary` after a fault
-    (evidence `failover`: every acknowledged write should have survived).
-    Returns acknowledged_writes, lost_writes, expected_absent and rpo_seconds."""
+    "latest", are expected absent; the others are lost, and RPO runs from the oldest lost
+    one; writes the source primary itself no longer holds are counted apart as
+    source_missing) or on the `primary` after a fault (evidence `failover`: every
+    acknowledged write should have survived; more lost than failover_lost_writes_objective,
+    default 0, fails the drill). A lost write older than a write that survived is a hole
+    (lag only loses the newest writes) and fails the drill whatever the objectives.
+    Returns acknowledged_writes, lost_writes, holes, expected_absent and rpo_seconds."""
     target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     data = ctx.read()
     if on == "restore-test":
         reference, kind = restore_reference(data)
-        report = lost_writes_on(target, _restored(target), ctx.run_dir, reference, kind)
+        report = lost_writes_on(target, _restored(target), ctx.run_dir, reference, kind,
+                                source=target.primary())
         ctx.update(rpo=report.to_dict())
     elif on == "primary":
-        report = lost_writes_on(target, target.primary(), ctx.run_dir, None, "failover check")
+        fault = data.get("fault") or {}
+        report = lost_writes_on(target, target.primary(), ctx.run_dir, None, "failover check",
+                                witnesses_before=fault.get("epoch"))
         ctx.merge("failover", **_failover_counts(report))
     else:
         raise PgdrillError(f"lost_writes(on={on!r}): use restore-test or primary")
     say(f"{report.lost_writes} of {report.acknowledged_writes} acknowledged writes lost on "
-        f"{on}; {report.expected_absent} expected absent; RPO {report.rpo_seconds}s")
+        f"{on}" + (f" ({report.holes} of them holes: older than writes that survived)"
+                   if report.holes else "")
+        + f"; {report.expected_absent} expected absent; RPO {report.rpo_seconds}s")
     return report.to_dict()
 
 
 def _failover_counts(report) -> dict:
     return {"acknowledged_writes": report.acknowledged_writes,
             "lost_writes": report.lost_writes, "rpo_seconds": report.rpo_seconds,
-            "lost_examples": report.lost_examples}
+            "lost_examples": report.lost_examples, "holes": report.holes,
+            "hole_examples": report.hole_examples}
