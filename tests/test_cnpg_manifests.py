@@ -322,7 +322,72 @@ def test_plan_refuses_another_cluster_name(capsys, tmp_path, monkeypatch):
     args = PLAN[:]
     args[args.index("app-db")] = "other"
     assert main(args + ["--cluster-manifest", str(IN_TREE)]) == 2
-    assert "not other" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds no CNPG Cluster other" in err and "Cluster/app-db" in err
+    assert "Traceback" not in err
+
+
+def gitops_file(tmp_path, *docs) -> Path:
+    path = tmp_path / "app-db.yaml"
+    path.write_text(yaml.safe_dump_all(list(docs), sort_keys=False, explicit_start=True))
+    return path
+
+
+SCHEDULED = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
+             "metadata": {"name": "app-db-daily", "namespace": "staging"},
+             "spec": {"schedule": "0 0 3 * * *", "cluster": {"name": "app-db"}}}
+
+
+def test_plan_takes_a_gitops_file_with_the_cluster_its_objectstore_and_more(
+        capsys, tmp_path, monkeypatch):
+    """As GitOps repos keep them: one file with the ObjectStore, the Cluster, a
+    ScheduledBackup and another Cluster; the Cluster is picked by name, the ObjectStore by
+    the plugin's barmanObjectName, the rest ignored with a note."""
+    monkeypatch.chdir(tmp_path)
+    other = copy.deepcopy(load(IN_TREE))
+    other["metadata"]["name"] = "reporting-db"
+    path = gitops_file(tmp_path, load(STORE), other, load(PLUGIN), SCHEDULED)
+    assert main(PLAN + ["--cluster-manifest", str(path)]) == 0
+    out = capsys.readouterr().out
+    docs = [d for d in yaml.safe_load_all(out) if d is not None]
+    assert "ObjectStore" in [d["kind"] for d in docs]   # the restore's copy of the store
+    assert "# ignored in the manifest files: Cluster/reporting-db, " \
+           "ScheduledBackup/app-db-daily" in out
+    for doc in docs:
+        m.validate_manifest(doc)
+    # a kubectl List works too
+    listed = tmp_path / "list.yaml"
+    listed.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                      "items": [load(PLUGIN), load(STORE)]}))
+    assert main(PLAN + ["--cluster-manifest", str(listed)]) == 0
+
+
+def test_plan_without_the_objectstore_in_the_files_reads_it_from_the_cluster(
+        capsys, tmp_path, monkeypatch):
+    from tests.fakekube.apiserver import NAMESPACES, OBJECT_STORES, FakeKubeServer
+
+    monkeypatch.chdir(tmp_path)
+    path = gitops_file(tmp_path, load(PLUGIN))
+    with FakeKubeServer() as server:
+        server.store.create(NAMESPACES, {"metadata": {"name": "staging"}})
+        monkeypatch.setenv("KUBERNETES_HOST", server.url)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+        assert main(PLAN + ["--cluster-manifest", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "neither in the manifest files nor in namespace staging" in err
+        server.store.create(OBJECT_STORES, load(STORE))
+        assert main(PLAN + ["--cluster-manifest", str(path)]) == 0
+        calls = [(c.verb, c.resource) for c in server.calls]
+    assert "read from the cluster (not in the files)" in capsys.readouterr().out
+    assert calls[-1] == ("get", "objectstores") and ("get", "clusters") not in calls
+
+
+def test_plan_names_a_document_that_is_not_an_object(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(load(IN_TREE)) + "---\n- just\n- a list\n")
+    assert main(PLAN + ["--cluster-manifest", str(path)]) == 2
+    assert "document 2 is not a Kubernetes object" in capsys.readouterr().err
 
 
 # -- cluster-loss: the Cluster rebuilt in place from its old archive --------------------------

@@ -44,9 +44,11 @@ def activities(experiment: dict, module: str, func: str) -> list[dict]:
     return found
 
 
-def load_manifest(path: str, what: str) -> dict:
+def load_documents(path: str, what: str) -> list[dict]:
+    """Every object of a YAML file as users keep them: multi-document (`---`), a kubectl
+    `List` flattened, empty documents skipped."""
     try:
-        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+        raw = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
     except OSError as exc:
         raise BadInput(f"{path}: cannot read the {what} manifest: {exc.strerror}",
                        fix="pass the path of a YAML manifest") from None
@@ -54,10 +56,86 @@ def load_manifest(path: str, what: str) -> dict:
         where = yaml_error_where(exc)
         raise BadInput(f"{path}{where}: the {what} manifest is not valid YAML",
                        fix="fix the YAML (or export it again with kubectl get -o yaml)") from None
-    if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise BadInput(f"{path}: the {what} manifest must hold one object, it holds "
-                       f"{len(docs)} documents", fix=f"pass a file with only the {what}")
-    return docs[0]
+    docs: list[dict] = []
+    for number, doc in enumerate(raw, 1):
+        if not isinstance(doc, dict):
+            raise BadInput(f"{path}: document {number} is not a Kubernetes object (a "
+                           f"{type(doc).__name__})", fix="each YAML document must be a mapping "
+                           "with apiVersion and kind")
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            docs.extend(item for item in doc["items"] if isinstance(item, dict))
+        else:
+            docs.append(doc)
+    return docs
+
+
+def _kind_name(doc: dict) -> str:
+    return f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
+
+
+def pick(docs: list[dict], kind: str, group: str, name: str, namespace: str) -> dict | None:
+    """The object of `kind` (API group `group`) named `name`, in `namespace` or without one."""
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        if (doc.get("kind") == kind and str(doc.get("apiVersion", "")).startswith(group + "/")
+                and meta.get("name") == name and meta.get("namespace") in (None, namespace)):
+            return doc
+    return None
+
+
+def source_from_files(args: argparse.Namespace) -> tuple[dict, dict | None, list[str]]:
+    """(Cluster, its plugin ObjectStore or None, notes) from --cluster-manifest (and
+    --object-store-manifest): files as a GitOps repo keeps them. The Cluster is picked by
+    --cluster; its ObjectStore by the plugin's barmanObjectName, from either file, else from
+    the API; every other object is ignored with a note."""
+    from pgdrill.targets.cnpg.kube import CNPG_GROUP, PLUGIN_GROUP
+
+    docs = load_documents(args.cluster_manifest, "Cluster")
+    stores = (load_documents(args.object_store_manifest, "ObjectStore")
+              if args.object_store_manifest else [])
+    cluster_doc = pick(docs, "Cluster", CNPG_GROUP, args.cluster, args.namespace)
+    if cluster_doc is None:
+        clusters = [_kind_name(d) for d in docs if d.get("kind") == "Cluster"]
+        raise BadInput(f"{args.cluster_manifest} holds no CNPG Cluster {args.cluster}"
+                       + (f" in namespace {args.namespace}" if clusters else "")
+                       + f" (it holds: {', '.join(_kind_name(d) for d in docs) or 'nothing'})",
+                       fix=(f"pass --cluster with one of {', '.join(clusters)}" if clusters
+                            else "pass the file that holds the Cluster (kubectl get cluster "
+                                 "NAME -o yaml)"))
+    store_doc, store_note = None, None
+    for plugin in (cluster_doc.get("spec") or {}).get("plugins") or []:
+        store_name = (plugin.get("parameters") or {}).get("barmanObjectName")
+        if not store_name:
+            continue
+        store_doc = pick(stores + docs, "ObjectStore", PLUGIN_GROUP, store_name, args.namespace)
+        if store_doc is None:
+            store_doc = read_live_store(args, store_name)
+            store_note = f"ObjectStore {store_name} read from the cluster (not in the files)"
+        break
+    used = {id(cluster_doc), id(store_doc)}
+    ignored = [_kind_name(d) for d in docs + stores if id(d) not in used]
+    notes = ([store_note] if store_note else []) + (
+        [f"ignored in the manifest files: {', '.join(ignored)}"] if ignored else [])
+    return cluster_doc, store_doc, notes
+
+
+def read_live_store(args: argparse.Namespace, name: str) -> dict:
+    """The plugin's ObjectStore `name` from the cluster (one GET)."""
+    from pgdrill.errors import PreflightRefused
+    from pgdrill.targets.cnpg.kube import PLUGIN_GROUP, PLUGIN_VERSION, Kube, NotFound, api_client
+
+    secrets = {"KUBERNETES_CONTEXT": args.kube_context} if args.kube_context else {}
+    try:
+        kube = Kube(api_client(secrets))
+        return kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, args.namespace, "objectstores", name)
+    except NotFound:
+        raise BadInput(f"Cluster {args.cluster} names ObjectStore {name}: it is neither in the "
+                       f"manifest files nor in namespace {args.namespace}",
+                       fix="add it to the files (or pass --object-store-manifest FILE)") from None
+    except PreflightRefused as exc:
+        raise BadInput(f"Cluster {args.cluster} names ObjectStore {name}, which is not in the "
+                       f"manifest files, and the cluster cannot be asked: {exc.message}",
+                       fix="pass --object-store-manifest FILE with the ObjectStore") from None
 
 
 def read_live_source(args: argparse.Namespace) -> tuple[dict, dict | None]:
@@ -113,21 +191,18 @@ def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
                     for a in activities(experiment, "actions.backup", "mark_restore_point")
                     if (a["provider"].get("arguments") or {}).get("exact")}
 
+    file_notes: list[str] = []
     if args.cluster_manifest:
-        cluster_doc = load_manifest(args.cluster_manifest, "Cluster")
-        store_doc = (load_manifest(args.object_store_manifest, "ObjectStore")
-                     if args.object_store_manifest else None)
+        cluster_doc, store_doc, file_notes = source_from_files(args)
         for doc in (cluster_doc, store_doc):
             if doc is not None:
                 manifests.validate_manifest(doc)
     else:
         cluster_doc, store_doc = read_live_source(args)
     source = manifests.read_source(cluster_doc, store_doc, namespace=args.namespace)
-    if source.name != args.cluster:
-        raise BadInput(f"{args.cluster_manifest} is Cluster {source.name}, not {args.cluster}",
-                       fix=f"pass --cluster {source.name}, or the manifest of {args.cluster}")
 
     notes = [f"pgdrill plan: {args.experiment} on CNPG Cluster {source.namespace}/{source.name}",
+             *file_notes,
              f"source archive: {source.archive} ({source.style}"
              + (f", ObjectStore {source.object_store}" if source.object_store else "") + ")",
              f"Secret {args.restore_namespace}/{SECRET_NAME} (keys {', '.join(REQUIRED_KEYS)}) "
