@@ -441,3 +441,31 @@ def test_rebuilt_server_names_count_up_and_skip_taken_folders():
     assert m.rebuilt_server_name("app-db", lambda n: n in ("app-db-r1", "app-db-r2")) == \
         "app-db-r3"
     assert m.rebuilt_server_name("db-r9x", lambda n: False) == "db-r9x-r1"
+
+
+def test_an_unknown_field_is_refused_as_a_real_api_server_would_prune_it():
+    doc = load(IN_TREE)
+    m.validate_manifest(doc)
+    typo = copy.deepcopy(doc)
+    typo["spec"]["instaces"] = 3                      # a typo: pruned, so instances default
+    typo["spec"]["backup"]["barmanObjectStore"]["wal"]["maxParalel"] = 8
+    with pytest.raises(BadInput) as err:
+        m.validate_manifest(typo)
+    assert "$.spec.instaces" in err.value.message
+    assert "$.spec.backup.barmanObjectStore.wal.maxParalel" in err.value.message
+    assert "drop them silently" in err.value.message
+    # what the schema keeps open is kept: labels/annotations in metadata, free-form maps
+    open_ = copy.deepcopy(doc)
+    open_["metadata"].setdefault("labels", {})["team"] = "db"
+    open_["spec"].setdefault("postgresql", {}).setdefault("parameters", {})["work_mem"] = "8MB"
+    m.validate_manifest(open_)
+
+
+def test_a_backup_wait_ends_on_every_terminal_phase_of_cnpg():
+    from pgdrill.targets.cnpg.backups import BACKUP_DONE_PHASES
+
+    # CNPG >= 1.30 ends a Backup it cannot take in "invalid backup definition": a wait that
+    # did not stop there would run into its timeout instead of naming the error
+    assert {"completed", "failed", "walArchivingFailing",
+            "invalid backup definition"} <= set(BACKUP_DONE_PHASES)
+    assert not {"pending", "started", "running", "finalizing"} & set(BACKUP_DONE_PHASES)

@@ -74,3 +74,22 @@ def test_backup_object_phase_maps_to_the_neutral_phase():
                      "stoppedAt": "2026-12-01T00:00:05Z"}
     backup = catalog.from_backup_object(doc)
     assert backup.completed and backup.id == "20261201T000000" and backup.end_time.year == 2026
+
+
+def test_the_operator_version_is_read_from_tags_and_digest_pinned_images():
+    from pgdrill.targets.cnpg.target import image_version
+
+    assert image_version("ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0") == "1.30.0"
+    assert image_version("ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0@sha256:ab12") == "1.30.0"
+    assert image_version("ghcr.io/cloudnative-pg/cloudnative-pg@sha256:ab12") == "@sha256:ab12"
+    assert image_version("registry:5000/cloudnative-pg") is None
+
+
+def test_logs_are_read_from_every_container_init_containers_included():
+    from pgdrill.targets.cnpg.target import pod_containers
+
+    pod = {"spec": {"initContainers": [{"name": "bootstrap-controller"},
+                                       {"name": "plugin-barman-cloud",
+                                        "restartPolicy": "Always"}],
+                    "containers": [{"name": "postgres"}]}}
+    assert pod_containers(pod) == ["bootstrap-controller", "plugin-barman-cloud", "postgres"]

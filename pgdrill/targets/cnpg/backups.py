@@ -11,6 +11,7 @@ from pgdrill.errors import PgdrillError, TargetError
 from pgdrill.model import Backup
 from pgdrill.targets.base import WalNotAvailable
 from pgdrill.targets.cnpg import catalog
+from pgdrill.targets.cnpg.backup_health import FAILED_PHASES
 from pgdrill.targets.cnpg.config import CONTAINER
 from pgdrill.targets.cnpg.kube import (
     CNPG_GROUP,
@@ -20,6 +21,11 @@ from pgdrill.targets.cnpg.kube import (
 )
 from pgdrill.targets.cnpg.manifests import backup_manifest
 from pgdrill.waiting import poll_until
+
+
+# phases after which a Backup never changes: completed, or one of the failures (CNPG >= 1.30
+# ends a Backup it cannot take at all in `invalid backup definition`)
+BACKUP_DONE_PHASES = ("completed", *FAILED_PHASES)
 
 
 class CnpgBackups:
@@ -41,7 +47,7 @@ class CnpgBackups:
             if phase != last["phase"]:
                 last["phase"] = phase
                 say(f"  Backup {name}: {phase or 'pending'}")
-            return obj if phase in ("completed", "failed", "walArchivingFailing") else None
+            return obj if phase in BACKUP_DONE_PHASES else None
 
         try:
             obj = poll_until(finished, timeout=timeout, interval=1,

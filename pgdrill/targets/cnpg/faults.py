@@ -1,5 +1,5 @@
-"""The cnpg target's faults: the primary pod deleted, an instance's storage dropped as
-`kubectl cnpg destroy` does, a page overwritten by exec in the primary's pod."""
+"""The cnpg target's faults: the primary pod deleted, an instance's storage dropped (its PVCs
+deleted, then its pod: a lost volume), a page overwritten by exec in the primary's pod."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ class CnpgFaults:
         return primary
 
     def drop_storage(self, instance: Instance) -> Instance:
-        """As `kubectl cnpg destroy`: the instance's PVCs (data, WAL, tablespaces), then its
-        pod; CNPG re-creates the instance from the primary."""
+        """A lost volume: the instance's PVCs (data, WAL, tablespaces) deleted through the API
+        (they go once the pod is gone: pvc-protection), then its pod with grace period 1;
+        CNPG re-creates the instance from the primary under the next serial. pgdrill does
+        this itself with two API calls; it does not run the `kubectl cnpg` plugin."""
         ns = self.config.namespace
         pvcs = [p["metadata"]["name"] for p in self.kube.pvcs(
             ns, f"cnpg.io/cluster={self.config.cluster},cnpg.io/instanceName={instance.name}")]

@@ -390,6 +390,30 @@ def _schemas() -> dict[tuple[str, str], dict]:
     return schemas
 
 
+def unknown_fields(value, schema: dict, path: str = "$"):
+    """JSON paths of the fields of `value` its structural `schema` does not know: the ones
+    the API server prunes on the way in. `metadata` is the API server's own (ObjectMeta),
+    and a node marked x-kubernetes-preserve-unknown-fields (or with additionalProperties)
+    keeps whatever it is given."""
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if path == "$" and key in ("apiVersion", "kind", "metadata", "status"):
+                continue
+            if props is not None and key in props:
+                yield from unknown_fields(item, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                yield from unknown_fields(item, extra, f"{path}.{key}")
+            elif props is not None and extra is not True:
+                yield f"{path}.{key}"
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            yield from unknown_fields(item, schema["items"], f"{path}[{index}]")
+
+
 def validate_manifest(doc: dict) -> dict:
     """Check `doc` against its CRD's openAPIV3Schema (by apiVersion/kind, served versions),
     then, for a Cluster, the admission-webhook rules a schema cannot express (§0). Returns the
@@ -408,6 +432,11 @@ def validate_manifest(doc: dict) -> dict:
         first = errors[0]
         raise BadInput(f"{what}: {first.json_path}: {first.message}",
                        fix=f"fix {first.json_path} as CNPG's {kind} CRD describes it")
+    unknown = sorted(unknown_fields(doc, schema))
+    if unknown:
+        raise BadInput(f"{what}: unknown field(s) {', '.join(unknown)}: a real API server "
+                       f"would drop them silently (structural schema pruning)",
+                       fix=f"remove them, or spell them as CNPG's {kind} CRD does")
     if kind == "Cluster" and api == CNPG_API:
         _cluster_webhook_rules(doc, what)
     return doc

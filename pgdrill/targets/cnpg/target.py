@@ -4,7 +4,7 @@ Kubernetes API (CNPG's CRDs) and PostgreSQL's own protocol.
 - instances and roles from pod labels (`cnpg.io/cluster`, `cnpg.io/instanceRole`) and the
   Cluster's `status.currentPrimary`; credentials from the `<cluster>-superuser` Secret;
 - faults: the primary pod deleted with grace period 1; an instance's PVCs then its pod deleted
-  (as `kubectl cnpg destroy`); a page overwritten by exec in the primary's pod;
+  (a lost volume); a page overwritten by exec in the primary's pod;
 - backups: a `Backup` object, waited for until `completed`; listed from the object store;
 - restore points looked up in the primary's pg_wal with pg_waldump by exec in its pod;
 - restore: a recovery Cluster in restore-test (pgdrill.targets.cnpg.restore);
@@ -55,6 +55,25 @@ from pgdrill.targets.cnpg.status import (
 
 _CACHE: dict[tuple, "CnpgTarget"] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def image_version(image: str) -> str | None:
+    """The version an image reference names: its tag (`…/cloudnative-pg:1.30.0`, also when
+    pinned as `:1.30.0@sha256:…`), else its digest (`@sha256:…`), else None. A registry port
+    (`registry:5000/cnpg`) is not a tag."""
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        return last.rsplit(":", 1)[1]
+    return f"@{digest}" if digest else None
+
+
+def pod_containers(pod: dict) -> list[str]:
+    """Every container of a pod, init containers first: the barman-cloud plugin's sidecar is
+    a native init container (restartPolicy Always) and logs there."""
+    spec = pod.get("spec") or {}
+    return [c["name"] for group in ("initContainers", "containers")
+            for c in spec.get(group) or [] if c.get("name")]
 
 
 class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebuild):
@@ -164,9 +183,9 @@ class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebui
             return None
         for pod in pods:
             for container in (pod.get("spec") or {}).get("containers") or []:
-                image = container.get("image") or ""
-                if ":" in image:
-                    return image.rsplit(":", 1)[1]
+                version = image_version(container.get("image") or "")
+                if version:
+                    return version
         return None
 
     def cluster_identity(self) -> str:
@@ -280,12 +299,17 @@ class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebui
                 continue
             for pod in pods:
                 name = pod["metadata"]["name"]
-                try:
-                    text = self.kube.pod_log(namespace, name, since_seconds=seconds)
-                except PgdrillError as exc:
-                    say(f"cannot read the log of {namespace}/{name}: {exc.message}")
-                    continue
-                label = f"{namespace}.{name}.log"
-                if save_log(folder, label, text, since, secrets):
-                    written.append(label)
+                for container in pod_containers(pod) or [None]:
+                    try:
+                        text = self.kube.pod_log(namespace, name, container=container,
+                                                 since_seconds=seconds)
+                    except PgdrillError as exc:
+                        say(f"cannot read the log of {namespace}/{name}"
+                            + (f" container {container}" if container else "")
+                            + f": {exc.message}")
+                        continue
+                    label = f"{namespace}.{name}" + (f".{container}" if container else "") \
+                        + ".log"
+                    if save_log(folder, label, text, since, secrets):
+                        written.append(label)
         return written
