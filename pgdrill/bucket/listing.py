@@ -212,7 +212,7 @@ def _s3_error(exc: Exception, location: BucketLocation, secrets) -> PgdrillError
                                    "and that its key may list and read this bucket and path")
         return TargetError(f"cannot read {where}: {detail}",
                            fix="check the endpoint, the bucket and the credentials")
+    from pgdrill.s3client import endpoint_fix
+
     return TargetError(f"cannot reach the S3 endpoint {location.endpoint} to read "
-                       f"{location.archive}: {detail}",
-                       fix="check --endpoint-url (or the credentials file's ENDPOINT) and the "
-                           "network between here and the object store")
+                       f"{location.archive}: {detail}", fix=endpoint_fix(location.endpoint))

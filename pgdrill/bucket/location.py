@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from pgdrill.credentials import S3Credentials
 from pgdrill.errors import BadInput
+
+if TYPE_CHECKING:
+    from pgdrill.s3client import S3Options
 
 
 @dataclass(frozen=True, repr=False)
@@ -19,6 +24,7 @@ class BucketLocation:
     server_name: str
     credentials: S3Credentials
     endpoint_url: str | None = None
+    options: "S3Options | None" = None   # CA bundle, checksums (pgdrill.s3client.S3Options)
 
     def __post_init__(self) -> None:
         if not self.destination_path.startswith("s3://") or \
@@ -58,12 +64,23 @@ class BucketLocation:
 
     def client(self):
         """A boto3 client for this endpoint with these credentials."""
-        from pgdrill.s3client import s3_client
+        from pgdrill.s3client import DEFAULT_OPTIONS, s3_client
 
-        return s3_client(self.endpoint, self.credentials)
+        return s3_client(self.endpoint, self.credentials, self.options or DEFAULT_OPTIONS)
+
+    def process_env(self) -> dict[str, str]:
+        """The environment barman-cloud reads this location's credentials and S3 settings
+        from (credential values: pass it only to the child process, never record it)."""
+        from pgdrill.s3client import DEFAULT_OPTIONS
+
+        return {**self.credentials.process_env(),
+                **(self.options or DEFAULT_OPTIONS).process_env(self.endpoint)}
 
     def describe(self) -> dict:
         """What evidence may say about it: no credential values."""
+        from pgdrill.s3client import DEFAULT_OPTIONS
+
         return {"destination_path": self.destination_path, "server_name": self.server_name,
                 "archive": self.archive, "endpoint": self.endpoint,
-                "credentials": self.credentials.describe()}
+                "credentials": self.credentials.describe(),
+                "s3": (self.options or DEFAULT_OPTIONS).describe(self.endpoint)}

@@ -21,13 +21,23 @@ def bucket_arguments(parser: argparse.ArgumentParser) -> None:
                              "then ~/.config/sops/age/keys.txt)")
     parser.add_argument("--endpoint-url", default=None,
                         help="the S3 endpoint (default: the credentials file's ENDPOINT)")
+    parser.add_argument("--ca-bundle", default=None, metavar="PEM",
+                        help="the CA that signed the endpoint's certificate (a private MinIO "
+                             "or Ceph RGW); default: the system's trust store")
+    parser.add_argument("--s3-checksums", default="auto",
+                        choices=("auto", "when_supported", "when_required"),
+                        help="boto3's request checksums: auto (default) sends them to AWS "
+                             "only; when_required suits S3-compatible stores that reject them")
 
 
 def open_location(args: argparse.Namespace):
     """The BucketLocation the arguments name, its credentials decrypted (MAC verified)."""
     from pgdrill.bucket.location import BucketLocation
     from pgdrill.credentials import load_s3_credentials
+    from pgdrill.s3client import S3Options
 
+    options = S3Options(getattr(args, "ca_bundle", None), getattr(args, "s3_checksums", "auto"))
     identities = [args.age_identity] if args.age_identity else None
     credentials = load_s3_credentials(args.credentials, identities)
-    return BucketLocation(args.destination, args.server_name, credentials, args.endpoint_url)
+    return BucketLocation(args.destination, args.server_name, credentials, args.endpoint_url,
+                          options)

@@ -68,7 +68,7 @@ class ScratchInstance:
 
         return {"PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                 "LANG": "C.UTF-8", "HOME": str(self.home),
-                **self.location.credentials.process_env()}
+                **self.location.process_env()}
 
     def fetch(self, backup_id: str, timeout: float, tablespaces: tuple[str, ...] = ()) -> None:
         """barman-cloud-restore of the base backup into the data folder; its tablespaces

@@ -11,6 +11,7 @@ from pgdrill.errors import PgdrillError, TargetError
 from pgdrill.model import Backup
 from pgdrill.targets.base import WalNotAvailable
 from pgdrill.targets.cnpg import catalog
+from pgdrill.s3client import endpoint_fix
 from pgdrill.targets.cnpg.backup_health import FAILED_PHASES
 from pgdrill.targets.cnpg.config import CONTAINER
 from pgdrill.targets.cnpg.kube import (
@@ -89,15 +90,16 @@ class CnpgBackups:
 
         source = self.source()
         credentials = self.s3_credentials()
-        endpoint = source.endpoint_url or credentials.endpoint
+        endpoint = self.config.s3_endpoint(source.endpoint_url, credentials.endpoint)
         try:
-            return catalog.list_store_backups(s3_client(endpoint, credentials),
-                                              source.destination_path, source.server_name)
+            return catalog.list_store_backups(
+                s3_client(endpoint, credentials, self.config.s3_options()),
+                source.destination_path, source.server_name)
         except (BotoCoreError, ClientError) as exc:
             raise TargetError(f"cannot list the backups in {source.archive} at {endpoint}: "
                               f"{redact(str(exc), credentials.secret_values())}",
-                              fix="check the endpoint and the credentials in "
-                                  f"{credentials.source}") from None
+                              fix=endpoint_fix(endpoint, self.config.s3_endpoint_url)
+                              + f"; check the credentials in {credentials.source}") from None
 
     def backup_health(self, max_backup_age_seconds: float | None = None) -> dict:
         """Step 1 of the safe workflow on CNPG: ScheduledBackups present, not suspended and on
@@ -129,8 +131,10 @@ class CnpgBackups:
         from pgdrill.bucket.location import BucketLocation
 
         source = self.source()
-        return BucketLocation(source.destination_path, source.server_name,
-                              self.s3_credentials(), source.endpoint_url)
+        credentials = self.s3_credentials()
+        return BucketLocation(source.destination_path, source.server_name, credentials,
+                              self.config.s3_endpoint(source.endpoint_url, credentials.endpoint),
+                              self.config.s3_options())
 
     def backup_destination(self) -> str:
         source = self.source()

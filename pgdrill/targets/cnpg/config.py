@@ -38,6 +38,12 @@ class CnpgConfig:
     operator_namespace: str = "cnpg-system"
     port: int = 5432
     sslmode: str = "prefer"
+    # pgdrill's own S3 reads (listings, backup.info) from where pgdrill runs: an endpoint
+    # that replaces the Cluster's in-cluster endpointURL (e.g. http://minio.ns.svc:9000 is
+    # unreachable from a laptop), a CA bundle, the checksum mode (pgdrill.s3client)
+    s3_endpoint_url: str | None = None
+    s3_ca_bundle: str | None = None
+    s3_checksums: str = "auto"
 
     @classmethod
     def from_configuration(cls, cfg: dict) -> "CnpgConfig":
@@ -61,7 +67,20 @@ class CnpgConfig:
                    credentials_file=cfg.get("s3_credentials_file"),
                    age_identity_file=cfg.get("age_identity_file"),
                    operator_namespace=str(cfg.get("cnpg_operator_namespace") or "cnpg-system"),
-                   sslmode=str(cfg.get("sslmode") or "prefer"))
+                   sslmode=str(cfg.get("sslmode") or "prefer"),
+                   s3_endpoint_url=cfg.get("s3_endpoint_url") or None,
+                   s3_ca_bundle=cfg.get("s3_ca_bundle") or None,
+                   s3_checksums=str(cfg.get("s3_checksums") or "auto"))
+
+    def s3_options(self):
+        from pgdrill.s3client import S3Options
+
+        return S3Options(self.s3_ca_bundle, self.s3_checksums)
+
+    def s3_endpoint(self, cluster_endpoint: str | None, credentials_endpoint: str) -> str:
+        """The endpoint pgdrill's own S3 reads use: s3_endpoint_url when set, else the
+        Cluster's endpointURL, else the credentials file's ENDPOINT."""
+        return self.s3_endpoint_url or cluster_endpoint or credentials_endpoint
 
     @property
     def selector(self) -> str:

@@ -115,7 +115,8 @@ class CnpgRebuild:
         from pgdrill.s3client import s3_client, split_destination
 
         credentials = self.s3_credentials()
-        client = s3_client(old.endpoint_url or credentials.endpoint, credentials)
+        client = s3_client(self.config.s3_endpoint(old.endpoint_url, credentials.endpoint),
+                           credentials, self.config.s3_options())
         bucket, prefix = split_destination(old.destination_path)
 
         def taken(server_name: str) -> bool:
