@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 from pgdrill.errors import DeadlineExceeded, TargetError
+from pgdrill.files import shown_command
 from pgdrill.model import Instance
 from pgdrill.pgbin import binary
 
@@ -199,7 +199,7 @@ def run_amcheck(instance: Instance, *, databases: list[str] | None = None,
     `client_env`: the target's environment for libpq clients (Target.client_env: PGPASSWORD,
     PGSSLMODE), never logged."""
     argv = amcheck_argv(instance, databases, bin_dir, major)
-    command = shlex.join(argv)
+    command = shown_command(argv)
     where = f"{instance.name} ({instance.host}:{instance.port})"
     env = {**os.environ, **(client_env or {}), "LC_ALL": "C", "PGAPPNAME": "pgdrill-amcheck"}
     env.setdefault("PGCONNECT_TIMEOUT", "10")

@@ -53,7 +53,9 @@ class S3Credentials:
 
     def describe(self) -> dict:
         """What evidence may say about them: where they came from, never what they are."""
-        return {"file": self.source, "recipients": list(self.recipients),
+        from pgdrill.files import shown_path
+
+        return {"file": shown_path(self.source), "recipients": list(self.recipients),
                 "keys": list(REQUIRED_KEYS), "bucket": self.bucket, "endpoint": self.endpoint,
                 "region": self.region}
 

@@ -39,3 +39,32 @@ def write_atomically(path: Path, text: str, *, mode: int | None = None,
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+def shown_path(path: str | os.PathLike | None, base: Path | None = None) -> str | None:
+    """A path as evidence and reports show it: relative to the project (the working folder,
+    or `base`) when it is inside it, `~/...` inside the home folder, else unchanged. A
+    report travels (evidence sinks, tickets): it should not spell out the operator's home
+    folder or the checkout's location."""
+    if path is None:
+        return None
+    text = os.fspath(path)
+    candidate = Path(text)
+    if not candidate.is_absolute():
+        return text
+    try:
+        return str(candidate.relative_to((base or Path.cwd()).resolve()))
+    except ValueError:
+        pass
+    home = Path.home()
+    try:
+        return "~/" + str(candidate.relative_to(home)) if home != Path("/") else text
+    except ValueError:
+        return text
+
+
+def shown_command(argv: list[str]) -> str:
+    """A command line for evidence: the program by its name, not its absolute path."""
+    import shlex
+
+    return shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else ""

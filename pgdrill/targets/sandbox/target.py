@@ -16,6 +16,7 @@ from pgdrill import corruption
 from pgdrill.console import say
 from pgdrill.credentials import redact
 from pgdrill.errors import DeadlineExceeded, PreflightRefused, TargetError
+from pgdrill.files import shown_path
 from pgdrill.model import (
     Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult, Role,
 )
@@ -78,7 +79,7 @@ class SandboxTarget(SandboxLifecycle):
 
     def facts(self) -> dict:
         state = self.layout.read()
-        return {"kind": "sandbox", "home": str(self.layout.home),
+        return {"kind": "sandbox", "home": shown_path(self.layout.home),
                 "instances": len(state.instances) if state else 0,
                 "server_name": state.archive_server if state else None,
                 "supervisor": "pgdrill.targets.sandbox.supervisor (promotes the most advanced "
