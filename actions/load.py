@@ -9,6 +9,7 @@ import time
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
+from pgdrill.console import say
 from pgdrill.errors import BadInput
 from pgdrill.load import runner
 from pgdrill.load.pacing import DEFAULT_BATCH, DEFAULT_RATE
@@ -22,7 +23,9 @@ def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
                configuration: Configuration = None, secrets: Secrets = None) -> dict:
     """Start a Locust write load of `users` simulated clients (spawned at `spawn_rate` per
     second) against the cluster's primary, and return once the first write is acknowledged.
-    Each client inserts numbered rows into `pgdrill_ledger` (created if missing), `batch`
+    Each client inserts numbered rows into `pgdrill_ledger` (created if missing by the role
+    the load writes as — on CNPG the application user, `<cluster>-app` — or, when it belongs
+    to another role, granted SELECT and INSERT to that role), `batch`
     rows per transaction, paced so that the whole load commits `rate` rows per second
     (default 400 in transactions of 4), and reads them back; every row whose transaction's
     COMMIT returned is logged in `acks.csv` of the run folder.
@@ -44,7 +47,10 @@ def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
     target = ready_target(configuration, secrets)
     connection = target.load_connection("app")
     with target.connect(target.primary(), "app") as conn:
-        runner.create_ledger(conn)
+        ledger = runner.ledger_writable(connection, conn)
+    if ledger["granted"]:
+        say(f"pgdrill_ledger belongs to {ledger['owner']}: granted SELECT, INSERT on it to "
+            f"{ledger['role']}, the role the load writes as")
     handle = runner.start(connection.conninfo, ctx.run_dir, users=int(users),
                           spawn_rate=float(spawn_rate),
                           duration=float(duration) if duration is not None else None,

@@ -39,6 +39,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from pgdrill.errors import BadInput, DeadlineExceeded, TargetError
 from pgdrill.load.acklog import complete_size, count_acks, read_acks
@@ -107,6 +108,45 @@ def conninfo_for(hosts: list[tuple[str, int]], dbname: str, user: str,
 def create_ledger(conn: psycopg.Connection) -> None:
     """Create `pgdrill_ledger` if it does not exist (autocommit connection)."""
     conn.execute(LEDGER_DDL)
+
+
+# libpq environment variables a LoadConnection may carry, as connection keywords
+_LIBPQ_ENV = {"PGPASSWORD": "password", "PGUSER": "user", "PGSSLMODE": "sslmode",
+              "PGSSLROOTCERT": "sslrootcert"}
+
+
+def ledger_writable(connection, admin: psycopg.Connection) -> dict:
+    """Make sure the role the load writes as can write `pgdrill_ledger`: created over the
+    load's own connection (so that role owns it: CNPG's `app` owns only its database and
+    gets no other grant), and, when an older table belongs to someone else, SELECT and
+    INSERT granted to that role over `admin` (the superuser). Returns {role, owner,
+    granted}; TargetError when the load's role cannot connect or still cannot write."""
+    kwargs = {_LIBPQ_ENV[k]: v for k, v in (connection.env or {}).items() if k in _LIBPQ_ENV}
+    try:
+        with psycopg.connect(connection.conninfo, autocommit=True, **kwargs) as conn:
+            try:
+                create_ledger(conn)
+            except psycopg.errors.InsufficientPrivilege:
+                pass   # the superuser creates it below, and grants
+            role = conn.execute("SELECT current_user").fetchone()[0]
+    except psycopg.OperationalError as exc:
+        secret = [v for k, v in (connection.env or {}).items() if k == "PGPASSWORD"]
+        from pgdrill.credentials import redact
+
+        raise TargetError(f"the load cannot connect as the application user: "
+                          f"{redact(str(exc).strip(), secret)}",
+                          fix="check the <cluster>-app Secret and pg_hba") from None
+    create_ledger(admin)
+    owner, can = admin.execute(
+        "SELECT pg_get_userbyid(c.relowner), has_table_privilege(%s, c.oid, 'INSERT') AND "
+        "has_table_privilege(%s, c.oid, 'SELECT') FROM pg_class c "
+        "WHERE c.oid = 'pgdrill_ledger'::regclass", (role, role)).fetchone()
+    granted = False
+    if not can:
+        admin.execute(sql.SQL("GRANT SELECT, INSERT ON pgdrill_ledger TO {}").format(
+            sql.Identifier(role)))
+        granted = True
+    return {"role": role, "owner": owner, "granted": granted}
 
 
 def start(conninfo: str, run_dir: Path, users: int = DEFAULT_USERS, spawn_rate: float = 4,

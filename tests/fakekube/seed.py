@@ -50,7 +50,7 @@ class SeedMixin:
         self.image = (f"ghcr.io/cloudnative-pg/postgresql:{version}-"
                       f"{'system' if self.style == 'in-tree' else 'minimal'}-trixie")
         cluster = self._seed_cluster(sc.state)
-        self._secrets_and_services(cluster)
+        self._app_role(sc, self._secrets_and_services(cluster))
         self._seed_instances(sc, cluster)
         self._recovery_window(self.sandbox.list_backups())
         self._log(f"seeded Cluster {self.cluster} ({self.style}) on sandbox instances "
@@ -123,28 +123,46 @@ class SeedMixin:
                 self._condition(None, "ContinuousArchiving", True, "ContinuousArchivingSuccess",
                                 "Continuous archiving is working")]}})
 
-    def _secrets_and_services(self, cluster: dict) -> None:
-        """`<c>-app`, `<c>-superuser` (enableSuperuserAccess) and Services -rw/-ro/-r (§8).
-        Both name user postgres: the sandbox has no `app` role and trusts local TCP, so any
-        password works (a real cluster checks it)."""
+    def _app_role(self, sc: SandboxCluster, password: str) -> None:
+        """CNPG's initdb (pkg/management/postgres/initdb.go): `CREATE ROLE app LOGIN` with the
+        `-app` Secret's password, the `app` database owned by it, and no other grant — so
+        `app` cannot write a table the superuser created. (The sandbox's pg_hba trusts local
+        TCP: the password is set but not checked, unlike a real cluster's.)"""
+        from psycopg import sql
+
+        with sc.connect(sc.state.primary_name) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'app'").fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE app LOGIN NOSUPERUSER PASSWORD {}").format(
+                sql.Literal(password)))
+            conn.execute("ALTER DATABASE app OWNER TO app")
+
+    def _secrets_and_services(self, cluster: dict) -> str:
+        """`<c>-app` (user `app`, CNPG's application owner: no superuser) and `<c>-superuser`
+        (enableSuperuserAccess, user postgres) and Services -rw/-ro/-r (§8); returns the app
+        password."""
         ns, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
         host = f"{name}-rw"
-        for user_type, db in (("app", "app"), ("superuser", "*")):
+        app_password = ""
+        for user_type, db, user in (("app", "app", "app"), ("superuser", "*", "postgres")):
             pw = secrets.token_urlsafe(24)
-            uri = f"postgresql://postgres:{pw}@{host}.{ns}:5432/{db}"
+            if user_type == "app":
+                app_password = pw
+            uri = f"postgresql://{user}:{pw}@{host}.{ns}:5432/{db}"
             self._create(SECRETS, {"type": "kubernetes.io/basic-auth", "metadata": self._owned(
                 cluster, f"{name}-{user_type}", {"cnpg.io/userType": user_type}),
-                "data": b64({"username": "postgres", "user": "postgres", "password": pw,
+                "data": b64({"username": user, "user": user, "password": pw,
                              "dbname": db, "host": host, "port": "5432", "uri": uri,
-                             "pgpass": f"{host}:5432:{db}:postgres:{pw}\n",
+                             "pgpass": f"{host}:5432:{db}:{user}:{pw}\n",
                              "jdbc-uri": f"jdbc:postgresql://{host}.{ns}:5432/{db}?password="
-                                         f"{pw}&user=postgres"})})
+                                         f"{pw}&user={user}"})})
         for suffix, selector in (("rw", {"cnpg.io/instanceRole": "primary"}),
                                  ("ro", {"cnpg.io/instanceRole": "replica"}),
                                  ("r", {"cnpg.io/podRole": "instance"})):
             self._create(SERVICES, {"metadata": self._owned(cluster, f"{name}-{suffix}"), "spec": {
                 "type": "ClusterIP", "selector": {"cnpg.io/cluster": name, **selector},
                 "ports": [{"name": "postgres", "port": 5432, "targetPort": 5432}]}})
+        return app_password
 
     def _pvc(self, cluster: dict, name: str) -> dict:
         return {"metadata": self._owned(cluster, name, {
