@@ -307,3 +307,49 @@ def test_the_generic_checklist_passes_data_kept_in_the_postgres_database_and_fai
         assert evidence["verification"]["tables"]["postgres.public.invoices"]["rows"] == 50
     finally:
         server.remove()
+
+
+@pytest.mark.sandbox
+def test_a_sigkilled_verification_is_finished_and_its_copy_removed_by_the_next_command(
+        sandbox, tmp_path):
+    """verify-backup killed with SIGKILL while its throwaway PostgreSQL runs: the next pgdrill
+    command stops and deletes that copy and finishes the run's evidence as interrupted."""
+    import signal
+
+    from pgdrill.targets.sandbox import postgres
+    from pgdrill.waiting import poll_until
+
+    location = sandbox.bucket_location()
+    reports = tmp_path / "reports"
+    env = {**os.environ, "PGDRILL_REPORTS": str(reports),
+           "PGDRILL_HOME": str(sandbox.layout.home)}
+    proc = subprocess.Popen(
+        [PGDRILL, "verify-backup", location.destination_path, "--server-name",
+         location.server_name, *credentials_args(sandbox), "--reports", str(reports)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def running_copy():
+            for lock in reports.glob("*/run.lock"):
+                scratch = Path(json.loads(lock.read_text())["target"]["verify_scratch"])
+                if postgres.postmaster_pid(scratch / "data") is not None:
+                    return lock.parent, scratch
+            return None
+
+        folder, scratch = poll_until(running_copy, timeout=300, interval=0.05,
+                                     what="verify-backup's throwaway PostgreSQL to run")
+        pid = postgres.postmaster_pid(scratch / "data")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert scratch.exists()
+    out = subprocess.run([PGDRILL, "sandbox", "status"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert f"found run {folder.name} interrupted" in out.stderr, out.stderr[-2000:]
+    assert "stopped and removed its throwaway copy" in out.stderr
+    assert not scratch.exists()
+    from pgdrill.procs import pid_alive
+    assert not pid_alive(pid)
+    evidence = json.loads((folder / "evidence.json").read_text())
+    assert evidence["verdict"] == "interrupted"
+    assert not (folder / "run.lock").exists()
