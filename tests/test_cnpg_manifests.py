@@ -469,3 +469,19 @@ def test_a_backup_wait_ends_on_every_terminal_phase_of_cnpg():
     assert {"completed", "failed", "walArchivingFailing",
             "invalid backup definition"} <= set(BACKUP_DONE_PHASES)
     assert not {"pending", "started", "running", "finalizing"} & set(BACKUP_DONE_PHASES)
+
+
+def test_the_rebuild_keeps_a_non_default_application_database_owner_and_secret(source):
+    doc = source_doc(source)
+    doc["spec"]["bootstrap"] = {"initdb": {"database": "orders", "owner": "orders_owner",
+                                           "secret": {"name": "orders-credentials"},
+                                           "dataChecksums": True}}
+    rebuilt = m.validate_manifest(m.rebuild_manifest(source, doc, server_name="x-r1"))
+    recovery = rebuilt["spec"]["bootstrap"]["recovery"]
+    assert {k: recovery.get(k) for k in ("database", "owner", "secret")} == {
+        "database": "orders", "owner": "orders_owner", "secret": {"name": "orders-credentials"}}
+    assert "dataChecksums" not in recovery          # an initdb option, not recovery's
+    # and a second rebuild (whose bootstrap is that recovery) keeps them again
+    again = m.rebuild_manifest(m.read_source(rebuilt, load(STORE) if source.style == "plugin"
+                                             else None), rebuilt, server_name="x-r2")
+    assert again["spec"]["bootstrap"]["recovery"]["owner"] == "orders_owner"

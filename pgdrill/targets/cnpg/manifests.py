@@ -295,6 +295,21 @@ SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "mana
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
+def application_identity(bootstrap: dict) -> dict:
+    """The application database, its owner and the Secret of its credentials as the Cluster
+    was bootstrapped with (`initdb`, or an earlier `recovery`/`pg_basebackup`): carried into
+    the rebuild's `bootstrap.recovery`, which otherwise defaults to `app`/`app` and a new
+    `<cluster>-app` Secret for user app — the wrong user for a source initdb'ed with other
+    names."""
+    for method in ("initdb", "recovery", "pg_basebackup"):
+        found = bootstrap.get(method) or {}
+        identity = {k: copy.deepcopy(found[k]) for k in ("database", "owner", "secret")
+                    if found.get(k)}
+        if identity:
+            return identity
+    return {}
+
+
 def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: str,
                      backup_id: str | None = None) -> dict:
     """The Cluster that rebuilds a destroyed `source` IN PLACE: the same name, namespace and
@@ -318,7 +333,7 @@ def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: s
         if metadata["annotations"] is None:
             del metadata["annotations"]
     spec = copy.deepcopy(cluster_doc.get("spec") or {})
-    recovery: dict = {"source": ORIGIN}
+    recovery: dict = {"source": ORIGIN, **application_identity(spec.get("bootstrap") or {})}
     if backup_id:
         recovery["recoveryTarget"] = {"backupID": backup_id}
     spec["bootstrap"] = {"recovery": recovery}
