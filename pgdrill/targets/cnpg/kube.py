@@ -135,6 +135,15 @@ class Kube:
                           self.core.list_namespaced_persistent_volume_claim, namespace,
                           label_selector=label_selector).get("items", [])
 
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether the Secret is there (its values are not decoded or kept)."""
+        try:
+            self._json(f"read secret {namespace}/{name}", self.core.read_namespaced_secret,
+                       name, namespace)
+        except NotFound:
+            return False
+        return True
+
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. Values never leave the target (no logs, no evidence)."""
         doc = self._json(f"read secret {namespace}/{name}", self.core.read_namespaced_secret,

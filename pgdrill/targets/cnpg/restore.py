@@ -119,6 +119,19 @@ def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> l
         removed.append(f"ObjectStore {name}-origin")
     if kube.delete_secret(ns, SECRET_NAME):
         removed.append(f"Secret {SECRET_NAME}")
-    poll_until(lambda: not kube.pods(ns, f"cnpg.io/cluster={name}"), timeout=timeout,
-               interval=0.5, what=f"the pods of {ns}/{name} to go away")
+    # the next restore must not meet a terminating PVC or an old Secret of the same name
+    # (garbage collection of what the Cluster owned is asynchronous): wait for all of it
+    selector = f"cnpg.io/cluster={name}"
+    secrets = [f"{name}-{suffix}" for suffix in OPERATOR_SECRETS]
+
+    def gone() -> bool:
+        return (not kube.pods(ns, selector) and not kube.pvcs(ns, selector)
+                and not any(kube.secret_exists(ns, s) for s in secrets))
+
+    poll_until(gone, timeout=timeout, interval=0.5,
+               what=f"the pods, PVCs and Secrets of {ns}/{name} to go away")
     return removed
+
+
+# the Secrets CNPG makes for a Cluster (owned by it: garbage-collected after it is deleted)
+OPERATOR_SECRETS = ("app", "superuser", "ca", "replication", "server")
