@@ -54,6 +54,9 @@ result is the one a single connection gets. On 2 busy cores this gained ~1.45x o
 table (benchmarks/fingerprint.py). Without `connect`, or inside a transaction the caller
 already has open (whose uncommitted changes no other connection sees), one connection reads
 everything. `compare_fingerprints` is pure.
+
+`user_tables` lists what a drill fingerprints by default: every permanent ordinary or
+partitioned table outside the system schemas (partitions are read through their parent).
 """
 
 from __future__ import annotations
@@ -234,6 +237,36 @@ def fingerprint_tables_like(conn: psycopg.Connection, reference: dict[str, Table
                 continue
             result[name] = _fingerprint_like(readers, ref)
         return result
+
+
+# The schemas user_tables skips: the system catalogs, TOAST tables (pg_toast, and
+# pg_toast_temp_N), other sessions' temporary tables (pg_temp_N); LIKE patterns.
+_SYSTEM_SCHEMAS = ("pg\\_catalog", "information\\_schema", "pg\\_toast%", "pg\\_temp\\_%")
+
+_USER_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind::text = ANY(%(kinds)s) AND c.relpersistence = 'p' AND NOT c.relispartition
+  AND NOT n.nspname::text LIKE ANY(%(system)s)
+  AND NOT c.relname::text = ANY(%(anywhere)s)
+  AND NOT (n.nspname || '.' || c.relname) = ANY(%(qualified)s)
+ORDER BY n.nspname, c.relname
+"""
+
+
+def user_tables(conn: psycopg.Connection, exclude: Sequence[str] = ()) -> list[str]:
+    """Every user table of the connection's database, as "schema.name", sorted (one query).
+
+    User tables: ordinary and partitioned tables, permanent, in every schema except the
+    system ones (pg_catalog, information_schema, pg_toast*, pg_temp_*). Left out: a
+    partition (its partitioned table is read with all its rows), an unlogged table (not
+    WAL-logged: a backup restores it empty, a replica has it empty), a temporary table.
+    `exclude`: a "schema.name" leaves out that table; a bare "name" leaves out a table of
+    that name in every schema (as one created unqualified, through whatever search_path)."""
+    anywhere = [t for t in exclude if "." not in t]
+    qualified = [t for t in exclude if "." in t]
+    return [f"{schema}.{name}" for schema, name in _rows(conn, _USER_TABLES, {
+        "kinds": list(_TABLE_KINDS), "system": list(_SYSTEM_SCHEMAS),
+        "anywhere": anywhere, "qualified": qualified})]
 
 
 def _check_args(buckets: int, method: str | None, parallel: int | None) -> None:

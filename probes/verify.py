@@ -13,14 +13,27 @@ from pgdrill.amcheck import amcheck_check, run_amcheck
 from pgdrill.checklist import load_checklist, record_validation, run_checklist
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
-    narrow_difference,
+    narrow_difference, user_tables,
 )
+from pgdrill.load.writes import LEDGER
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
 
 __all__ = ["checklist_passes", "capture_fingerprints", "fingerprints_match", "lost_writes"]
 
-DEFAULT_TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"]
+# Without `tables`, capture_fingerprints and fingerprints_match read every user table of
+# the database (pgdrill.fingerprint.user_tables) but DRILL_WRITTEN_TABLES.
+#
+# Tables the drill itself writes while it runs. The restored copy stops at the end of the
+# archive or at a restore point while they go on changing on the primary, so they differ
+# from "the primary now" and from a reference captured a moment after the restore point,
+# on a perfect restore; and their loss is judged elsewhere. Excluded by name in every schema
+# (both are created unqualified, through the writer's search_path):
+# - LEDGER (pgdrill_ledger): the load's writes (actions.load, pgdrill.load), each acknowledged
+#   write checked row by row by lost_writes (evidence `rpo` and `failover`);
+# - pgdrill_heartbeat: a row per call of probes.sql.writes_succeed (the steady-state
+#   hypothesis "the primary accepts a write"), which holds nothing but its own id and time.
+DRILL_WRITTEN_TABLES = (LEDGER, "pgdrill_heartbeat")
 
 
 @activity
@@ -57,20 +70,24 @@ def _restored(target):
 
 
 @activity
-def capture_fingerprints(tables: list = None, label: str = None, database: str = "app",
+def capture_fingerprints(tables: list = None, label: str = None, database: str = None,
                          configuration: Configuration = None, secrets: Secrets = None) -> dict:
-    """Fingerprint `tables` (default: the pgbench tables) on the primary now — row counts
-    and order-independent hashes per primary-key range — and keep them as the reference
-    named `label` (default: the newest restore point of this run). Call it right after
-    actions.backup.mark_restore_point and before a fault. Returns {table: rows}."""
+    """Fingerprint `tables` on the primary now — row counts and order-independent hashes per
+    primary-key range — and keep them as the reference named `label` (default: the newest
+    restore point of this run). Default tables: every user table of `database` (ordinary
+    and partitioned tables, permanent, outside the system schemas) except those the drill
+    itself writes, pgdrill_ledger (the load, judged by lost_writes) and pgdrill_heartbeat
+    (probes.sql.writes_succeed). Default database: the checklist's (configuration
+    `checklist`), else app. Call it right after actions.backup.mark_restore_point and
+    before a fault. Returns {table: rows}."""
     target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
     data = ctx.read()
     if label is None:
         points = data.get("restore_points") or {}
         label = max(points.values(), key=lambda p: p["time"])["name"] if points else "source"
-    with target.connect(target.primary(), database) as conn:
-        prints = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
+    with target.connect(target.primary(), _database(database, configuration)) as conn:
+        prints = fingerprint_tables(conn, _tables(conn, tables))
     ctx.merge("fingerprints_reference",
               **{label: {name: fp.to_dict() for name, fp in prints.items()}})
     say(f"fingerprints of {', '.join(prints)} captured as {label!r}")
@@ -78,15 +95,21 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
 
 
 @activity
-def fingerprints_match(restore_point: str = None, tables: list = None, database: str = "app",
+def fingerprints_match(restore_point: str = None, tables: list = None, database: str = None,
                        configuration: Configuration = None, secrets: Secrets = None) -> bool:
     """Compare the restore-test copy's table fingerprints with a reference: those captured
-    at `restore_point` (capture_fingerprints), or, without one, the primary's tables now
-    (right for tables the drill does not write). Records `fingerprints` in the evidence and
-    fails naming each table and key range that differs; against the live primary, each
-    differing range is also bisected down to the narrowest key ranges that differ."""
+    at `restore_point` (capture_fingerprints: the tables captured then), or, without one,
+    the primary's tables now. Default tables: every user table of `database` (ordinary and
+    partitioned tables, permanent, outside the system schemas) except pgdrill_ledger and
+    pgdrill_heartbeat, which the drill itself writes (the load's writes are judged by
+    lost_writes). Default database: the checklist's (configuration `checklist`), else app.
+    Records `fingerprints` (every table compared) in the evidence and fails naming each
+    table and key range that differs, and each table missing from the copy; against the
+    live primary, each differing range is also bisected down to the narrowest key ranges
+    that differ."""
     target = ready_target(configuration, secrets)
     ctx = run_context(configuration)
+    database = _database(database, configuration)
     if restore_point:
         stored = (ctx.read().get("fingerprints_reference") or {}).get(restore_point)
         if not stored:
@@ -97,7 +120,7 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
         label = restore_point
     else:
         with target.connect(target.primary(), database) as conn:
-            reference = fingerprint_tables(conn, list(tables or DEFAULT_TABLES))
+            reference = fingerprint_tables(conn, _tables(conn, tables))
         label = "primary now"
     with target.connect(_restored(target), database) as conn:
         actual = fingerprint_tables_like(conn, reference)
@@ -112,9 +135,27 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
         bad = [f"{t['table']} key ranges "
                f"{t.get('narrowed_ranges') or [[r['lo'], r['hi']] for r in t['differing_ranges']]}"
                for t in diff["tables"] if not t["match"]]
+        bad += [f"{name} missing from the restored copy" for name in diff["missing_tables"]]
         raise PgdrillError("restored fingerprints differ from " + label + ": " + "; ".join(bad))
     say(f"fingerprints of the restored copy match {label}")
     return True
+
+
+def _database(database: str | None, configuration: Configuration) -> str:
+    """`database`, else the database of the drill's checklist (configuration `checklist`),
+    else app."""
+    if database:
+        return database
+    checklist = (configuration or {}).get("checklist")
+    return load_checklist(checklist).database if checklist else "app"
+
+
+def _tables(conn, tables: list | None) -> list[str]:
+    """`tables` if given (all of them, even a table the drill writes), else the default:
+    every user table but DRILL_WRITTEN_TABLES."""
+    if tables:
+        return list(tables)
+    return user_tables(conn, exclude=DRILL_WRITTEN_TABLES)
 
 
 def _narrow(diff: dict, source, copy) -> None:

@@ -4,6 +4,7 @@ on the sandbox primary)."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -526,6 +527,65 @@ def test_not_null_domains_arrays_and_ranges_use_the_hash(pair):
     pair.copy.execute(sql.SQL("UPDATE {} SET a = ARRAY[7, 7] WHERE id = 42").format(
         _ident(name)))
     assert _compare(src, fingerprint_like(pair.copy, src))["match"] is False
+
+
+@sandbox_test
+@pytest.mark.parametrize("method", [None, MD5_TEXT])
+@pytest.mark.parametrize("column, storage", [
+    ("bytea", None),          # default storage (EXTENDED): random bytes do not compress
+    ("bytea", "EXTERNAL"),    # out of line, never compressed
+    ("text", "EXTERNAL"),
+])
+def test_one_byte_changed_inside_an_out_of_line_toast_value_is_detected(pair, method,
+                                                                         column, storage):
+    name = pair.table(f"id int PRIMARY KEY, v {column}", "SELECT 1, NULL WHERE false")
+    raw = os.urandom(120_000)
+    big = raw if column == "bytea" else raw.hex()  # 240,000 hex digits
+    for conn in (pair.src, pair.copy):
+        if storage:
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN v SET STORAGE " + storage)
+                         .format(_ident(name)))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (1, %s), (2, %s), (3, %s)").format(
+            _ident(name)), (big[:10], big, big[-10:]))
+
+    def out_of_line(conn) -> None:
+        # stored whole (not compressed) and out of line: the TOAST relation holds it
+        stored, length, toast = conn.execute(sql.SQL(
+            "SELECT pg_column_size(v), octet_length(v), "
+            "       (SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+            "        WHERE oid = %s::regclass) "
+            "FROM {} WHERE id = 2").format(_ident(name)), (name,)).fetchone()
+        assert stored >= length == len(big)
+        assert toast >= length > 8192
+
+    out_of_line(pair.src)
+    src = fingerprint_table(pair.src, name, method=method)
+    assert src.method == (method or HASH_RECORD)
+    assert fingerprint_like(pair.copy, src) == src
+
+    # one byte (one hex digit), in the middle of the value: in a TOAST chunk, not inline
+    at = len(big) // 2
+    if column == "bytea":
+        replacement = bytes([big[at] ^ 0x01])
+    else:
+        replacement = "1" if big[at] == "0" else "0"
+    pair.copy.execute(sql.SQL("UPDATE {} SET v = overlay(v placing %s from %s for 1) "
+                              "WHERE id = 2").format(_ident(name)), (replacement, at + 1))
+    changed = pair.copy.execute(sql.SQL("SELECT v FROM {} WHERE id = 2").format(
+        _ident(name))).fetchone()[0]
+    changed = bytes(changed) if column == "bytea" else changed
+    assert len(changed) == len(big)
+    assert [i for i in range(len(big)) if changed[i] != big[i]] == [at]
+    out_of_line(pair.copy)
+
+    copy = fingerprint_like(pair.copy, src)
+    assert copy.method == src.method and copy.rows == src.rows == 3
+    table = _compare(src, copy)
+    assert table["match"] is False and table["compared_by"] == "ranges"
+    [diff] = table["differing_ranges"]
+    assert diff["lo"] <= 2 < diff["hi"]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
+                             method=method) == [(2, 3)]
 
 
 @sandbox_test

@@ -1,9 +1,12 @@
 """The supervisor heals the sandbox the way the CNPG operator heals a cluster."""
 
 import time
+import uuid
 
+import psycopg
 import pytest
 
+from pgdrill.errors import TargetError
 from pgdrill.targets.sandbox import postgres
 from pgdrill.waiting import poll_until
 
@@ -20,6 +23,48 @@ def wait_for_event(sandbox, n, event, timeout=60):
                       what=f"supervisor event {event!r}")
 
 
+def instance_named(sandbox, name):
+    return next(i for i in sandbox.instances() if i.name == name)
+
+
+def assert_replica_follows_the_primary(sandbox, name, timeout=60):
+    """`name` is a standby streaming from the current primary (both sides say so: the
+    primary's pg_stat_replication and the replica's pg_stat_wal_receiver), and a row
+    written on the primary now is replayed on it before the deadline."""
+    primary = sandbox.primary()
+    assert name != primary.name
+    token = uuid.uuid4().hex
+    with sandbox.connect(primary, "app") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS supervisor_probe (token text PRIMARY KEY)")
+        conn.execute("INSERT INTO supervisor_probe VALUES (%s)", (token,))
+
+    def replayed():
+        try:
+            with sandbox.connect(instance_named(sandbox, name), "app") as conn:
+                replica = conn.execute(
+                    "SELECT pg_is_in_recovery(), "
+                    "       (SELECT status FROM pg_stat_wal_receiver), "
+                    "       (SELECT sender_port FROM pg_stat_wal_receiver), "
+                    "       EXISTS (SELECT 1 FROM supervisor_probe WHERE token = %s)",
+                    (token,)).fetchone()
+        except (TargetError, psycopg.Error):
+            return None  # not accepting connections (or the table not replayed) yet
+        if not replica[3]:
+            return None
+        with sandbox.connect(primary, "app") as conn:
+            sender = conn.execute("SELECT state FROM pg_stat_replication "
+                                  "WHERE application_name = %s", (name,)).fetchall()
+        return (*replica, sender)
+
+    try:
+        found = poll_until(replayed, timeout=timeout,
+                           what=f"the row written on {primary.name} to be replayed on {name}")
+        assert found == (True, "streaming", primary.port, True, [("streaming",)])
+    finally:
+        with sandbox.connect(sandbox.primary(), "app") as conn:
+            conn.execute("DROP TABLE IF EXISTS supervisor_probe")
+
+
 def test_crashed_replica_is_restarted(sandbox):
     sandbox.wait_ready(timeout=120)
     replica = next(i for i in sandbox.instances() if i.role == "replica")
@@ -28,6 +73,7 @@ def test_crashed_replica_is_restarted(sandbox):
     sandbox.wait_ready(timeout=120)
     assert wait_for_event(sandbox, seen, "restart")
     assert sandbox.primary().name != replica.name
+    assert_replica_follows_the_primary(sandbox, replica.name)
 
 
 def test_replica_storage_loss_is_recloned(sandbox):
@@ -37,6 +83,7 @@ def test_replica_storage_loss_is_recloned(sandbox):
     sandbox.drop_storage(replica)
     sandbox.wait_ready(timeout=180)
     assert wait_for_event(sandbox, seen, "reclone")
+    assert_replica_follows_the_primary(sandbox, replica.name)
 
 
 def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
