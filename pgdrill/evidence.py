@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pgdrill.rpo import hole_sentence
+
 SCHEMA_VERSION = "pgdrill.evidence/1"
 # The published contract of evidence.json (JSON Schema), for consumers of the evidence.
 SCHEMA_FILE = Path(__file__).with_name("evidence.schema.json")
@@ -111,10 +113,8 @@ def holes_in_copies(context: dict) -> list[str]:
         if key == "rpo" and section.get("reference_kind") == "cluster destroyed":
             where = "the rebuilt cluster"
         if section.get("holes"):
-            reasons.append(f"{section['holes']} acknowledged writes are missing from {where} "
-                           f"although writes committed after them are present (a hole: "
-                           f"replication or archive lag loses only the newest writes), e.g. "
-                           + ", ".join(section.get("hole_examples") or []))
+            reasons.append(hole_sentence(section["holes"], section.get("hole_examples") or [],
+                                         where))
     return reasons
 
 

@@ -72,11 +72,14 @@ class RpoReport:
 
     def hole_problem(self, where: str) -> str | None:
         """The sentence for a verdict when the copy has holes, or None."""
-        if not self.holes:
-            return None
-        return (f"{self.holes} acknowledged writes are missing from {where} although writes "
-                f"committed after them are present (a hole, not replication or archive lag: "
-                f"lag loses only the newest writes), e.g. " + ", ".join(self.hole_examples))
+        return hole_sentence(self.holes, self.hole_examples, where) if self.holes else None
+
+
+def hole_sentence(holes: int, examples: list[str], where: str) -> str:
+    """Why a copy with `holes` fails (the verdict's reason, pgdrill.evidence)."""
+    return (f"{holes} acknowledged writes are missing from {where} although writes committed "
+            f"after them are present (a hole: replication or archive lag loses only the "
+            f"newest writes), e.g. " + ", ".join(examples))
 
 
 def _order_key(ack: AckLike) -> float:

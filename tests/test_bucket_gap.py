@@ -53,14 +53,20 @@ def bucket_report(target, tmp_path) -> subprocess.CompletedProcess:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
 
 
-def delete_segment(target, segment: str) -> str:
-    """Delete the one object holding `segment` from the sandbox's bucket; return its key."""
+def segment_object(target, segment: str):
+    """(location, client, key) of the one object holding `segment` in the sandbox's bucket."""
     location = target.bucket_location()
     s3 = location.client()
     folder = f"{location.prefix}wals/{segment[:16]}/"
     listed = s3.list_objects_v2(Bucket=location.bucket, Prefix=folder + segment)
     [key] = [o["Key"] for o in listed.get("Contents", [])
              if wal_file_name(o["Key"][len(location.prefix):]) == segment]
+    return location, s3, key
+
+
+def delete_segment(target, segment: str) -> str:
+    """Delete the one object holding `segment` from the sandbox's bucket; return its key."""
+    location, s3, key = segment_object(target, segment)
     s3.delete_object(Bucket=location.bucket, Key=key)
     return key
 
@@ -121,12 +127,7 @@ def test_a_deleted_segment_fails_bucket_report_and_a_restore_to_latest(tmp_path)
 def damage_segment(target, segment: str) -> str:
     """Overwrite the first records of `segment` in the sandbox's bucket with garbage, keeping
     its size and name: the listing stays continuous, the segment cannot be replayed."""
-    location = target.bucket_location()
-    s3 = location.client()
-    folder = f"{location.prefix}wals/{segment[:16]}/"
-    listed = s3.list_objects_v2(Bucket=location.bucket, Prefix=folder + segment)
-    [key] = [o["Key"] for o in listed.get("Contents", [])
-             if wal_file_name(o["Key"][len(location.prefix):]) == segment]
+    location, s3, key = segment_object(target, segment)
     stored = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
     gzipped = key.endswith(".gz")     # the sandbox archives as CNPG's wal.compression: gzip
     body = bytearray(gzip.decompress(stored) if gzipped else stored)

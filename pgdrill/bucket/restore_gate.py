@@ -27,6 +27,7 @@ from pgdrill.console import say
 from pgdrill.errors import PgdrillError, PreflightRefused
 from pgdrill.model import Backup, RecoveryTarget
 from pgdrill.recovery_position import lsn_to_int
+from pgdrill.walscan import format_lsn
 
 # an upload in flight (CNPG archives WAL in parallel) can look like a gap for a moment: a
 # listing with a gap is taken again after this pause, and the second one counts
@@ -102,9 +103,8 @@ def archive_end(row: dict, segment_size: int) -> dict | None:
     reach = row.get("recoverable_to") or {}
     if not reach.get("segment") or not reach.get("lsn"):
         return None
-    begins = lsn_to_int(reach["lsn"]) - segment_size
     return {"segment": reach["segment"],
-            "begins_at": f"{begins >> 32:X}/{begins & 0xFFFFFFFF:X}",
+            "begins_at": format_lsn(lsn_to_int(reach["lsn"]) - segment_size),
             "ends_at": reach["lsn"]}
 
 

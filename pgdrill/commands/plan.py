@@ -103,15 +103,12 @@ def source_from_files(args: argparse.Namespace) -> tuple[dict, dict | None, list
                             else "pass the file that holds the Cluster (kubectl get cluster "
                                  "NAME -o yaml)"))
     store_doc, store_note = None, None
-    for plugin in (cluster_doc.get("spec") or {}).get("plugins") or []:
-        store_name = (plugin.get("parameters") or {}).get("barmanObjectName")
-        if not store_name:
-            continue
+    store_name = plugin_store_name(cluster_doc)
+    if store_name:
         store_doc = pick(stores + docs, "ObjectStore", PLUGIN_GROUP, store_name, args.namespace)
         if store_doc is None:
             store_doc = read_live_store(args, store_name)
             store_note = f"ObjectStore {store_name} read from the cluster (not in the files)"
-        break
     used = {id(cluster_doc), id(store_doc)}
     ignored = [_kind_name(d) for d in docs + stores if id(d) not in used]
     notes = ([store_note] if store_note else []) + (
@@ -122,27 +119,27 @@ def source_from_files(args: argparse.Namespace) -> tuple[dict, dict | None, list
 def read_live_store(args: argparse.Namespace, name: str) -> dict:
     """The plugin's ObjectStore `name` from the cluster (one GET)."""
     from pgdrill.errors import PreflightRefused
-    from pgdrill.targets.cnpg.kube import PLUGIN_GROUP, PLUGIN_VERSION, Kube, NotFound, api_client
+    from pgdrill.targets.cnpg.kube import Kube, api_client
 
     secrets = {"KUBERNETES_CONTEXT": args.kube_context} if args.kube_context else {}
     try:
-        kube = Kube(api_client(secrets))
-        return kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, args.namespace, "objectstores", name)
-    except NotFound:
-        raise BadInput(f"Cluster {args.cluster} names ObjectStore {name}: it is neither in the "
-                       f"manifest files nor in namespace {args.namespace}",
-                       fix="add it to the files (or pass --object-store-manifest FILE)") from None
+        doc = get_store(Kube(api_client(secrets)), args.namespace, name)
     except PreflightRefused as exc:
         raise BadInput(f"Cluster {args.cluster} names ObjectStore {name}, which is not in the "
                        f"manifest files, and the cluster cannot be asked: {exc.message}",
                        fix="pass --object-store-manifest FILE with the ObjectStore") from None
+    if doc is None:
+        raise BadInput(f"Cluster {args.cluster} names ObjectStore {name}: it is neither in the "
+                       f"manifest files nor in namespace {args.namespace}",
+                       fix="add it to the files (or pass --object-store-manifest FILE)")
+    return doc
 
 
 def read_live_source(args: argparse.Namespace) -> tuple[dict, dict | None]:
     """The source Cluster (and its plugin ObjectStore) read from the cluster: two GETs."""
     from pgdrill.errors import PreflightRefused
     from pgdrill.targets.cnpg.kube import (
-        CNPG_GROUP, CNPG_VERSION, PLUGIN_GROUP, PLUGIN_VERSION, Kube, NotFound, api_client,
+        CNPG_GROUP, CNPG_VERSION, Kube, NotFound, api_client,
     )
 
     secrets = {"KUBERNETES_CONTEXT": args.kube_context} if args.kube_context else {}
@@ -157,17 +154,33 @@ def read_live_source(args: argparse.Namespace) -> tuple[dict, dict | None]:
     except PreflightRefused as exc:
         raise BadInput(exc.message, fix=exc.fix) from None
     store_doc = None
+    store = plugin_store_name(cluster_doc)
+    if store:
+        store_doc = get_store(kube, args.namespace, store)
+        if store_doc is None:
+            raise BadInput(f"Cluster {args.cluster} names ObjectStore {store}, which does "
+                           f"not exist in {args.namespace}",
+                           fix="create it, or fix the plugin's barmanObjectName")
+    return cluster_doc, store_doc
+
+
+def plugin_store_name(cluster_doc: dict) -> str | None:
+    """The ObjectStore a plugin Cluster names (`barmanObjectName`), or None."""
     for plugin in (cluster_doc.get("spec") or {}).get("plugins") or []:
         store = (plugin.get("parameters") or {}).get("barmanObjectName")
         if store:
-            try:
-                store_doc = kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, args.namespace,
-                                            "objectstores", store)
-            except NotFound:
-                raise BadInput(f"Cluster {args.cluster} names ObjectStore {store}, which does "
-                               f"not exist in {args.namespace}",
-                               fix="create it, or fix the plugin's barmanObjectName") from None
-    return cluster_doc, store_doc
+            return store
+    return None
+
+
+def get_store(kube, namespace: str, name: str) -> dict | None:
+    """The ObjectStore `name` (one GET), or None when there is none."""
+    from pgdrill.targets.cnpg.kube import PLUGIN_GROUP, PLUGIN_VERSION, NotFound
+
+    try:
+        return kube.get_custom(PLUGIN_GROUP, PLUGIN_VERSION, namespace, "objectstores", name)
+    except NotFound:
+        return None
 
 
 def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:

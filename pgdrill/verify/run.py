@@ -199,8 +199,9 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
     def timed(name: str):
         return _Timed(phases, name)
 
+    gate: dict = {}
     with steps.step("check WAL continuity"):
-        check_wal_chain(ctx, request.location, backup, recovery)
+        gate = check_wal_chain(ctx, request.location, backup, recovery)
     if steps.failed:
         return
     with steps.step("fetch base backup"), timed("fetch"):
@@ -221,7 +222,7 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
             systemid = str(conn.execute(
                 "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
         mismatch = position_mismatch(recovery, reached)
-        end = (ctx.read().get("wal_chain") or {}).get("archive_end")
+        end = gate.get("archive_end")
         if mismatch is None and recovery.kind == "latest":
             mismatch = archive_end_mismatch(reached, end)
         record.update(reached=reached.to_dict(), position_ok=mismatch is None,
@@ -274,10 +275,11 @@ def throughput(plan: Plan, phases: dict[str, float]) -> dict:
 
 
 def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
-                    recovery: RecoveryTarget) -> None:
+                    recovery: RecoveryTarget) -> dict:
     """The bucket's WAL continuity past the backup (pgdrill.bucket.restore_gate, as before a
     drill's restore): a gap before the recovery target fails the step with the
-    bucket-report sentence. The bucket report goes into the evidence either way."""
+    bucket-report sentence. The bucket report goes into the evidence either way;
+    returns the gate's record."""
     from pgdrill.bucket import restore_gate
 
     class _Bucket:  # the one thing the gate asks of a target
@@ -288,6 +290,7 @@ def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
     ctx.update(wal_chain=result.record, bucket=result.report)
     if result.refusal:
         raise result.error()
+    return result.record
 
 
 def verify_copy(ctx: RunContext, scratch: ScratchInstance, plan: Plan, amcheck: bool) -> None:

@@ -86,19 +86,16 @@ class CnpgBackups:
         """From the object store (what a restore can use), oldest first."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from pgdrill.s3client import s3_client
-
-        source = self.source()
-        credentials = self.s3_credentials()
-        endpoint = self.config.s3_endpoint(source.endpoint_url, credentials.endpoint)
+        location = self.bucket_location()
+        credentials = location.credentials
         try:
-            return catalog.list_store_backups(
-                s3_client(endpoint, credentials, self.config.s3_options()),
-                source.destination_path, source.server_name)
+            return catalog.list_store_backups(location.client(), location.destination_path,
+                                              location.server_name)
         except (BotoCoreError, ClientError) as exc:
-            raise TargetError(f"cannot list the backups in {source.archive} at {endpoint}: "
+            raise TargetError(f"cannot list the backups in {location.archive} at "
+                              f"{location.endpoint}: "
                               f"{redact(str(exc), credentials.secret_values())}",
-                              fix=endpoint_fix(endpoint, self.config.s3_endpoint_url)
+                              fix=endpoint_fix(location.endpoint, self.config.s3_endpoint_url)
                               + f"; check the credentials in {credentials.source}") from None
 
     def backup_health(self, max_backup_age_seconds: float | None = None) -> dict:
