@@ -66,11 +66,7 @@ def assert_interrupted_and_clean(sandbox, folder: Path, found_dead: bool) -> dic
     return journal
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(
-    signal.SIGTERM, marks=pytest.mark.xfail(strict=True, reason=(
-        "known regression, to fix next: with chaostoolkit-lib 1.44 (the last release for "
-        "Python 3.11) a SIGTERMed run's verdict is FAILED (never passed), not INTERRUPTED")))],
-    ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_restore_runs_the_rollbacks_and_says_interrupted(
         signum, sandbox, sandbox_env, tmp_path):
     sandbox.wait_ready(timeout=120)

@@ -16,7 +16,9 @@ the journal is marked failed unless the verdict is `passed` (so `chaos run` exit
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +55,25 @@ def experiment_name(experiment: dict, explicit: str | None = None) -> str:
     return slug(experiment.get("title", "experiment"))
 
 
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM (what Kubernetes sends a CronJob's pod, what `kill` sends) interrupt the
+    run the way Ctrl-C does: the rollbacks run and the verdict is `interrupted`.
+
+    Chaos Toolkit's own SIGTERM handler raises InterruptExecution, an Exception; when it
+    lands inside a Python activity, chaostoolkit-lib <= 1.44 wraps it into ActivityFailed and
+    goes on with the next activity, so the drill ended `failed` with its method half run.
+    SystemExit(20) is a BaseException that no activity wrapper catches, and it is the code
+    Chaos Toolkit itself uses for "stop now, keep the rollbacks" (its SIGUSR1). Chaos
+    Toolkit puts its previous handler back when the run ends."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_keeping_rollbacks)
+
+
+def _terminate_keeping_rollbacks(signum: int, frame: object) -> None:
+    say("SIGTERM received: interrupting the drill; the rollbacks run next")
+    raise SystemExit(20)
+
+
 def _context(configuration: dict | None) -> RunContext | None:
     run_dir = (configuration or {}).get(RUN_DIR_KEY)
     return RunContext(Path(run_dir)) if run_dir else None
@@ -62,6 +83,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
                               secrets: dict | None = None,
                               experiment_name_override: str | None = None, **_: object) -> None:
     """Finish stale runs, create the run folder and its lock, run the preflight checks."""
+    _interrupt_on_sigterm()
     if configuration is None:
         raise InterruptExecution("pgdrill needs a `configuration` block in the experiment")
     reports = default_reports_dir(configuration)

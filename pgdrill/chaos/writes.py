@@ -37,6 +37,10 @@ def restore_reference(context: dict) -> tuple[float, str]:
     if not restore:
         raise BadInput("there is no restore in this run to measure RPO on",
                        fix="run actions.restore.restore_latest_backup first")
+    if not restore.get("started_at"):
+        raise BadInput("the restore of this run never completed (see its activity in the "
+                       "journal), so there is no restored copy to measure RPO on",
+                       fix="fix what stopped the restore, then run the drill again")
     target = restore["target"]
     if target["kind"] == "latest":
         return datetime.fromisoformat(restore["started_at"]).timestamp(), "restore start"
