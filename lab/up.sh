@@ -30,11 +30,16 @@ start() { # name cmd...   (no-op when its pid file points at a live process)
   log "starting $n"
   "$@" > "$S/log/$n.log" 2>&1 &
   echo $! > "$S/run/$n.pid"
+  LAST=$n
 }
-wait_for() { # desc seconds cmd...
+wait_for() { # desc seconds cmd...   (gives up early when the last started process died)
   d=$1 t=$2; shift 2; i=0
   until "$@" >/dev/null 2>&1; do
     i=$((i+1)); [ $i -le $((t*2)) ] || { log "timeout waiting for $d"; return 1; }; sleep 0.5
+    if [ -n "${LAST:-}" ] && ! kill -0 "$(cat "$S/run/$LAST.pid")" 2>/dev/null; then
+      log "$LAST exited while waiting for $d; its log ($S/log/$LAST.log) ends:"
+      tail -5 "$S/log/$LAST.log" >&2; return 1
+    fi
   done
   log "$d: ok (${i} polls)"
 }
@@ -75,7 +80,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: lab
-  cluster: {server: "https://127.0.0.1:6443", certificate-authority: "$P/ca.crt"}
+  cluster: {server: "https://$ADV:6443", certificate-authority: "$P/ca.crt"}
 users:
 - name: $2
   user: {client-certificate: "$P/$2.crt", client-key: "$P/$2.key"}
@@ -106,7 +111,7 @@ wait_for etcd 30 sh -c "grep -q 'etcd ready' '$S/log/etcd.log'"
 # ---------- kube-apiserver ----------
 start kube-apiserver kube-apiserver \
   --etcd-servers=http://127.0.0.1:23790 \
-  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=$ADV \
+  --bind-address=$ADV --secure-port=6443 --advertise-address=$ADV \
   --service-cluster-ip-range=$SVC_CIDR \
   --client-ca-file="$P/ca.crt" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
@@ -172,6 +177,18 @@ done
 # cgroupRoot nests everything under this session's own memory cgroup path.
 CGSELF=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
 CGROOT="${CGSELF%/}/pgdrill-lab"
+# the kubelet wants cgroupRoot to exist in every v1 hierarchy; a new cpuset cgroup starts
+# with no CPUs and no memory nodes, so copy its parent's
+for h in /sys/fs/cgroup/*/; do
+  case "$h" in */unified/) continue ;; esac
+  [ -d "$h${CGSELF#/}" ] || continue
+  d="$h${CGROOT#/}"
+  mkdir -p "$d"
+  if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
+    cat "$(dirname "$d")/cpuset.cpus" > "$d/cpuset.cpus"
+    cat "$(dirname "$d")/cpuset.mems" > "$d/cpuset.mems"
+  fi
+done
 cat > "$S/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -179,7 +196,7 @@ failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupRoot: "$CGROOT"
 containerRuntimeEndpoint: "unix://$SOCK"
-address: 127.0.0.1
+address: $ADV
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
