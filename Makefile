@@ -4,7 +4,7 @@ VENV ?= .venv
 EXPERIMENT ?= experiments/pvc-loss.json
 CHAOS = $(VENV)/bin/chaos --no-version-check --log-file reports/chaostoolkit.log
 
-.PHONY: drill test test-fast bench venv clean sandbox-down experiments
+.PHONY: drill test test-fast bench venv clean sandbox-down experiments lab lab-down test-lab
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,20 @@ experiments: venv
 ## Writes reports/bench/<stamp>.json and .md (BENCH_SIZES=100MB, BENCH_4GB=1, BENCH_SMOKE=1).
 bench: venv
 	$(VENV)/bin/python benchmarks/bench.py
+
+## The lab: a real single-node Kubernetes (etcd, kube-apiserver, controller-manager, scheduler,
+## kubelet, kube-proxy, containerd+runc, CoreDNS, local-path storage) with the real CloudNativePG
+## operator and a source Cluster, built from Go modules into ~/.cache/pgdrill-lab (README, "The lab").
+## Needs root. A second `make lab` reuses what runs.
+lab: venv
+	sh lab/lab.sh up
+
+lab-down:
+	sh lab/lab.sh down
+
+## Every cnpg drill on the lab, through `chaos run`, as pgdrill's least-privilege ServiceAccount.
+test-lab: lab
+	PGDRILL_LAB=$(CURDIR)/.pgdrill/lab $(VENV)/bin/python -m pytest -ra tests/lab $(PYTEST_ARGS)
 
 sandbox-down: venv
 	$(VENV)/bin/pgdrill sandbox down

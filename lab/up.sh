@@ -209,7 +209,7 @@ authorization: {mode: Webhook}
 tlsCertFile: "$P/kubelet.crt"
 tlsPrivateKeyFile: "$P/kubelet.key"
 clusterDomain: cluster.local
-clusterDNS: []
+clusterDNS: ["10.96.0.10"]
 failSwapOn: false
 podCIDR: "$POD_CIDR"
 resolvConf: /etc/resolv.conf

@@ -1,0 +1,192 @@
+"""What a platform team's cluster has before pgdrill runs, made on the lab (issue 18):
+an S3 server reachable from pods, the `cnpg-backup-s3` credentials as a SOPS/age file (the
+file Flux would decrypt), that Secret in the cluster, and the source CNPG Cluster archiving
+to the bucket. Run with the project's venv:
+
+    .venv/bin/python lab/seed.py s3       STATE_DIR   # moto on the node address, bucket, SOPS file
+    .venv/bin/python lab/seed.py secret   STATE_DIR   # the decrypted Secret into the namespace
+    .venv/bin/python lab/seed.py cluster  STATE_DIR   # the Cluster; waits for "healthy"
+
+Idempotent: each step keeps what is already there. Never prints a credential value.
+The S3 server is moto (not AWS): the only imitation in the lab, the same one the sandbox uses;
+the operator, the API server, the kubelet and PostgreSQL are the real ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pgdrill.credentials import load_s3_credentials, write_encrypted_secret  # noqa: E402
+from pgdrill.procs import pid_alive, spawn_detached  # noqa: E402
+from pgdrill.targets.sandbox import s3  # noqa: E402
+
+NODE_ADDRESS = os.environ.get("PGDRILL_LAB_ADDRESS", "10.250.0.1")
+S3_PORT = int(os.environ.get("PGDRILL_LAB_S3_PORT", "9000"))
+ENDPOINT = f"http://{NODE_ADDRESS}:{S3_PORT}"
+BUCKET = "pgdrill-lab"
+NAMESPACE = "staging"
+CLUSTER = "pg-main"
+SECRET = "cnpg-backup-s3"
+IMAGE = os.environ.get("PGDRILL_LAB_PG_IMAGE", "pgdrill.local/postgresql:18-lab")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] seed: {message}", file=sys.stderr,
+          flush=True)
+
+
+def credentials_file(state: Path) -> Path:
+    return state / "cnpg-backup-s3.enc.yaml"
+
+
+def age_key_file(state: Path) -> Path:
+    return state / "age" / "keys.txt"
+
+
+def credentials(state: Path):
+    return load_s3_credentials(credentials_file(state), [str(age_key_file(state))])
+
+
+def ensure_credentials(state: Path) -> None:
+    if credentials_file(state).is_file() and age_key_file(state).is_file():
+        return
+    from pgdrill import sops
+
+    secret_key, recipient = sops.new_identity()
+    key = age_key_file(state)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(key.parent, 0o700)
+    key.write_text(f"# pgdrill lab identity\n# public key: {recipient}\n{secret_key}\n")
+    os.chmod(key, 0o600)
+    write_encrypted_secret(credentials_file(state), s3.new_sandbox_credentials(ENDPOINT, BUCKET),
+                           [recipient], namespace=NAMESPACE)
+    log(f"S3 credentials: SOPS/age-encrypted in {credentials_file(state)} (identity {key})")
+
+
+def step_s3(state: Path) -> None:
+    ensure_credentials(state)
+    creds = credentials(state)
+    pid_file = state / "run" / "s3.pid"
+    pid = int(pid_file.read_text()) if pid_file.is_file() else 0
+    if pid and pid_alive(pid):
+        log(f"S3 server already running (pid {pid}) on {ENDPOINT}")
+    else:
+        log(f"starting the S3 server (moto) on {ENDPOINT}")
+        (state / "log").mkdir(parents=True, exist_ok=True)
+        pid = spawn_detached([sys.executable, "-m", "moto.server", "-H", NODE_ADDRESS,
+                              "-p", str(S3_PORT)], state / "log" / "s3.log")
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(pid))
+    s3.wait_and_create_bucket(ENDPOINT, BUCKET, pid, creds)
+    log(f"bucket s3://{BUCKET} ready")
+
+
+def _api(state: Path):
+    from kubernetes import client, config
+
+    config.load_kube_config(str(state / "kubeconfig"))
+    return client
+
+
+def step_secret(state: Path) -> None:
+    """Apply the decrypted Secret, as Flux's kustomize-controller would."""
+    from pgdrill import sops
+
+    client = _api(state)
+    core = client.CoreV1Api()
+    try:
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    document = sops.decrypt_file(credentials_file(state), [str(age_key_file(state))])
+    body = {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": NAMESPACE},
+            "stringData": document.get("stringData") or {}, "data": document.get("data") or {}}
+    try:
+        core.create_namespaced_secret(NAMESPACE, body)
+        log(f"Secret {NAMESPACE}/{SECRET} created from the SOPS file")
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise SystemExit(f"seed: could not create Secret {NAMESPACE}/{SECRET}: "
+                             f"HTTP {exc.status} {exc.reason}") from None
+        core.replace_namespaced_secret(SECRET, NAMESPACE, body)
+        log(f"Secret {NAMESPACE}/{SECRET} updated from the SOPS file")
+
+
+def cluster_manifest(instances: int = 2) -> dict:
+    keys = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
+            "region": "REGION"}
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": CLUSTER, "namespace": NAMESPACE},
+        "spec": {
+            "instances": instances, "imageName": IMAGE, "imagePullPolicy": "IfNotPresent",
+            "enableSuperuserAccess": True,
+            "storage": {"size": "1Gi", "storageClass": "local-path"},
+            "postgresql": {"parameters": {"archive_timeout": "30s"}},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+            "backup": {"retentionPolicy": "30d", "barmanObjectStore": {
+                "destinationPath": f"s3://{BUCKET}/", "endpointURL": ENDPOINT,
+                "s3Credentials": {f: {"name": SECRET, "key": k} for f, k in keys.items()},
+                "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}}},
+        }}
+
+
+def step_cluster(state: Path, timeout: float = 600) -> None:
+    client = _api(state)
+    custom = client.CustomObjectsApi()
+    group, version, plural = "postgresql.cnpg.io", "v1", "clusters"
+    try:
+        custom.create_namespaced_custom_object(group, version, NAMESPACE, plural,
+                                               cluster_manifest())
+        log(f"Cluster {NAMESPACE}/{CLUSTER} created")
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise SystemExit(f"seed: the API server refused Cluster {CLUSTER}: HTTP "
+                             f"{exc.status}: {_message(exc)}") from None
+        log(f"Cluster {NAMESPACE}/{CLUSTER} exists")
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        obj = custom.get_namespaced_custom_object(group, version, NAMESPACE, plural, CLUSTER)
+        phase = (obj.get("status") or {}).get("phase")
+        if phase != last:
+            log(f"Cluster {CLUSTER}: {phase}")
+            last = phase
+        if phase == "Cluster in healthy state" and _archiving(obj):
+            log(f"Cluster {CLUSTER} is healthy and archives WAL to s3://{BUCKET}/")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"seed: Cluster {CLUSTER} not healthy after {timeout:.0f}s "
+                             f"(phase {phase!r}); see kubectl -n {NAMESPACE} describe cluster "
+                             f"{CLUSTER} and the operator's log")
+        time.sleep(2)
+
+
+def _archiving(obj: dict) -> bool:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ContinuousArchiving":
+            return condition.get("status") == "True"
+    return False
+
+
+def _message(exc) -> str:
+    try:
+        return json.loads(exc.body).get("message", exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+STEPS = {"s3": step_s3, "secret": step_secret, "cluster": step_cluster}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in STEPS:
+        raise SystemExit(f"usage: {sys.argv[0]} {{{'|'.join(STEPS)}}} STATE_DIR")
+    STEPS[sys.argv[1]](Path(sys.argv[2]).resolve())
