@@ -221,6 +221,7 @@ enforceNodeAllocatable: []
 EOF
 start kubelet kubelet --config="$S/kubelet/config.yaml" --kubeconfig="$S/kubelet.kubeconfig" \
   --root-dir="$S/kubelet/root" --hostname-override="$NODE" --node-ip=$ADV -v=1
+wait_for "kubelet healthz" 60 curl -sf http://127.0.0.1:10248/healthz
 wait_for "node $NODE Ready" 180 sh -c "$K get node $NODE -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 
 # ---------- kube-proxy (iptables) ----------
