@@ -32,6 +32,7 @@ def trigger_backup(wait: bool = True, timeout_seconds: int = 600,
     target = ready_target(configuration, secrets)
     backup = target.backup(timeout=float(timeout_seconds))
     say(f"backup {backup.id} completed at {backup.end_time.isoformat()}")
+    archive_backup_end(target, backup, timeout=float(timeout_seconds))
     run_context(configuration).update(manual_backup=backup.to_dict())
     return backup.to_dict()
 
@@ -46,14 +47,32 @@ def unique_restore_point_name(name: str, run_id: str) -> str:
     return f"{name[:40]}@{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
 
 
-def wait_archived(conn, segment: str, timeout: float) -> None:
+def archive_backup_end(target, backup, *, timeout: float) -> None:
+    """A backup is restorable only once the WAL segment it ends in is archived. CNPG marks an
+    object-store Backup completed before that segment is archived (barman-cloud-backup does
+    not wait for it), so it reaches the bucket only when it fills or at archive_timeout
+    (CNPG's default: 5 minutes), and a restore started before then cannot become
+    consistent. Switch WAL on the primary and wait until that segment is archived."""
+    if not backup.end_wal:
+        return
+    with target.connect(target.primary(), "postgres") as conn:
+        last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        if last and last[:24] >= backup.end_wal:
+            return
+        say(f"switching WAL so that {backup.end_wal}, where backup {backup.id} ends, is archived")
+        conn.execute("SELECT pg_switch_wal()")
+        wait_archived(conn, backup.end_wal, timeout=timeout,
+                      what=f"WAL segment {backup.end_wal} (the end of backup {backup.id})")
+
+
+def wait_archived(conn, segment: str, timeout: float, what: str | None = None) -> None:
     """Poll pg_stat_archiver until `segment` (or a later one) is archived."""
     def archived() -> bool:
         last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
         return bool(last) and last[:24] >= segment
 
     poll_until(archived, timeout=timeout, interval=0.2,
-               what=f"WAL segment {segment} (with the restore point) to be archived",
+               what=f"{what or f'WAL segment {segment} (with the restore point)'} to be archived",
                fix="check WAL archiving: pg_stat_archiver on the primary, the object store")
 
 

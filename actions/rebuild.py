@@ -22,7 +22,7 @@ from pgdrill.model import RecoveryTarget
 __all__ = ["rebuild_cluster_from_bucket", "rebuilt_checklist_passes",
            "rebuilt_fingerprints_match", "lost_writes_after_rebuild", "rebuild_if_destroyed"]
 
-ISOLATION_CHECK = "isolated-from-source-archive"  # restore-test's; the rebuilt cluster archives
+from pgdrill.checklist import ISOLATION_CHECK  # noqa: E402  restore-test's; the rebuilt cluster archives
 
 
 @activity

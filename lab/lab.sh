@@ -25,6 +25,7 @@ up() {
   sh "$LAB/addons/build.sh" >/dev/null
   sh "$LAB/images/build.sh" >/dev/null
   t_build=$(now)
+  BINDIR=$(sh "$LAB/build.sh" --print-bin)
   sh "$LAB/up.sh" "$S"
   sh "$LAB/images/import.sh" "$S/containerd/containerd.sock"
   sh "$LAB/addons/deploy.sh" "$S"
@@ -32,6 +33,9 @@ up() {
   "$PY" "$LAB/seed.py" s3 "$S"
   "$PY" "$LAB/seed.py" secret "$S"
   "$PY" "$LAB/seed.py" cluster "$S"
+  "$PY" "$LAB/seed.py" data "$S"
+  "$PY" "$LAB/seed.py" backup "$S"
+  $BINDIR/kubectl --kubeconfig "$S/kubeconfig" create namespace restore-test 2>/dev/null || true
   t1=$(now)
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) up build=$((t_build - t0))s start=$((t1 - t_build))s total=$((t1 - t0))s" >> "$S/timings.log"
   log "ready in $((t1 - t0))s (build $((t_build - t0))s, start $((t1 - t_build))s)"

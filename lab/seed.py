@@ -6,6 +6,8 @@ to the bucket. Run with the project's venv:
     .venv/bin/python lab/seed.py s3       STATE_DIR   # moto on the node address, bucket, SOPS file
     .venv/bin/python lab/seed.py secret   STATE_DIR   # the decrypted Secret into the namespace
     .venv/bin/python lab/seed.py cluster  STATE_DIR   # the Cluster; waits for "healthy"
+    .venv/bin/python lab/seed.py data     STATE_DIR   # the application's tables, owned by app
+    .venv/bin/python lab/seed.py backup   STATE_DIR   # a ScheduledBackup; its first Backup
 
 Idempotent: each step keeps what is already there. Never prints a credential value.
 The S3 server is moto (not AWS): the only imitation in the lab, the same one the sandbox uses;
@@ -170,6 +172,85 @@ def step_cluster(state: Path, timeout: float = 600) -> None:
         time.sleep(2)
 
 
+DATA_SQL = """
+CREATE TABLE IF NOT EXISTS pgdrill_sentinel (key text PRIMARY KEY, value text NOT NULL);
+INSERT INTO pgdrill_sentinel VALUES ('drill', 'ok') ON CONFLICT (key) DO NOTHING;
+ALTER TABLE pgdrill_sentinel OWNER TO app;
+ALTER TABLE pgbench_accounts OWNER TO app;
+ALTER TABLE pgbench_branches OWNER TO app;
+ALTER TABLE pgbench_tellers OWNER TO app;
+ALTER TABLE pgbench_history OWNER TO app;
+"""
+
+
+def step_data(state: Path) -> None:
+    """The application's data in database `app`, owned by the `app` role as an application's
+    would be: pgbench's tables (scale 1) and the sentinel row the checklist reads. Made in
+    the primary pod (pgbench and psql of the PostgreSQL image, over its local socket)."""
+    import subprocess
+
+    client = _api(state)
+    pods = client.CoreV1Api().list_namespaced_pod(
+        NAMESPACE, label_selector=f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary")
+    if len(pods.items) != 1:
+        raise SystemExit(f"seed: expected one primary pod of {CLUSTER}, found "
+                         f"{len(pods.items)}")
+    primary = pods.items[0].metadata.name
+    bin_dir = subprocess.run(["sh", str(REPO / "lab" / "build.sh"), "--print-bin"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    exec_ = [f"{bin_dir}/kubectl", "--kubeconfig", str(state / "kubeconfig"), "-n", NAMESPACE,
+             "exec", "-i", primary, "-c", "postgres", "--"]
+    have = subprocess.run([*exec_, "psql", "-h", "/controller/run", "-At", "-d", "app", "-c",
+                           "SELECT to_regclass('pgdrill_sentinel') IS NOT NULL"],
+                          capture_output=True, text=True, timeout=120)
+    if have.returncode == 0 and have.stdout.strip() == "t":
+        log(f"database app of {CLUSTER} already holds the application's data")
+        return
+    log(f"seeding database app on {primary} (pgbench scale 1, sentinel row; owner app)")
+    for argv, stdin in (([*exec_, "pgbench", "-i", "-s", "1", "-q", "-h", "/controller/run",
+                          "app"], None),
+                        ([*exec_, "psql", "-h", "/controller/run", "-v", "ON_ERROR_STOP=1",
+                          "-d", "app"], DATA_SQL)):
+        out = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise SystemExit(f"seed: seeding failed on {primary}: {out.stderr.strip()}")
+
+
+def step_backup(state: Path, timeout: float = 600) -> None:
+    """A daily ScheduledBackup with `immediate: true` (what a team's GitOps repo has), and
+    its first Backup completed: drills start from a recent backup, as they would in staging."""
+    client = _api(state)
+    custom = client.CustomObjectsApi()
+    group, version = "postgresql.cnpg.io", "v1"
+    body = {"apiVersion": f"{group}/{version}", "kind": "ScheduledBackup",
+            "metadata": {"name": f"{CLUSTER}-daily", "namespace": NAMESPACE},
+            "spec": {"schedule": "0 0 0 * * *", "immediate": True,
+                     "backupOwnerReference": "self", "cluster": {"name": CLUSTER},
+                     "method": "barmanObjectStore"}}
+    try:
+        custom.create_namespaced_custom_object(group, version, NAMESPACE, "scheduledbackups",
+                                               body)
+        log(f"ScheduledBackup {CLUSTER}-daily created (immediate)")
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise SystemExit(f"seed: the API server refused the ScheduledBackup: HTTP "
+                             f"{exc.status}: {_message(exc)}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        backups = custom.list_namespaced_custom_object(group, version, NAMESPACE, "backups")
+        phases = [(b.get("status") or {}).get("phase") for b in backups["items"]]
+        if "completed" in phases:
+            log(f"a completed base backup of {CLUSTER} is in s3://{BUCKET}/")
+            return
+        if "failed" in phases and "running" not in phases and "started" not in phases:
+            raise SystemExit(f"seed: the first Backup of {CLUSTER} failed: see kubectl -n "
+                             f"{NAMESPACE} describe backups")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"seed: no completed Backup of {CLUSTER} after {timeout:.0f}s "
+                             f"(phases {phases})")
+        time.sleep(2)
+
+
 def _archiving(obj: dict) -> bool:
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "ContinuousArchiving":
@@ -184,7 +265,8 @@ def _message(exc) -> str:
         return str(exc.reason)
 
 
-STEPS = {"s3": step_s3, "secret": step_secret, "cluster": step_cluster}
+STEPS = {"s3": step_s3, "secret": step_secret, "cluster": step_cluster, "data": step_data,
+         "backup": step_backup}
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in STEPS:

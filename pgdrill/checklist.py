@@ -62,6 +62,11 @@ class Checklist:
     checks: tuple[Check, ...]
 
 
+# A built-in check of every restore-test checklist, proven by the target (Target.
+# restore_isolation): a checklist entry of the same name is replaced by it.
+ISOLATION_CHECK = "isolated-from-source-archive"
+
+
 @dataclass
 class CheckResult:
     name: str

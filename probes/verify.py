@@ -3,6 +3,7 @@ fingerprints and lost acknowledged writes (RPO)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from chaoslib.types import Configuration, Secrets
@@ -10,7 +11,13 @@ from chaoslib.types import Configuration, Secrets
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
 from pgdrill.amcheck import amcheck_check, run_amcheck
-from pgdrill.checklist import load_checklist, record_validation, run_checklist
+from pgdrill.checklist import (
+    ISOLATION_CHECK,
+    CheckResult,
+    load_checklist,
+    record_validation,
+    run_checklist,
+)
 from pgdrill.fingerprint import (
     TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
     narrow_difference, user_tables,
@@ -44,13 +51,21 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
     --heapallindexed` over all its databases (a built-in step named `pg_amcheck`; turn it
     off with amcheck=false). Every result is recorded as evidence (`validation`, `amcheck`);
     fails naming each query whose value differs and each corrupt relation pg_amcheck found.
-    Evidence-first: a restore succeeds only once this passes."""
+    One more built-in step, `isolated-from-source-archive`, is proven by the target: the
+    sandbox's copy runs with archive_mode off; a CNPG copy (archive_mode is always on under
+    CNPG) has no archive in its stored Cluster. Evidence-first: a restore succeeds only once this passes."""
     plan = load_checklist(checklist)
+    plan = dataclasses.replace(plan, checks=tuple(c for c in plan.checks
+                                                  if c.name != ISOLATION_CHECK))
     target = ready_target(configuration, secrets)
     restored = _restored(target)
     t0 = time.monotonic()
     with target.connect(restored, plan.database) as conn:
         results = run_checklist(conn, plan)
+    # built in, proven by the target: the copy cannot write into the source's archive
+    read, expected, actual, isolated = target.restore_isolation()
+    results.append(CheckResult(name=ISOLATION_CHECK, query=read, expected=expected,
+                               actual=actual, passed=isolated))
     amcheck_result = None
     if amcheck:
         say("running pg_amcheck --heapallindexed on the restored copy")

@@ -1,36 +1,93 @@
 #!/bin/sh
-# Deploy the lab's add-ons built by lab/addons/build.sh: CoreDNS (Service kube-dns at
-# 10.96.0.10, the kubelet's clusterDNS) and Rancher's local-path-provisioner from its own
-# manifest (deploy/local-path-storage.yaml of the pinned module), storing volumes under
-# STATE_DIR/volumes, its helper pods on the lab's busybox image; StorageClass local-path is
-# the default. Usage: sh lab/addons/deploy.sh STATE_DIR
+# Deploy the lab add-ons into a running lab (lab/up.sh): CoreDNS (kube-dns
+# Service at 10.96.0.10) and Rancher's local-path-provisioner (default
+# StorageClass "local-path", volumes under STATE_DIR/volumes).
+# Usage: sh lab/addons/deploy.sh [STATE_DIR]      (default: <repo>/.pgdrill/lab)
+#   needs: sh lab/build.sh and sh lab/addons/build.sh done; the lab up.
+#   env:   PGDRILL_ADDONS_TIMEOUT=180   seconds to wait for each Deployment
+#          PGDRILL_LAB_VOLUMES=DIR      host dir for PVs (default STATE_DIR/volumes)
+#          PGDRILL_DNS_UPSTREAM=/etc/resolv.conf   CoreDNS "forward ." target, or "none"
+#          (pods have no masquerade to the outside in this lab, so external
+#          names do not resolve either way; cluster.local always does).
+# Rendered manifests: STATE_DIR/addons/*.yaml. Idempotent (re-import + apply).
 set -eu
-D=$(cd "$(dirname "$0")" && pwd)
-LAB=$(dirname "$D")
-. "$D/versions.env"
-S=$(cd "$1" && pwd)
+AD=$(cd "$(dirname "$0")" && pwd)
+LAB=$(dirname "$AD")
+REPO=$(dirname "$LAB")
+S=$(cd "${1:-$REPO/.pgdrill/lab}" && pwd)
+. "$AD/versions.env"
 BIN=$(sh "$LAB/build.sh" --print-bin)
-K="$BIN/kubectl --kubeconfig $S/kubeconfig"
-CTR="$BIN/ctr --address $S/containerd/containerd.sock -n k8s.io"
-CACHE_ROOT=${PGDRILL_LAB_CACHE:-$HOME/.cache/pgdrill-lab}
-log() { echo "[$(date -u +%H:%M:%S)] addons: $*" >&2; }
+OUT=$(sh "$AD/build.sh" --print-dir)
+TIMEOUT=${PGDRILL_ADDONS_TIMEOUT:-180}
+VOLS=${PGDRILL_LAB_VOLUMES:-$S/volumes}
+UP=${PGDRILL_DNS_UPSTREAM:-/etc/resolv.conf}
+SOCK="$S/containerd/containerd.sock"
+log() { echo "[$(date -u +%H:%M:%S)] addons-deploy: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
 
-sh "$D/build.sh" | while read -r _name _bin tar _ref; do $CTR images import "$tar" >/dev/null 2>&1; done
-sed "s|@COREDNS_IMAGE@|pgdrill.local/coredns:$COREDNS_VERSION|" "$D/coredns.yaml" \
-  | $K apply --server-side --force-conflicts -f - >/dev/null
-mkdir -p "$S/volumes"
-UP="$CACHE_ROOT/go/mod/github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION/deploy/local-path-storage.yaml"
-sed -e "s|image: rancher/local-path-provisioner:.*|image: pgdrill.local/local-path-provisioner:$LOCAL_PATH_VERSION|" \
-    -e "s|^\( *\)- local-path-provisioner$|\1- /usr/bin/local-path-provisioner|" \
-    -e "s|/opt/local-path-provisioner|$S/volumes|" \
-    -e "s|image: busybox|image: pgdrill.local/busybox:lab|" "$UP" \
-  | $K apply --server-side --force-conflicts -f - >/dev/null
-$K annotate storageclass local-path storageclass.kubernetes.io/is-default-class=true --overwrite >/dev/null
-for d in kube-system/coredns local-path-storage/local-path-provisioner; do
-  if ! $K -n "${d%/*}" rollout status "deployment/${d#*/}" --timeout=180s >/dev/null; then
-    log "${d#*/} did not become available:"
-    $K -n "${d%/*}" get pods -o wide >&2; $K -n "${d%/*}" get events 2>/dev/null | tail -10 >&2
-    exit 1
-  fi
+k() { "$BIN/kubectl" --kubeconfig "$S/kubeconfig" "$@"; }
+[ -x "$BIN/kubectl" ] && [ -x "$BIN/ctr" ] || die "missing $BIN/kubectl or ctr: run sh lab/build.sh"
+[ -S "$SOCK" ] || die "no containerd socket $SOCK: is the lab up (sh lab/up.sh)?"
+k get --raw /readyz >/dev/null 2>&1 || die "API server not ready (kubeconfig $S/kubeconfig)"
+
+CD_REF="pgdrill.local/coredns:$COREDNS_VERSION"
+LP_REF="pgdrill.local/local-path-provisioner:$LOCAL_PATH_VERSION"
+CD_TAR="$OUT/images/coredns-$COREDNS_VERSION.tar"
+LP_TAR="$OUT/images/local-path-provisioner-$LOCAL_PATH_VERSION.tar"
+for t in "$CD_TAR" "$LP_TAR"; do [ -s "$t" ] || die "missing image $t: run sh lab/addons/build.sh"; done
+
+# ---- images -> containerd namespace k8s.io ----
+mkdir -p "$S/addons" "$S/log"
+for t in "$CD_TAR" "$LP_TAR"; do
+  log "importing $t"
+  "$BIN/ctr" --address "$SOCK" -n k8s.io images import "$t" >>"$S/log/addons-import.log" 2>&1 \
+    || { tail -5 "$S/log/addons-import.log" >&2; die "ctr images import $t failed (log: $S/log/addons-import.log)"; }
 done
-log "CoreDNS $COREDNS_VERSION and local-path-provisioner $LOCAL_PATH_VERSION running"
+for r in "$CD_REF" "$LP_REF" pgdrill.local/busybox:lab; do
+  "$BIN/ctr" --address "$SOCK" -n k8s.io images ls -q 2>/dev/null | grep -qx "$r" \
+    || die "image $r not in containerd namespace k8s.io (busybox:lab is imported by lab/up.sh)"
+done
+
+# ---- render + apply ----
+mkdir -p "$VOLS"
+if [ "$UP" = none ]; then fwd="# no upstream (PGDRILL_DNS_UPSTREAM=none)"; else fwd="forward . $UP"; fi
+sed -e "s|@COREDNS_IMAGE@|$CD_REF|g" -e "s|@UPSTREAM@|$fwd|g" "$AD/coredns.yaml" > "$S/addons/coredns.yaml"
+sed -e "s|@LOCAL_PATH_IMAGE@|$LP_REF|g" -e "s|@VOLUMES_DIR@|$VOLS|g" "$AD/local-path.yaml" > "$S/addons/local-path.yaml"
+if grep -n '@[A-Z_]*@' "$S/addons/coredns.yaml" "$S/addons/local-path.yaml"; then die "unsubstituted placeholder"; fi
+log "applying $S/addons/coredns.yaml"
+k apply -f "$S/addons/coredns.yaml" >&2
+log "applying $S/addons/local-path.yaml (volumes: $VOLS)"
+k apply -f "$S/addons/local-path.yaml" >&2
+
+# ---- wait (deadline) and explain failures ----
+explain() { # ns selector
+  ns=$1 sel=$2
+  pods=$(k -n "$ns" get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true)
+  [ -n "$pods" ] || { log "no pods match -n $ns -l $sel; ReplicaSet events:"; k -n "$ns" get events --sort-by=.lastTimestamp 2>&1 | tail -10 >&2; return; }
+  for p in $pods; do
+    log "pod $ns/$p: $(k -n "$ns" get pod "$p" -o jsonpath='phase={.status.phase} {range .status.containerStatuses[*]}ready={.ready} restarts={.restartCount} waiting={.state.waiting.reason}:{.state.waiting.message} lastTerminated={.lastState.terminated.reason}/{.lastState.terminated.exitCode}{end}' 2>&1)"
+    log "pod $ns/$p: last events:"
+    k -n "$ns" get events --field-selector "involvedObject.name=$p" --sort-by=.lastTimestamp \
+      -o custom-columns=LAST:.lastTimestamp,TYPE:.type,REASON:.reason,MESSAGE:.message 2>&1 | tail -8 >&2
+    log "pod $ns/$p: last log lines:"
+    k -n "$ns" logs "$p" --all-containers --tail=15 2>&1 | sed 's/^/    /' >&2 || true
+    k -n "$ns" logs "$p" --all-containers --tail=15 --previous 2>/dev/null | sed 's/^/    (previous) /' >&2 || true
+  done
+}
+wait_deploy() { # ns name selector
+  log "waiting up to ${TIMEOUT}s for deployment $1/$2 to be Available"
+  t0=$(date +%s)
+  if k -n "$1" wait --for=condition=Available "deployment/$2" --timeout="${TIMEOUT}s" >/dev/null 2>&1 \
+     && k -n "$1" rollout status "deployment/$2" --timeout="${TIMEOUT}s" >/dev/null 2>&1; then
+    log "deployment $1/$2 Available in $(( $(date +%s) - t0 ))s"
+  else
+    log "ERROR: deployment $1/$2 not Available after ${TIMEOUT}s"
+    explain "$1" "$3"; return 1
+  fi
+}
+rc=0
+wait_deploy kube-system coredns k8s-app=kube-dns || rc=1
+wait_deploy local-path-storage local-path-provisioner app=local-path-provisioner || rc=1
+[ $rc = 0 ] || die "add-ons not ready (see above)"
+log "ok: CoreDNS $COREDNS_VERSION at 10.96.0.10 (set kubelet clusterDNS: [10.96.0.10], clusterDomain: cluster.local);"
+log "ok: StorageClass local-path (default, $LOCAL_PATH_VERSION) -> $VOLS"

@@ -111,6 +111,10 @@ class Target(Protocol):
     def restored_instance(self) -> Instance | None:
         """The restore-test instance if one exists."""
 
+    def restore_isolation(self) -> tuple[str, str, str, bool]:
+        """How restore-test is kept from writing into the source's archive, checked on the
+        running copy: (what was read, expected, actual, isolated)."""
+
     def wait_ready(self, *, timeout: float, since: float | None = None) -> HealReport:
         """Wait until the cluster has a writable primary and all instances healthy."""
 

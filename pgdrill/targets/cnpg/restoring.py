@@ -29,6 +29,19 @@ from pgdrill.targets.cnpg.status import (
 from pgdrill.waiting import poll_until
 
 
+def archive_destinations(cluster: dict) -> list[str]:
+    """Where a Cluster archives its WAL: its in-tree object store and WAL-archiver plugins."""
+    spec = cluster.get("spec") or {}
+    found = []
+    store = ((spec.get("backup") or {}).get("barmanObjectStore") or {})
+    if store:
+        found.append(f"barmanObjectStore {store.get('destinationPath')}")
+    for plugin in spec.get("plugins") or []:
+        if plugin.get("isWALArchiver") and plugin.get("enabled", True):
+            found.append(f"plugin {plugin.get('name')}")
+    return found
+
+
 class CnpgRestoreTest:
     """Mixed into CnpgTarget (pgdrill.targets.cnpg.target), whose state it uses: config,
     kube, and the instance/connection helpers."""
@@ -70,6 +83,16 @@ class CnpgRestoreTest:
             return None
         return self._instance(primaries[0], Role.RESTORE, namespace=ns,
                               secret=f"{self.config.restore_cluster}-superuser")
+
+    def restore_isolation(self) -> tuple[str, str, str, bool]:
+        """CNPG always runs with archive_mode on; what keeps the copy out of any bucket is
+        its Cluster having no archive: read back from the API server (what it stored, not
+        what pgdrill sent), neither spec.backup.barmanObjectStore nor a WAL-archiver plugin."""
+        cluster = self.kube.cluster(self.config.restore_namespace, self.config.restore_cluster)
+        found = archive_destinations(cluster)
+        return ("archive destinations of the stored restore-test Cluster (spec.backup."
+                "barmanObjectStore, spec.plugins[isWALArchiver])", "none",
+                ", ".join(found) or "none", not found)
 
     def cleanup_restore(self) -> None:
         removed = remove_restore(self.kube, self.config)

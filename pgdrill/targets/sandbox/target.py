@@ -259,6 +259,15 @@ class SandboxTarget(SandboxLifecycle):
     def restored_instance(self) -> Instance | None:
         return restore_test_instance(self.layout)
 
+    def restore_isolation(self) -> tuple[str, str, str, bool]:
+        """The sandbox's copy runs with archive_mode off (pgdrill.targets.sandbox.restore)."""
+        restored = self.restored_instance()
+        if restored is None:
+            return ("SHOW archive_mode on restore-test", "off", "no restore-test", False)
+        with self.connect(restored, "postgres") as conn:
+            mode = conn.execute("SHOW archive_mode").fetchone()[0]
+        return ("SHOW archive_mode on restore-test", "off", mode, mode == "off")
+
     def restore(self, backup: Backup, target: RecoveryTarget, *,
                 timeout: float = 600) -> RestoreResult:
         """Restore into restore-test (see pgdrill.targets.sandbox.restore)."""
