@@ -26,14 +26,23 @@ def failed_activities(journal: dict) -> list[str]:
     return reasons
 
 
-def _last_line(exception: Any) -> str:
+def exception_line(exception: Any) -> str:
+    """A formatted exception (a journal's `exception`) as one line: its last unindented line
+    and what follows it. pgdrill's errors end with an indented `fix:` line, which alone would
+    hide what failed (e.g. the API server's HTTP 403)."""
     if not exception:
         return ""
-    lines = [line.strip() for line in "".join(exception).splitlines() if line.strip()]
+    lines = [line for line in "".join(exception).strip().splitlines() if line.strip()]
     if not lines:
         return ""
+    start = max((i for i, line in enumerate(lines) if not line[0].isspace()),
+                default=len(lines) - 1)
+    return " ".join(line.strip() for line in lines[start:])
+
+
+def _last_line(exception: Any) -> str:
     # chaoslib wraps the activity's exception, repeating its class name: keep the message
-    return re.sub(r"^(?:[\w.]+(?:Failed|Error|Exception): )+", "", lines[-1])
+    return re.sub(r"^(?:[\w.]+(?:Failed|Error|Exception|Refused): )+", "", exception_line(exception))
 
 
 def judge(journal: dict, context: dict) -> tuple[str, list[str]]:

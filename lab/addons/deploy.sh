@@ -5,6 +5,7 @@
 # Usage: sh lab/addons/deploy.sh [STATE_DIR]      (default: <repo>/.pgdrill/lab)
 #   needs: sh lab/build.sh and sh lab/addons/build.sh done; the lab up.
 #   env:   PGDRILL_ADDONS_TIMEOUT=180   seconds to wait for each Deployment
+#          PGDRILL_ADDONS_SETTLE=3      seconds its pods must then stay Ready without restarts
 #          PGDRILL_LAB_VOLUMES=DIR      host dir for PVs (default STATE_DIR/volumes)
 #          PGDRILL_DNS_UPSTREAM=/etc/resolv.conf   CoreDNS "forward ." target, or "none"
 #          (pods have no masquerade to the outside in this lab, so external
@@ -19,6 +20,7 @@ S=$(cd "${1:-$REPO/.pgdrill/lab}" && pwd)
 BIN=$(sh "$LAB/build.sh" --print-bin)
 OUT=$(sh "$AD/build.sh" --print-dir)
 TIMEOUT=${PGDRILL_ADDONS_TIMEOUT:-180}
+SETTLE=${PGDRILL_ADDONS_SETTLE:-3}
 VOLS=${PGDRILL_LAB_VOLUMES:-$S/volumes}
 UP=${PGDRILL_DNS_UPSTREAM:-/etc/resolv.conf}
 SOCK="$S/containerd/containerd.sock"
@@ -74,14 +76,24 @@ explain() { # ns selector
     k -n "$ns" logs "$p" --all-containers --tail=15 --previous 2>/dev/null | sed 's/^/    (previous) /' >&2 || true
   done
 }
+# snap ns selector: one line per live (not terminating) pod: name phase ready... restarts...
+snap() {
+  k -n "$1" get pods -l "$2" -o go-template='{{range .items}}{{if not .metadata.deletionTimestamp}}{{.metadata.name}} {{.status.phase}}{{range .status.containerStatuses}} ready={{.ready}} restarts={{.restartCount}}{{end}}{{"\n"}}{{end}}{{end}}' 2>/dev/null
+}
 wait_deploy() { # ns name selector
   log "waiting up to ${TIMEOUT}s for deployment $1/$2 to be Available"
   t0=$(date +%s)
+  # Available + rollout complete, then the live pods must stay Running/Ready with
+  # no new restarts for SETTLE seconds (a crashing pod without a readiness probe
+  # can look Available for a moment).
   if k -n "$1" wait --for=condition=Available "deployment/$2" --timeout="${TIMEOUT}s" >/dev/null 2>&1 \
-     && k -n "$1" rollout status "deployment/$2" --timeout="${TIMEOUT}s" >/dev/null 2>&1; then
-    log "deployment $1/$2 Available in $(( $(date +%s) - t0 ))s"
+     && k -n "$1" rollout status "deployment/$2" --timeout="${TIMEOUT}s" >/dev/null 2>&1 \
+     && s1=$(snap "$1" "$3") && sleep "$SETTLE" && s2=$(snap "$1" "$3") \
+     && [ -n "$s2" ] && [ "$s1" = "$s2" ] && ! echo "$s2" | grep -qv ' Running .*ready=true' \
+     && ! echo "$s2" | grep -q 'ready=false'; then
+    log "deployment $1/$2 Available in $(( $(date +%s) - t0 ))s: $(echo "$s2" | tr '\n' ' ')"
   else
-    log "ERROR: deployment $1/$2 not Available after ${TIMEOUT}s"
+    log "ERROR: deployment $1/$2 not Available and steadily Ready within ${TIMEOUT}s (+${SETTLE}s settle)"
     explain "$1" "$3"; return 1
   fi
 }

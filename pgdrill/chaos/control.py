@@ -33,6 +33,7 @@ from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
 from pgdrill.chaos.stale import recover_stale_runs, write_lock
 from pgdrill.console import say
 from pgdrill.errors import PgdrillError
+from pgdrill.evidence import exception_line
 from pgdrill.ledger import default_reports_dir
 from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
 from pgdrill.targets import get_target, target_kind
@@ -277,7 +278,7 @@ def after_activity_control(context: dict, state: dict | None = None,
              "phase": current.get("phase", "method"), "status": state.get("status"),
              "start": state.get("start"), "end": state.get("end")}
     if state.get("exception"):
-        entry["exception"] = "".join(state["exception"]).strip().splitlines()[-1]
+        entry["exception"] = exception_line(state["exception"])
     if "tolerance_met" in state:
         entry["tolerance_met"] = state["tolerance_met"]
     if not entry["status"]:

@@ -44,19 +44,31 @@ def test_a_missing_rbac_rule_is_refused_by_the_real_authorizer_with_a_403(tmp_pa
     403 and the drill is refused at preflight, before anything is touched."""
     documents = list(yaml.safe_load_all(pgdrill_rbac("--service-account", "pgdrill-norule")))
     cut = 0
-    for doc in documents:
-        if doc and doc.get("kind") == "Role" and doc["metadata"]["name"].endswith("-source"):
+    for doc in (d for d in documents if d):
+        # Roles and bindings of their own, so that pgdrill's real Roles stay untouched
+        if doc["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+            doc["metadata"]["name"] += "-norule"
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            doc["roleRef"]["name"] += "-norule"
+        if doc["kind"] == "Role" and doc["metadata"]["name"] == "pgdrill-source-norule":
             for rule in doc["rules"]:
                 if "backups" in rule.get("resources", []):
                     rule["resources"].remove("backups")
                     cut += 1
+            doc["rules"] = [r for r in doc["rules"] if r.get("resources")]
     assert cut, "the generated Role lists backups"
-    kubeconfig = service_account_kubeconfig(tmp_path, "pgdrill-norule",
-                                            yaml.safe_dump_all(documents))
-    out, evidence = chaos_run("backup-restore", drill_env(kubeconfig, tmp_path / "reports"),
-                              tmp_path)
-    assert out.returncode != 0 and evidence["verdict"] == "refused", evidence.get("reasons")
-    assert "HTTP 403" in json.dumps(evidence["reasons"]) + out.stdout + out.stderr
+    rbac_yaml = yaml.safe_dump_all(documents)
+    kubeconfig = service_account_kubeconfig(tmp_path, "pgdrill-norule", rbac_yaml)
+    try:
+        out, evidence = chaos_run("backup-restore", drill_env(kubeconfig, tmp_path / "reports"),
+                                  tmp_path)
+    finally:
+        kubectl("delete", "--ignore-not-found", "-f", "-", input=rbac_yaml)
+    # the API server's 403 is in the verdict's reasons, with the fix
+    assert out.returncode != 0 and evidence["verdict"] in ("refused", "failed")
+    reasons = json.dumps(evidence["reasons"])
+    assert "HTTP 403" in reasons and "backups" in reasons, reasons
+    assert "grant the drill's service account" in reasons
 
 
 def test_every_manifest_pgdrill_creates_is_admitted_and_nothing_is_pruned(tmp_path,

@@ -40,6 +40,24 @@ class ServiceAddresses:
         pass
 
 
+PROXY_THREAD = "Kubernetes port forward proxy"
+_default_excepthook = threading.excepthook
+
+
+def _quiet_proxy_resets(args) -> None:
+    """The kubernetes client relays each port-forward in a thread of its own; when the pod
+    side goes away (the primary was deleted, the drill's connection closed) that thread dies
+    with ConnectionResetError and Python prints its traceback. That is an expected end of
+    one relayed connection, not a failure: the caller's own connection reports it."""
+    if (isinstance(args.exc_value, (ConnectionResetError, BrokenPipeError))
+            and args.thread is not None and args.thread.name.startswith(PROXY_THREAD)):
+        return
+    _default_excepthook(args)
+
+
+threading.excepthook = _quiet_proxy_resets
+
+
 class PortForwards:
     """Local listeners relaying each accepted connection through pods/portforward."""
 
