@@ -38,7 +38,7 @@ PLUGIN_TAG=$BARMAN_PLUGIN_VERSION
 # bump when the steps that make an intermediate change (they are keyed apart from the
 # rest of this script so that editing it does not redo debootstrap or pip)
 BASE_RECIPE=1
-VENV_RECIPE=1
+VENV_RECIPE=2
 GZ_LEVEL=6
 ALL_IMAGES="postgresql cloudnative-pg plugin-barman-cloud plugin-barman-cloud-sidecar pgdrill"
 CPATH_DEB=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -211,6 +211,7 @@ make_barman_venv() {
   cp "$HERE/barman-requirements.txt" "$r/tmp/barman-requirements.txt"
   log "barman venv: python3 -m venv /venv && pip install -r barman-requirements.txt (psycopg2 compiled)"
   chroot_run barman-venv "$r" /bin/sh -ec '
+    export CFLAGS=-g0   # compiled modules (psycopg2) without debug info: no random build paths
     python3 -m venv /venv
     /venv/bin/pip install --no-cache-dir --no-compile -r /tmp/barman-requirements.txt
     /venv/bin/pip freeze --all > /venv/pip-freeze.txt
@@ -239,6 +240,7 @@ make_pgdrill_venv() {
   copy_tree "$r/src" $PKG_SRC
   log "pgdrill venv: python3 -m venv /opt/venv && pip install /src ($PKG_SRC)"
   chroot_run pgdrill-venv "$r" /bin/sh -ec '
+    export CFLAGS=-g0   # compiled modules (psycopg2) without debug info: no random build paths
     python3 -m venv /opt/venv
     cd /src
     /opt/venv/bin/pip install --no-cache-dir --no-compile .
@@ -380,7 +382,7 @@ pack() {
     "$(ref_of "$n")" "$dig" "$sz" "$rs" "$dt" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$(dirname "$out")/build-info.txt"
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $n $(ref_of "$n") ${dt}s tar=$sz rootfs=$rs $dig" >> "$CACHE/build-times.log"
   log "$n: done in ${dt}s, tar $(( sz / 1048576 )) MiB ($dig)"
-  rm -rf "$r"
+  rm -rf "$r"; rmdir "$(dirname "$r")" 2> /dev/null || true
   # older keys of this image are stale (import.sh only takes the current one)
   for old in "$CACHE/$n"-*/; do
     [ "$old" = "$(dirname "$out")/" ] || [ ! -f "$old/$n.tar" ] || { log "$n: removing stale $old"; rm -rf "$old"; }
