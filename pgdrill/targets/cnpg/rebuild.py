@@ -63,9 +63,12 @@ class CnpgRebuild:
                 pass
         for pvc in pvcs:
             self.kube.delete_pvc(ns, pvc)
-        poll_until(lambda: not self.kube.pods(ns, selector) and not self.kube.pvcs(ns, selector),
+        # the Cluster object too: its finalizer holds it until the operator is done, and a
+        # rebuild refuses while a Cluster of that name exists
+        poll_until(lambda: not self.kube.pods(ns, selector) and not self.kube.pvcs(ns, selector)
+                   and self._cluster_or_none() is None,
                    timeout=GONE_TIMEOUT_S, interval=0.5,
-                   what=f"the pods and PVCs of {ns}/{name} to be gone")
+                   what=f"Cluster {ns}/{name}, its pods and PVCs to be gone")
         # CNPG makes new <cluster>-app/-superuser Secrets for the rebuilt Cluster
         self._passwords = {k: v for k, v in self._passwords.items() if k[0] != ns}
         say(f"destroyed Cluster {ns}/{name}: the Cluster, its pods {', '.join(pods)} and "
