@@ -53,6 +53,20 @@ done
 # kube-proxy's iptables rules
 [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1
 
+# the kubelet's own chains (kube-proxy --cleanup leaves them): KUBE-FIREWALL and its jumps,
+# the canary and hint chains, in every table and for both IP families
+for ipt in iptables ip6tables; do
+  command -v $ipt >/dev/null 2>&1 || continue
+  for t in filter nat mangle; do
+    for hook in INPUT OUTPUT; do
+      while $ipt -t $t -D $hook -j KUBE-FIREWALL 2>/dev/null; do :; done
+    done
+    for c in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+      $ipt -t $t -F $c 2>/dev/null && $ipt -t $t -X $c 2>/dev/null
+    done
+  done
+done
+
 # mounts under the state dir (kubelet volumes, overlay snapshots, netns pins), deepest first
 grep -F " $S/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
   umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
