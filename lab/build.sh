@@ -15,7 +15,7 @@ set -eu
 LAB=$(cd "$(dirname "$0")" && pwd)
 . "$LAB/versions.env"
 
-CACHE_ROOT=${PGDRILL_LAB_CACHE:-$HOME/.cache/pgdrill-lab}
+. "$LAB/go-env.sh"
 hash=$(cat "$LAB/versions.env" "$LAB"/go/*/go.mod "$LAB"/go/*/go.sum "$LAB"/go/*/*.go 2>/dev/null \
   | sha256sum | cut -c1-12)
 KEY="k8s${K8S_VERSION}-${hash}"
@@ -23,24 +23,11 @@ OUT="$CACHE_ROOT/$KEY"
 BIN="$OUT/bin"
 if [ "${1:-}" = "--print-bin" ]; then echo "$BIN"; exit 0; fi
 
-export GOMODCACHE="$CACHE_ROOT/go/mod"
-export GOCACHE="$CACHE_ROOT/go/build"
-export GOFLAGS="-trimpath -buildvcs=false"
-export GOTOOLCHAIN=local
-export PATH="/usr/local/go/bin:$PATH"
-NICE="nice -n ${PGDRILL_LAB_NICE:-19}"
 mkdir -p "$BIN/cni" "$GOMODCACHE" "$GOCACHE"
 TIMES="$OUT/build-times.log"
 
 log() { echo "[$(date -u +%Y-%m-%dT%H:%M:%SZ)] build: $*" >&2; }
 now() { date +%s; }
-
-# modir MODULE@VERSION -> prints the module's directory in GOMODCACHE (downloads it).
-modir() {
-  d=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -n "$d" ] || { log "cannot download $1 (is it served by the module proxy?)"; return 1; }
-  echo "$d"
-}
 
 # step NAME OUTFILE CMD... : run CMD (which must write OUTFILE.tmp) unless OUTFILE exists.
 step() {

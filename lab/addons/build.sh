@@ -17,31 +17,19 @@ AD=$(cd "$(dirname "$0")" && pwd)
 LAB=$(dirname "$AD")
 . "$AD/versions.env"
 
-CACHE_ROOT=${PGDRILL_LAB_CACHE:-$HOME/.cache/pgdrill-lab}
+. "$LAB/go-env.sh"
 hash=$(sha256sum < "$AD/versions.env" | cut -c1-12)
 OUT="$CACHE_ROOT/addons-$hash"
 BIN="$OUT/bin"
 IMG="$OUT/images"
 if [ "${1:-}" = "--print-dir" ]; then echo "$OUT"; exit 0; fi
 
-export GOMODCACHE="$CACHE_ROOT/go/mod"
-export GOCACHE="$CACHE_ROOT/go/build"
-export GOFLAGS="-trimpath -buildvcs=false"
-export GOTOOLCHAIN=local
 export CGO_ENABLED=0
-export PATH="/usr/local/go/bin:$PATH"
-NICE="nice -n ${PGDRILL_LAB_NICE:-19}"
 mkdir -p "$BIN" "$IMG" "$GOMODCACHE" "$GOCACHE"
 TIMES="$OUT/build-times.log"
 
 log() { echo "[$(date -u +%Y-%m-%dT%H:%M:%SZ)] addons-build: $*" >&2; }
 now() { date +%s; }
-
-modir() { # MODULE@VERSION -> its directory in GOMODCACHE (downloads it)
-  d=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -n "$d" ] || { log "cannot download $1 (is it served by the module proxy?)"; return 1; }
-  echo "$d"
-}
 
 # gobuild NAME OUTFILE LDFLAGS PKG   (in the current dir; skipped if OUTFILE exists)
 gobuild() {
