@@ -3,8 +3,8 @@
 #   sh lab/lab.sh up      build (cached outside the clone), start Kubernetes, CoreDNS,
 #                         local-path storage, the CNPG operator, the S3 server and the source
 #                         Cluster pg-main in namespace staging; reuses whatever already runs
-#   sh lab/lab.sh down    stop and remove everything `up` started (PKI, images and the
-#                         build cache are kept; --purge also removes .pgdrill/lab)
+#   sh lab/lab.sh down    stop and remove everything `up` started, .pgdrill/lab included
+#                         (the build cache and images in ~/.cache/pgdrill-lab are kept)
 #   sh lab/lab.sh status  what runs
 # make lab / make lab-down call these.
 set -eu
@@ -48,7 +48,10 @@ down() {
   if [ -f "$S/run/s3.pid" ]; then
     p=$(cat "$S/run/s3.pid"); kill "$p" 2>/dev/null && log "stopped the S3 server (pid $p)"; rm -f "$S/run/s3.pid"
   fi
-  sh "$LAB/down.sh" "$S" "$@"
+  # the whole state goes (etcd, PKI, volumes, credentials): moto keeps the bucket in memory,
+  # so a Cluster kept across a restart would point at an empty bucket. Builds and images stay
+  # cached in ~/.cache/pgdrill-lab, so the next `make lab` is a fresh lab in about 3 minutes.
+  sh "$LAB/down.sh" "$S" --purge
 }
 
 status() {
@@ -61,7 +64,7 @@ status() {
 
 case "${1:-}" in
   up) up ;;
-  down) shift; down "$@" ;;
+  down) down ;;
   status) status ;;
-  *) echo "usage: sh lab/lab.sh up|down [--purge]|status" >&2; exit 2 ;;
+  *) echo "usage: sh lab/lab.sh up|down|status" >&2; exit 2 ;;
 esac

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import CHAOS, PGDRILL, REPO, newest_evidence
-from tests.lab.conftest import (CLUSTER, NAMESPACE, RESTORE_NS, drill_env, kubectl,
+from tests.conftest import CHAOS, PGDRILL, REPO, newest_evidence, newest_run_folder
+from tests.lab.conftest import (CLUSTER, LAB, NAMESPACE, RESTORE_NS, drill_env, kubectl,
                                 pgdrill_rbac, service_account_kubeconfig)
 
 
@@ -21,6 +21,14 @@ def chaos_run(experiment: str, env: dict, tmp_path) -> tuple[subprocess.Complete
                           f"experiments/{experiment}.json"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=3600)
     return out, newest_evidence(tmp_path / "reports")
+
+
+def lab_secret_values() -> list[str]:
+    from pgdrill.credentials import load_s3_credentials
+
+    creds = load_s3_credentials(LAB / "cnpg-backup-s3.enc.yaml",
+                                [str(LAB / "age" / "keys.txt")])
+    return [creds.access_key_id, creds.secret_access_key]
 
 
 def operator_version() -> str:
@@ -127,6 +135,11 @@ def test_each_experiment_passes_on_the_real_operator(experiment, tmp_path, drill
         failover = evidence["failover"]
         assert failover["lost_writes"] == 0 and failover["holes"] == 0
         assert failover["target"]["operator"]["seconds"] is not None
+    # no credential value of the lab's S3 in the run folder
+    folder = newest_run_folder(tmp_path / "reports")
+    written = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    for value in lab_secret_values():
+        assert value.encode() not in written
     # nothing left in restore-test
     left = kubectl("-n", RESTORE_NS, "get", "clusters,pvc", "-o", "name").stdout.strip()
     assert left == ""
