@@ -10,6 +10,7 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.errors import BadInput
+from pgdrill.replication import replication_of
 from pgdrill.model import Instance
 
 __all__ = ["delete_primary_pod", "drop_pvc", "corrupt_table", "destroy_cluster"]
@@ -34,9 +35,11 @@ def delete_primary_pod(configuration: Configuration = None, secrets: Secrets = N
     primary pod is deleted. The operator (or the sandbox supervisor) must promote a replica.
     Returns the fault record (kind, instance, time)."""
     target = ready_target(configuration, secrets)
+    replication = replication_of(target)
     started = (time.time(), time.monotonic())
     victim = target.kill_primary()
-    return _record(configuration, "delete_primary_pod", victim, started)
+    return _record(configuration, "delete_primary_pod", victim, started,
+                   replication=replication)
 
 
 @activity
@@ -56,9 +59,11 @@ def drop_pvc(instance: str = "primary", configuration: Configuration = None,
         names = ", ".join(m.name for m in members)
         raise BadInput(f"no instance {instance!r} in the cluster",
                        fix=f"use primary, replica or one of: {names}")
+    replication = replication_of(target) if str(chosen[0].role) == "primary" else None
     started = (time.time(), time.monotonic())
     victim = target.drop_storage(chosen[0])
-    return _record(configuration, "drop_pvc", victim, started)
+    return _record(configuration, "drop_pvc", victim, started,
+                   **({"replication": replication} if replication else {}))
 
 
 @activity

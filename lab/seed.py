@@ -8,6 +8,8 @@ to the bucket. Run with the project's venv:
     .venv/bin/python lab/seed.py cluster  STATE_DIR   # the Cluster; waits for "healthy"
     .venv/bin/python lab/seed.py data     STATE_DIR   # the application's tables, owned by app
     .venv/bin/python lab/seed.py backup   STATE_DIR   # a ScheduledBackup; its first Backup
+    .venv/bin/python lab/seed.py deploy   STATE_DIR   # the overlay of deploy/ for the lab,
+                                                      # Secret sops-age, the evidence bucket
 
 Idempotent: each step keeps what is already there. Never prints a credential value.
 The S3 server is moto (not AWS): the only imitation in the lab, the same one the sandbox uses;
@@ -32,6 +34,7 @@ NODE_ADDRESS = os.environ.get("PGDRILL_LAB_ADDRESS", "10.250.0.1")
 S3_PORT = int(os.environ.get("PGDRILL_LAB_S3_PORT", "9000"))
 ENDPOINT = f"http://{NODE_ADDRESS}:{S3_PORT}"
 BUCKET = "pgdrill-lab"
+EVIDENCE_BUCKET = "pgdrill-lab-evidence"  # never inside the source's backup path
 NAMESPACE = "staging"
 CLUSTER = "pg-main"
 SECRET = "cnpg-backup-s3"
@@ -132,7 +135,11 @@ def cluster_manifest(instances: int = 2) -> dict:
             "instances": instances, "imageName": IMAGE, "imagePullPolicy": "IfNotPresent",
             "enableSuperuserAccess": True,
             "storage": {"size": "1Gi", "storageClass": "local-path"},
-            "postgresql": {"parameters": {"archive_timeout": "30s"}},
+            # synchronous replication as a team that accepts no lost acknowledged write runs
+            # it: `preferred` keeps the primary writable while its one standby is re-cloned
+            "postgresql": {"parameters": {"archive_timeout": "30s"},
+                           "synchronous": {"method": "any", "number": 1,
+                                           "dataDurability": "preferred"}},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
             "backup": {"retentionPolicy": "30d", "barmanObjectStore": {
                 "destinationPath": f"s3://{BUCKET}/", "endpointURL": ENDPOINT,
@@ -268,8 +275,62 @@ def _message(exc) -> str:
         return str(exc.reason)
 
 
+def deploy_overlay(state: Path) -> Path:
+    return state / "deploy"
+
+
+def step_deploy(state: Path) -> None:
+    """What a team adds to run deploy/ (the monthly staging drill) in its cluster: an overlay
+    with its image, environment file and SOPS file; Secret sops-age (Flux's age key Secret)
+    in the drill's namespace; a bucket for the evidence sink. Applying it stays the user's
+    (and the lab suite's) step: `kubectl apply -k STATE_DIR/deploy`."""
+    import yaml
+
+    overlay = deploy_overlay(state)
+    overlay.mkdir(parents=True, exist_ok=True)
+    base = os.path.relpath(REPO / "deploy" / "base", overlay)
+    (overlay / "kustomization.yaml").write_text(
+        "# made by `make lab` (lab/seed.py deploy): deploy/base with the lab's image,\n"
+        "# environment file and SOPS file. kubectl apply -k .pgdrill/lab/deploy\n"
+        + yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": [base],
+            "images": [{"name": "ghcr.io/example/pgdrill", "newName": "pgdrill.local/pgdrill",
+                        "newTag": "0.1.0"}],
+            "configMapGenerator": [{
+                "name": "pgdrill-environment", "namespace": NAMESPACE, "behavior": "merge",
+                "files": ["staging.yaml", "cnpg-backup-s3.enc.yaml"],
+                "options": {"disableNameSuffixHash": True}}]}, sort_keys=False))
+    (overlay / "staging.yaml").write_text(
+        "# the lab's environment file for the CronJob's pod (deploy/base/staging.yaml's form)\n"
+        + yaml.safe_dump({
+            "environment": "staging", "target": "cnpg", "cluster": CLUSTER,
+            "namespace": NAMESPACE, "credentials": "/etc/pgdrill/sops/cnpg-backup-s3.enc.yaml",
+            "settings": {"cnpg_connection": "service",
+                         "evidence_sink": f"s3://{EVIDENCE_BUCKET}/staging/"}},
+            sort_keys=False))
+    # still encrypted: the pod decrypts it with the age key of Secret sops-age
+    (overlay / "cnpg-backup-s3.enc.yaml").write_bytes(credentials_file(state).read_bytes())
+    client = _api(state)
+    core = client.CoreV1Api()
+    body = {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "sops-age", "namespace": NAMESPACE},
+            "stringData": {"age.agekey": age_key_file(state).read_text()}}
+    try:
+        core.create_namespaced_secret(NAMESPACE, body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise SystemExit(f"seed: could not create Secret {NAMESPACE}/sops-age: "
+                             f"HTTP {exc.status} {exc.reason}") from None
+        core.replace_namespaced_secret("sops-age", NAMESPACE, body)
+    pid = int((state / "run" / "s3.pid").read_text())
+    s3.wait_and_create_bucket(ENDPOINT, EVIDENCE_BUCKET, pid, credentials(state))
+    log(f"deploy/ overlay for the lab in {overlay}; Secret {NAMESPACE}/sops-age; evidence "
+        f"bucket s3://{EVIDENCE_BUCKET}")
+
+
 STEPS = {"s3": step_s3, "secret": step_secret, "cluster": step_cluster, "data": step_data,
-         "backup": step_backup}
+         "backup": step_backup, "deploy": step_deploy}
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in STEPS:

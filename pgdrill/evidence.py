@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pgdrill.replication import asynchronous_hint
 from pgdrill.rpo import hole_sentence
 
 SCHEMA_VERSION = "pgdrill.evidence/1"
@@ -153,7 +154,8 @@ def failover_writes_lost(context: dict) -> list[str]:
     examples = ", ".join((context.get("failover") or {}).get("lost_examples") or [])
     return [f"{verdict['measured_lost_writes']} acknowledged writes were lost on the primary "
             f"after the failover (objective: at most {verdict['objective_lost_writes']}, "
-            f"failover_lost_writes_objective)" + (f", e.g. {examples}" if examples else "")]
+            f"failover_lost_writes_objective)" + (f", e.g. {examples}" if examples else "")
+            + asynchronous_hint((context.get("fault") or {}).get("replication"))]
 
 
 def source_losses(context: dict) -> list[str]:

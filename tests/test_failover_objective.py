@@ -39,6 +39,10 @@ def test_writes_lost_on_the_healed_primary_fail_the_drill(sandbox, sandbox_env, 
     # the real failover, judged with an objective equal to what it really lost: passes
     real = lost_writes(on="primary", configuration=cfg)
     assert real["holes"] == 0, real
+    # the sandbox replicates synchronously (as a CNPG Cluster with spec.postgresql.synchronous):
+    # the killed primary's replica had confirmed every acknowledged commit
+    assert ctx.read()["fault"]["replication"]["synchronous"] is True
+    assert real["lost_writes"] == 0, real
     ctx.update(objectives={"failover_lost_writes_objective": real["lost_writes"]})
     assert judge(journal(), ctx.read()) == ("passed", [])
 

@@ -100,3 +100,31 @@ def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
     assert failover["old_primary"] == old.name and failover["seconds"] > 0
     with sandbox.connect(sandbox.primary()) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+
+
+def sync_state_of(sandbox, name):
+    with sandbox.connect(sandbox.primary()) as conn:
+        row = conn.execute("SELECT sync_state FROM pg_stat_replication "
+                           "WHERE application_name = %s AND state = 'streaming'",
+                           (name,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_healthy_replica_confirms_every_commit_and_losing_it_blocks_none(sandbox):
+    """Synchronous replication as CNPG's dataDurability `preferred`: while the replica
+    streams, a commit waits for it (a failover to it loses no acknowledged write); when it
+    is lost, the primary's commits go on instead of waiting for it forever."""
+    sandbox.wait_ready(timeout=120)
+    replica = next(i for i in sandbox.instances() if i.role == "replica")
+    assert sync_state_of(sandbox, replica.name) == "quorum"
+    with sandbox.connect(sandbox.primary()) as conn:
+        assert conn.execute("SHOW synchronous_standby_names").fetchone() == (
+            f'ANY 1 ("{replica.name}")',)
+    sandbox.drop_storage(replica)
+    with sandbox.connect(sandbox.primary(), "app") as conn:
+        conn.execute("SET statement_timeout = '20s'")
+        conn.execute("CREATE TABLE IF NOT EXISTS supervisor_sync_probe (n int)")
+        conn.execute("INSERT INTO supervisor_sync_probe VALUES (1)")  # raises if it waits 20 s
+        conn.execute("DROP TABLE supervisor_sync_probe")
+    sandbox.wait_ready(timeout=180)
+    assert sync_state_of(sandbox, replica.name) == "quorum"

@@ -89,6 +89,18 @@ def _lost_examples(report: dict) -> list[Line]:
     return [tuple(parts + ([rest] if rest else []))]
 
 
+def replication_line(replication: dict) -> str:
+    """How the primary replicated just before the fault."""
+    if replication.get("error"):
+        return f"replication at the fault: not read ({shown(replication['error'])})"
+    standbys = ", ".join(f"{s.get('name')} {s.get('state')}/{s.get('sync_state')}"
+                         for s in replication.get("standbys") or []) or "no standby"
+    mode = {True: "synchronous", False: "asynchronous",
+            None: "unknown (sync_state not readable)"}[replication.get("synchronous")]
+    return (f"replication at the fault: {mode} (synchronous_standby_names "
+            f"'{shown(replication.get('synchronous_standby_names'))}'; {standbys})")
+
+
 def failover_section(evidence: dict) -> Section:
     """The fault, the client's and (CNPG) the operator's view of the failover."""
     fault = evidence.get("fault") or {}
@@ -100,6 +112,8 @@ def failover_section(evidence: dict) -> Section:
     else:
         lines.append(f"fault: {shown(fault.get('kind'))} on {shown(fault.get('instance'))} "
                      f"({shown(fault.get('role'))}) at {shown(fault.get('at'))}")
+        if fault.get("replication"):
+            lines.append(replication_line(fault["replication"]))
     if failover.get("seconds") is not None:
         lines.append(f"writable primary {shown(failover.get('primary'))} after "
                      f"{secs(failover['seconds'])} (measured from the "

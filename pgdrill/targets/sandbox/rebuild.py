@@ -182,6 +182,9 @@ def rebuild(layout, backup: Backup, *, timeout: float, server_name: str | None =
         for stale in ("standby.signal", "postmaster.pid"):
             (data / stale).unlink(missing_ok=True)
         (data / "recovery.signal").touch()
+        # no synchronous standby until the supervisor sees one stream (the old list would
+        # make every commit of the rebuilt primary wait for replicas not yet re-cloned)
+        cluster.set_synchronous(primary, [])
         os.chmod(data, 0o700)
         cluster.run_as.chown_tree(data)
     port = state.instances[primary].port

@@ -3,6 +3,9 @@
 - primary process gone  -> promote the most advanced running replica (time recorded);
 - an instance's storage gone, or a former primary -> re-clone it from the primary as a replica;
 - a crashed instance with its storage intact -> restart it;
+- the primary's synchronous standbys = the instances that stream from it (CNPG's
+  `synchronous: {method: any, number: 1, dataDurability: preferred}`): a commit waits for
+  one of them, and a failover to the most advanced replica loses no acknowledged write;
 - the whole cluster destroyed (state `destroyed_at`, set by the cluster-loss drill before it
   kills anything) -> acknowledge it once (event `destroyed_seen`) and heal NOTHING: no initdb,
   no clone from nothing. Only an explicit rebuild from the bucket brings it back (it clears
@@ -71,6 +74,7 @@ class Supervisor:
             self.handle_primary_down(cluster, primary)
             return
         self.primary_down_since = None
+        self.sync_standbys(cluster, primary)
         for name, inst in cluster.state.instances.items():
             if self.stopping or name == primary:
                 continue
@@ -92,6 +96,14 @@ class Supervisor:
                 self.decide("restart", f"{name} crashed with its storage intact: restarting",
                             instance=name)
                 cluster.start(name)
+
+    def sync_standbys(self, cluster: SandboxCluster, primary: str) -> None:
+        standbys = cluster.streaming_standbys(primary)
+        if cluster.set_synchronous(primary, standbys):
+            self.decide("synchronous", f"synchronous standbys of {primary}: "
+                        + (", ".join(standbys) if standbys else
+                           "none (commits do not wait until a standby streams)"),
+                        instance=primary, standbys=standbys)
 
     def cluster_destroyed(self, destroyed_at: str | None) -> bool:
         """True while the cluster is destroyed: said once per destruction (the destroying
@@ -119,6 +131,9 @@ class Supervisor:
         if candidate is not None:
             self.decide("promote_started", f"promoting {candidate} (most advanced replica)",
                         instance=candidate, old_primary=primary)
+            # its own synchronous list (from when it last was the primary) would make the new
+            # primary wait for standbys that are gone: none until one streams from it
+            cluster.set_synchronous(candidate, [])
             cluster.promote(candidate)
             wait_writable(cluster, candidate, timeout=60)
             with self.layout.locked():
@@ -146,8 +161,8 @@ class Supervisor:
                 continue
             try:
                 lsn = cluster.query_one(
-                    name, "SELECT pg_wal_lsn_diff(COALESCE(pg_last_wal_replay_lsn(), "
-                    "pg_last_wal_receive_lsn(), '0/0'), '0/0')::bigint")
+                    name, "SELECT pg_wal_lsn_diff(GREATEST(pg_last_wal_receive_lsn(), "
+                    "pg_last_wal_replay_lsn(), '0/0'), '0/0')::bigint")
             except psycopg.Error:
                 continue
             if lsn is not None and lsn > best_lsn:

@@ -22,7 +22,8 @@ from pgdrill.model import (
 )
 from pgdrill.procs import pid_alive
 from pgdrill.targets.sandbox import barman, postgres
-from pgdrill.targets.sandbox.cluster import APP_DB, replica_streaming, sandbox_credentials
+from pgdrill.targets.sandbox.cluster import (APP_DB, all_synchronous, replica_streaming,
+                                            sandbox_credentials)
 from pgdrill.targets.sandbox.lifecycle import SandboxLifecycle
 from pgdrill.targets.sandbox.restore import (
     remove_restore_test, restore_into_test, restore_test_instance,
@@ -274,7 +275,8 @@ class SandboxTarget(SandboxLifecycle):
         return restore_into_test(self._cluster(), backup, target, timeout)
 
     def wait_ready(self, *, timeout: float = 300, since: float | None = None) -> HealReport:
-        """Poll until there is a writable primary and every instance runs and streams."""
+        """Poll until there is a writable primary and every instance runs, streams and is a
+        synchronous standby of it."""
         t0 = since if since is not None else time.monotonic()
         writable_at: list[float] = []
 
@@ -294,6 +296,9 @@ class SandboxTarget(SandboxLifecycle):
                     continue
                 if inst.needs_rebuild or not replica_streaming(cluster, name):
                     return None
+            # healthy = every replica confirms commits: a failover then loses none
+            if not all_synchronous(cluster, primary):
+                return None
             now = time.monotonic()
             return HealReport(writable_primary_seconds=round(writable_at[0] - t0, 3),
                               healthy_seconds=round(now - t0, 3), primary=primary,
