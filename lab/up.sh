@@ -177,17 +177,26 @@ done
 # cgroupRoot nests everything under this session's own memory cgroup path.
 CGSELF=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
 CGROOT="${CGSELF%/}/pgdrill-lab"
-# the kubelet wants cgroupRoot to exist in every v1 hierarchy; a new cpuset cgroup starts
-# with no CPUs and no memory nodes, so copy its parent's
+# the kubelet wants cgroupRoot to exist in every v1 hierarchy, even one where this session
+# sits at the root (seen: memory:/process_api/<id> but cpuset:/): each missing level is made
+# and recorded for lab-down; a new cpuset cgroup starts with no CPUs and no memory nodes, so
+# each level copies its parent's
+mkdir -p "$S/run"
+echo "$CGROOT" > "$S/run/cgroup-root"
 for h in /sys/fs/cgroup/*/; do
   case "$h" in */unified/) continue ;; esac
-  [ -d "$h${CGSELF#/}" ] || continue
-  d="$h${CGROOT#/}"
-  mkdir -p "$d"
-  if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
-    cat "$(dirname "$d")/cpuset.cpus" > "$d/cpuset.cpus"
-    cat "$(dirname "$d")/cpuset.mems" > "$d/cpuset.mems"
-  fi
+  d=${h%/}
+  for part in $(echo "${CGROOT#/}" | tr / ' '); do
+    d="$d/$part"
+    if [ ! -d "$d" ]; then
+      mkdir "$d"
+      echo "$d" >> "$S/run/cgroups-made"
+    fi
+    if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
+      cat "$(dirname "$d")/cpuset.cpus" > "$d/cpuset.cpus"
+      cat "$(dirname "$d")/cpuset.mems" > "$d/cpuset.mems"
+    fi
+  done
 done
 cat > "$S/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -213,7 +222,7 @@ clusterDNS: ["10.96.0.10"]
 failSwapOn: false
 podCIDR: "$POD_CIDR"
 resolvConf: /etc/resolv.conf
-localStorageCapacityIsolation: false
+localStorageCapacityIsolation: true   # else no ephemeral-storage capacity: the CronJob (requests 1Gi) never schedules
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

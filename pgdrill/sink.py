@@ -26,7 +26,7 @@ from pgdrill.s3client import s3_client, split_destination
 
 SINK_KEY = "evidence_sink"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a run folder's files are small; acks.csv is the largest
-SKIP = {"run.lock"}
+SKIP = {"run.lock", "context.lock"}  # lock files: empty, only meaningful to a running drill
 
 
 @dataclass(frozen=True)

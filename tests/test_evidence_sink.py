@@ -49,7 +49,7 @@ def test_a_drills_evidence_lives_in_the_sink_and_runs_lists_it_without_local_rep
     assert "pgdrill-evidence/ledger.jsonl" in stored
     for name in ("evidence.json", "journal.json", "ledger-receipt.json", "acks.csv"):
         assert f"pgdrill-evidence/{run_id}/{name}" in stored, (name, stored)
-    assert not any(k.endswith("run.lock") for k in stored)
+    assert not any(k.endswith(("run.lock", "context.lock")) for k in stored)
 
     shutil.rmtree(reports)
     listed = subprocess.run([PGDRILL, "runs", "--json"], env=env, capture_output=True,
