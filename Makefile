@@ -4,7 +4,7 @@ VENV ?= .venv
 EXPERIMENT ?= experiments/pvc-loss.json
 CHAOS = $(VENV)/bin/chaos --no-version-check --log-file reports/chaostoolkit.log
 
-.PHONY: drill test test-fast bench venv clean sandbox-down experiments lab lab-down test-lab
+.PHONY: drill test test-fast bench bench-lab venv clean sandbox-down experiments lab lab-down test-lab
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ experiments: venv
 ## Writes reports/bench/<stamp>.json and .md (BENCH_SIZES=100MB, BENCH_4GB=1, BENCH_SMOKE=1).
 bench: venv
 	$(VENV)/bin/python benchmarks/bench.py
+
+## The lab (real CNPG) and a sandbox side by side: failover after the primary is deleted under
+## load (3 times each) and a ~1 GB restore into restore-test. Needs `make lab` first.
+## Writes reports/bench/lab-<stamp>.json and .md (BENCH_FAILOVERS, BENCH_RESTORE_SCALE,
+## BENCH_TARGETS=lab|sandbox, BENCH_SMOKE=1).
+bench-lab: venv
+	$(VENV)/bin/python benchmarks/lab_bench.py
 
 ## The lab: a real single-node Kubernetes (etcd, kube-apiserver, controller-manager, scheduler,
 ## kubelet, kube-proxy, containerd+runc, CoreDNS, local-path storage) with the real CloudNativePG

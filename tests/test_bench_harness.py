@@ -66,3 +66,33 @@ def test_the_harness_runs_end_to_end_on_a_tiny_database(tmp_path):
     assert tiny["pgdrill"]["restore"]["backup_id"]
     assert (tmp_path / written.name.replace(".json", ".md")).read_text().startswith(
         "| measured | tiny |")
+
+
+def test_the_lab_bench_table_shows_each_side_and_counts_every_lost_write():
+    """`make bench-lab`'s summary: medians over the failovers (a figure one side cannot
+    measure is '-', never 0), and lost writes summed, so one bad failover shows."""
+    from lab_bench import markdown as lab_markdown, summarize
+
+    def run(writable, lost, operator=None):
+        return {"writable_seconds": writable, "healthy_seconds": writable + 5,
+                "client_write_outage_seconds": writable - 0.5, "operator_seconds": operator,
+                "lost_writes": lost}
+
+    restore = {"database_bytes": 1.1e9, "backup_seconds": 40.0, "restore_seconds": 90.0,
+               "restore_mb_per_s": 12.2}
+    lab = [run(20.0, 0, 19.0), run(24.0, 0, 23.0), run(22.0, 3, 21.0)]
+    sandbox = [run(1.0, 0), run(1.4, 0), run(1.2, 0)]
+    report = {"targets": {
+        "lab": {"failovers": lab, "failover_summary": summarize(lab), "restore": restore},
+        "sandbox": {"failovers": sandbox, "failover_summary": summarize(sandbox),
+                    "restore": restore}}}
+    assert report["targets"]["lab"]["failover_summary"]["writable_seconds"] == {
+        "median": 22.0, "min": 20.0, "max": 24.0}
+    assert report["targets"]["lab"]["failover_summary"]["lost_writes_total"] == 3
+    assert "operator_seconds" not in report["targets"]["sandbox"]["failover_summary"]
+    table = lab_markdown(report)
+    assert "| fault → writable primary (median of 3/3) | 22.0 s (min 20.0, max 24.0) | " \
+           "1.2 s (min 1.0, max 1.4) |" in table
+    assert "| operator's own failover time (median of 3/3) | 21.0 s (min 19.0, max 23.0) | - |" \
+        in table
+    assert "| acknowledged writes lost in the failovers | 3 | 0 |" in table
