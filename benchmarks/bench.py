@@ -13,7 +13,6 @@ fetch >= 2x faster than one process per segment (at 1 GB)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from restore_path import (  # noqa: E402
     DB, load_database, make_wal, pgdrill_restore, raw_backup, raw_restore,
 )
+from output import write_results  # noqa: E402
 from summary import GOALS, judge, markdown  # noqa: E402
 
 from pgdrill.console import say  # noqa: E402
@@ -138,14 +138,7 @@ def main() -> int:
               "machine": {"cpus": os.cpu_count()}, "wal_max_parallel": WAL_MAX_PARALLEL,
               "sizes": results, "load": load, "growth": growth(results), "goals": GOALS}
     report["verdicts"] = judge(report, smoke=bool(os.environ.get("BENCH_SMOKE")))
-    out = Path(os.environ.get("BENCH_OUT") or Path("reports") / "bench")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (out / f"{stamp}.md").write_text(table)
-    print(table)
-    print(f"written to {out / stamp}.json and .md")
+    write_results(report, markdown(report), started)
     return 0
 
 

@@ -30,8 +30,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from actions.backup import trigger_backup  # noqa: E402
+from output import write_results  # noqa: E402
 from actions.faults import delete_primary_pod  # noqa: E402
 from actions.load import start_load, stop_load  # noqa: E402
 from actions.restore import cleanup_restore, restore_latest_backup  # noqa: E402
@@ -223,14 +225,7 @@ def main() -> int:
             finally:
                 sandbox.down()
     report["ended_at"] = datetime.now(UTC).isoformat()
-    out = Path(os.environ.get("BENCH_OUT") or REPO / "reports" / "bench")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    (out / f"lab-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (out / f"lab-{stamp}.md").write_text(table)
-    print(table)
-    print(f"written to {out}/lab-{stamp}.json and .md")
+    write_results(report, markdown(report), started, prefix="lab-")
     return 0
 
 

@@ -36,6 +36,7 @@ up() {
   "$PY" "$LAB/seed.py" data "$S"
   "$PY" "$LAB/seed.py" backup "$S"
   "$PY" "$LAB/seed.py" deploy "$S"
+  "$PY" "$LAB/plugin.py" "$S"
   $BINDIR/kubectl --kubeconfig "$S/kubeconfig" create namespace restore-test 2>/dev/null || true
   t1=$(now)
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) up build=$((t_build - t0))s start=$((t1 - t_build))s total=$((t1 - t0))s" >> "$S/timings.log"

@@ -32,7 +32,8 @@ def lab_secret_values() -> list[str]:
 
 
 def operator_version() -> str:
-    pods = json.loads(kubectl("-n", "cnpg-system", "get", "pods", "-o", "json").stdout)
+    pods = json.loads(kubectl("-n", "cnpg-system", "get", "pods", "-l",
+                              "app.kubernetes.io/name=cloudnative-pg", "-o", "json").stdout)
     return pods["items"][0]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
 
 

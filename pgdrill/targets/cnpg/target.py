@@ -283,7 +283,11 @@ class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebui
         (its recovery Job too), from `since` on, redacted (Secret values and S3 keys)."""
         from pgdrill.logs import save_log
 
-        secrets = [v for values in self._passwords.values() for v in values.values()]
+        # the passwords only: the Secrets' other keys (username, dbname, host, port) are not
+        # secret, and masking "postgres" or "5432" mangled every path and port in the logs;
+        # the keys that embed the password (uri, pgpass, jdbc-uri) are masked through it
+        secrets = [values["password"] for values in self._passwords.values()
+                   if values.get("password")]
         if self._credentials is not None:
             secrets += list(self._credentials.secret_values())
         seconds = max(1, int((datetime.now(UTC) - since).total_seconds()) + 1)
