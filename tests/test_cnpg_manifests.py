@@ -5,6 +5,7 @@ Backup, the restore into restore-test, validation against CNPG's CRDs and webhoo
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -172,10 +173,11 @@ def test_restore_reads_the_sources_archive_and_archives_nowhere(source):
         assert configuration["serverName"] == "app-db"  # explicit, not the entry name
         assert configuration["destinationPath"] == source.destination_path
         assert "tags" not in configuration
+    # the restore's own Secret, named after its Cluster (app-db-restore), not the source's
     assert configuration["s3Credentials"] == {
-        "accessKeyId": {"name": "cnpg-backup-s3", "key": "ACCESS_KEY_ID"},
-        "secretAccessKey": {"name": "cnpg-backup-s3", "key": "ACCESS_SECRET_KEY"},
-        "region": {"name": "cnpg-backup-s3", "key": "REGION"}}
+        "accessKeyId": {"name": "app-db-restore-backup-s3", "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": "app-db-restore-backup-s3", "key": "ACCESS_SECRET_KEY"},
+        "region": {"name": "app-db-restore-backup-s3", "key": "REGION"}}
     assert "backup" not in spec and "plugins" not in spec
     assert not m.archives_into(cluster, source, stores)
     assert spec["imageName"] == source.image_name  # same PostgreSQL major
@@ -485,3 +487,23 @@ def test_the_rebuild_keeps_a_non_default_application_database_owner_and_secret(s
     again = m.rebuild_manifest(m.read_source(rebuilt, load(STORE) if source.style == "plugin"
                                              else None), rebuilt, server_name="x-r2")
     assert again["spec"]["bootstrap"]["recovery"]["owner"] == "orders_owner"
+
+
+def test_two_clusters_restoring_into_one_namespace_use_their_own_credentials(source):
+    """Two monthly CronJobs on the same schedule restore two clusters into restore-test at
+    once: each restore's Secret is its own, so one drill's cleanup cannot delete the other's
+    credentials mid-restore."""
+    def secrets_referenced(docs):
+        found = set()
+        for doc in docs:
+            blocks = [doc["spec"].get("configuration")] if doc["kind"] == "ObjectStore" else [
+                e.get("barmanObjectStore") for e in doc["spec"].get("externalClusters", [])]
+            for block in filter(None, blocks):
+                found |= {ref["name"] for ref in block["s3Credentials"].values()}
+        return found
+
+    other = dataclasses.replace(source, name="billing-db")
+    assert secrets_referenced(m.restore_manifests(source, RecoveryTarget())) == {
+        "app-db-restore-backup-s3"}
+    assert secrets_referenced(m.restore_manifests(other, RecoveryTarget())) == {
+        "billing-db-restore-backup-s3"}

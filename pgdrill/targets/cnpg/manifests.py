@@ -231,21 +231,28 @@ def recovery_target(recovery: RecoveryTarget, backup_id: str | None) -> dict | N
     return target or None
 
 
+def restore_secret_name(restore_cluster: str) -> str:
+    """The S3 credentials Secret of one restore: named after its recovery Cluster, so that
+    drills of two clusters restoring into the same namespace at once (two CronJobs on the
+    same schedule) never delete each other's credentials."""
+    return check_name(f"{restore_cluster}-backup-s3", "restore credentials Secret name")
+
+
 def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
                       namespace: str = "restore-test", name: str | None = None,
                       backup_id: str | None = None,
-                      secret_name: str = SECRET_NAME) -> list[dict]:
+                      secret_name: str | None = None) -> list[dict]:
     """The docs that restore `source` into `namespace`: for the plugin a copy of its
     ObjectStore there (the plugin reads an ObjectStore of the recovering Cluster's namespace),
-    then the recovery Cluster. The credentials Secret `secret_name` is only referenced: it is
-    created at run time from the SOPS file.
+    then the recovery Cluster. The credentials Secret `secret_name` (default
+    restore_secret_name) is only referenced: it is created at run time from the SOPS file.
 
     The Cluster bootstraps from `externalClusters[origin]` = the source's destinationPath and
     explicit serverName (defaults differ per context, §5), and has no `spec.backup` and no
     `spec.plugins`: it archives nowhere, so never into the source's path (§5)."""
     name = check_name(name or f"{source.name}-restore", "restore Cluster name", cluster=True)
     check_name(namespace, "restore namespace")
-    configuration = _restore_configuration(source, secret_name)
+    configuration = _restore_configuration(source, secret_name or restore_secret_name(name))
     docs: list[dict] = []
     if source.style == "plugin":
         store = check_name(f"{name}-origin", "ObjectStore copy name")

@@ -42,7 +42,7 @@ RULES = (
     Rule(RESTORE, "barmancloud.cnpg.io", ("objectstores",), ("create", "delete"),
          "the plugin's ObjectStore copy"),
     Rule(RESTORE, "", ("secrets",), ("create", "get", "delete"),
-         "cnpg-backup-s3 from the SOPS file; <restore>-superuser"),
+         "<restore>-backup-s3 from the SOPS file; <restore>-superuser"),
     Rule(RESTORE, "", ("pods",), ("list",), "the restored instance"),
     Rule(RESTORE, "", ("persistentvolumeclaims",), ("list", "delete"), "cleanup"),
     Rule(RESTORE, "", ("pods/portforward",), ("create", "get"), "port-forward connections"),

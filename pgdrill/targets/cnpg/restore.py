@@ -1,6 +1,6 @@
 """Restore into restore-test on CNPG: a new Cluster bootstrapped with `bootstrap.recovery` from
-the source's archive (pgdrill.targets.cnpg.manifests), the `cnpg-backup-s3` Secret created there
-from the SOPS file, waited for until "Cluster in healthy state" + Ready, and removed again —
+the source's archive (pgdrill.targets.cnpg.manifests), the S3 credentials Secret
+`<restore cluster>-backup-s3` created there from the SOPS file, waited for until "Cluster in healthy state" + Ready, and removed again —
 Cluster, PVCs, Secret and ObjectStore copy."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from pgdrill.console import say
-from pgdrill.credentials import SECRET_NAME, S3Credentials, secret_manifest
+from pgdrill.credentials import S3Credentials, secret_manifest
 from pgdrill.errors import DeadlineExceeded, TargetError
 from pgdrill.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget
 from pgdrill.targets.cnpg.config import CnpgConfig
@@ -22,6 +22,7 @@ from pgdrill.targets.cnpg.kube import (
 from pgdrill.targets.cnpg.manifests import (
     SourceCluster,
     restore_manifests,
+    restore_secret_name,
     validate_manifest,
 )
 from pgdrill.targets.cnpg.status import HEALTHY, UNRECOVERABLE, unhealthy_reasons
@@ -35,7 +36,8 @@ def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
     values = {"ACCESS_KEY_ID": credentials.access_key_id,
               "ACCESS_SECRET_KEY": credentials.secret_access_key, "BUCKET": credentials.bucket,
               "ENDPOINT": credentials.endpoint, "REGION": credentials.region}
-    secret = secret_manifest(values, namespace=config.restore_namespace)
+    secret = secret_manifest(values, name=restore_secret_name(config.restore_cluster),
+                             namespace=config.restore_namespace)
     secret["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pgdrill"}
     docs = restore_manifests(source, recovery, namespace=config.restore_namespace,
                              name=config.restore_cluster, backup_id=backup.id)
@@ -117,8 +119,8 @@ def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> l
             removed.append(f"PVC {pvc}")
     if kube.delete_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores", f"{name}-origin"):
         removed.append(f"ObjectStore {name}-origin")
-    if kube.delete_secret(ns, SECRET_NAME):
-        removed.append(f"Secret {SECRET_NAME}")
+    if kube.delete_secret(ns, restore_secret_name(name)):
+        removed.append(f"Secret {restore_secret_name(name)}")
     # the next restore must not meet a terminating PVC or an old Secret of the same name
     # (garbage collection of what the Cluster owned is asynchronous): wait for all of it
     selector = f"cnpg.io/cluster={name}"

@@ -43,7 +43,7 @@ from pgdrill.targets.cnpg.kube import (
     NotFound,
     api_client,
 )
-from pgdrill.targets.cnpg.manifests import SourceCluster, read_source
+from pgdrill.targets.cnpg.manifests import SourceCluster, read_source, restore_secret_name
 from pgdrill.targets.cnpg.rebuild import CnpgRebuild
 from pgdrill.targets.cnpg.restoring import CnpgRestoreTest
 from pgdrill.targets.cnpg.status import (
@@ -158,7 +158,8 @@ class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebui
 
     def credentials_source(self) -> dict:
         return {**self.s3_credentials().describe(),
-                "restore_secret": f"{self.config.restore_namespace}/cnpg-backup-s3 (created "
+                "restore_secret": f"{self.config.restore_namespace}/"
+                                  f"{restore_secret_name(self.config.restore_cluster)} (created "
                                   "from the file for the restore, deleted after)"}
 
     def facts(self) -> dict:
