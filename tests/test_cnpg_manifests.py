@@ -507,3 +507,36 @@ def test_two_clusters_restoring_into_one_namespace_use_their_own_credentials(sou
         "app-db-restore-backup-s3"}
     assert secrets_referenced(m.restore_manifests(other, RecoveryTarget())) == {
         "billing-db-restore-backup-s3"}
+
+
+def on_a_catalog(kind: str, status_image: str | None) -> dict:
+    doc = load(IN_TREE)
+    doc["spec"].pop("imageName", None)
+    doc["spec"]["imageCatalogRef"] = {"apiGroup": "postgresql.cnpg.io", "kind": kind,
+                                      "name": "postgresql", "major": 17}
+    if status_image:
+        doc["status"] = {"image": status_image}
+    return doc
+
+
+def test_a_source_on_an_image_catalog_restores_with_the_image_its_pods_run():
+    """Without the catalog's image, CNPG would start the restore with its default image —
+    perhaps another major, which cannot read the backup."""
+    source = m.read_source(on_a_catalog("ImageCatalog", "registry.example/postgresql:17.6"))
+    spec = restored_cluster(m.restore_manifests(source, RecoveryTarget()))["spec"]
+    assert spec["imageName"] == "registry.example/postgresql:17.6"
+    assert "imageCatalogRef" not in spec
+    m.validate_manifest(restored_cluster(m.restore_manifests(source, RecoveryTarget())))
+
+
+def test_a_cluster_image_catalog_is_kept_and_a_namespaced_one_without_status_refused():
+    source = m.read_source(on_a_catalog("ClusterImageCatalog", None))
+    spec = restored_cluster(m.restore_manifests(source, RecoveryTarget()))["spec"]
+    assert spec["imageCatalogRef"] == {"apiGroup": "postgresql.cnpg.io",
+                                       "kind": "ClusterImageCatalog", "name": "postgresql",
+                                       "major": 17}
+    assert "imageName" not in spec
+    with pytest.raises(BadInput) as refused:
+        m.read_source(on_a_catalog("ImageCatalog", None))
+    assert "ImageCatalog 'postgresql' (major 17)" in refused.value.message
+    assert "status.image" in refused.value.fix

@@ -63,6 +63,9 @@ class SourceCluster:
     data_compression: str | None = None
     object_store: str | None = None
     image_name: str | None = None
+    # only when no image could be pinned: a ClusterImageCatalog (cluster-scoped, so the
+    # restore namespace can use it too) with the source's major
+    image_catalog_ref: dict | None = None
     storage: dict | None = None
 
     @property
@@ -118,7 +121,9 @@ def read_source(cluster_doc: dict, object_store_doc: dict | None = None, *,
     if len(plugins) > 1:
         raise BadInput(f"Cluster {name} lists {len(plugins)} enabled {PLUGIN_NAME} plugins: "
                        f"ambiguous", fix="keep one barman-cloud plugin entry")
-    common = {"name": name, "namespace": ns, "image_name": _get(cluster_doc, "spec", "imageName"),
+    image_name, catalog = _source_image(cluster_doc, name, ns)
+    common = {"name": name, "namespace": ns, "image_name": image_name,
+              "image_catalog_ref": catalog,
               "storage": copy.deepcopy(_get(cluster_doc, "spec", "storage"))}
 
     if in_tree:
@@ -231,6 +236,32 @@ def recovery_target(recovery: RecoveryTarget, backup_id: str | None) -> dict | N
     return target or None
 
 
+def _source_image(cluster_doc: dict, name: str, namespace: str) -> tuple[str | None, dict | None]:
+    """The PostgreSQL image a restore of this Cluster must run (the same major, §4):
+    `spec.imageName`; else, for a Cluster on an image catalog, the image its pods run
+    (`status.image`, which CNPG resolves from the catalog); else a ClusterImageCatalog
+    reference as it is. Without any of them the operator would pick its default image,
+    perhaps another major, and the restore would fail or lie. An ImageCatalog (namespaced)
+    with no status to pin from is refused: the restore namespace cannot read it."""
+    image = _get(cluster_doc, "spec", "imageName")
+    if image:
+        return image, None
+    catalog = _get(cluster_doc, "spec", "imageCatalogRef")
+    running = _get(cluster_doc, "status", "image")
+    if running:
+        return running, None
+    if not catalog:
+        return None, None
+    if catalog.get("kind") == "ClusterImageCatalog":
+        return None, copy.deepcopy(catalog)
+    raise BadInput(
+        f"Cluster {name} takes its image from ImageCatalog {catalog.get('name')!r} (major "
+        f"{catalog.get('major')}) of namespace {namespace}, and the manifest has no "
+        "status.image to pin it from: a Cluster in another namespace cannot use that catalog",
+        fix="read the live Cluster (its status.image names the image), or put the image in a "
+            "ClusterImageCatalog")
+
+
 def restore_secret_name(restore_cluster: str) -> str:
     """The S3 credentials Secret of one restore: named after its recovery Cluster, so that
     drills of two clusters restoring into the same namespace at once (two CronJobs on the
@@ -274,6 +305,8 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
                   "bootstrap": {"recovery": recovery_doc}, "externalClusters": [origin]}
     if source.image_name:  # same PostgreSQL major as the source (§4)
         spec["imageName"] = source.image_name
+    elif source.image_catalog_ref:
+        spec["imageCatalogRef"] = copy.deepcopy(source.image_catalog_ref)
     if source.storage:
         spec["storage"] = copy.deepcopy(source.storage)
     docs.append({"apiVersion": CNPG_API, "kind": "Cluster",
