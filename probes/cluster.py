@@ -11,6 +11,8 @@ from pgdrill.console import say
 
 __all__ = ["is_healthy", "primary_name", "wait_until_healthy"]
 
+DISTURBING_FAULTS = ("delete_primary_pod", "drop_pvc")
+
 
 @activity
 def primary_name(configuration: Configuration = None, secrets: Secrets = None) -> str:
@@ -45,7 +47,9 @@ def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration 
     # the fault was recorded by an earlier activity of this same process: its monotonic
     # instant is comparable with ours (wall-clock time is not: it can step)
     since = fault.get("monotonic")
-    report = target.wait_ready(timeout=float(timeout_seconds), since=since)
+    # a fault that took an instance down must be seen to have done so before "healthy" counts
+    disturbed = fault.get("kind") in DISTURBING_FAULTS and since is not None
+    report = target.wait_ready(timeout=float(timeout_seconds), since=since, disturbed=disturbed)
     outage = _client_write_outage(ctx.read(), fault)
     failover = {"seconds": report.writable_primary_seconds,
                 "healthy_seconds": report.healthy_seconds, "primary": report.primary,

@@ -285,3 +285,24 @@ def test_every_api_call_of_the_drills_is_allowed_by_the_rbac_pgdrill_prints(worl
                for resource in rule.resources for verb in rule.verbs}
     if not alone:
         assert sorted(granted - seen - implied) == []
+
+
+def test_health_after_a_fault_is_seen_live_not_read_from_a_status_written_before_it(
+        world, tmp_path, monkeypatch):
+    """A fault that took an instance down counts as healed only once the cluster was seen
+    lost since: a Cluster whose status and pods stayed healthy throughout (the fault never
+    reached it, or the status predates it) fails loudly instead of passing at once."""
+    import time
+
+    from pgdrill.environments import environment_configuration
+    from pgdrill.errors import TargetError
+    from pgdrill.targets import get_target
+
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    target = get_target(environment_configuration(str(environment_file(world, tmp_path))))
+    assert target.wait_ready(timeout=120).primary  # healthy, and no fault claimed
+    with pytest.raises(TargetError) as refused:
+        target.wait_ready(timeout=4, since=time.monotonic(), disturbed=True)
+    assert "never left 'healthy'" in refused.value.message
+    target.close()

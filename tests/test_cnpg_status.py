@@ -93,3 +93,14 @@ def test_logs_are_read_from_every_container_init_containers_included():
                                         "restartPolicy": "Always"}],
                     "containers": [{"name": "postgres"}]}}
     assert pod_containers(pod) == ["bootstrap-controller", "plugin-barman-cloud", "postgres"]
+
+
+def test_a_status_still_healthy_is_not_health_when_an_instance_pod_is_gone_or_not_ready():
+    """The operator's status may predate the fault: the live pods decide too."""
+    from pgdrill.targets.cnpg.status import pod_shortfall
+
+    both = [pod("app-db-1", "primary"), pod("app-db-2", "replica")]
+    assert unhealthy_reasons(cluster()) == [] and pod_shortfall(cluster(), both) == []
+    assert pod_shortfall(cluster(), both[:1]) == ["1 live instance pods, spec.instances 2"]
+    assert pod_shortfall(cluster(), [both[0], pod("app-db-2", "replica", ready=False)]) == [
+        "1 instance pods not ready: app-db-2"]

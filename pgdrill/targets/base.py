@@ -115,8 +115,11 @@ class Target(Protocol):
         """How restore-test is kept from writing into the source's archive, checked on the
         running copy: (what was read, expected, actual, isolated)."""
 
-    def wait_ready(self, *, timeout: float, since: float | None = None) -> HealReport:
-        """Wait until the cluster has a writable primary and all instances healthy."""
+    def wait_ready(self, *, timeout: float, since: float | None = None,
+                   disturbed: bool = False) -> HealReport:
+        """Wait until the cluster has a writable primary and all instances healthy.
+        `disturbed`: the fault took an instance down, so health must be observed after it
+        (a target reading a stored status must see it leave healthy first)."""
 
     def cleanup_restore(self) -> None:
         """Remove the restore-test instance and its storage (idempotent)."""

@@ -73,6 +73,20 @@ def unhealthy_reasons(cluster: dict) -> list[str]:
     return reasons
 
 
+def pod_shortfall(cluster: dict, pods: list[dict]) -> list[str]:
+    """What the live instance pods lack against `spec.instances`, read from the pods
+    themselves rather than the status the operator wrote (perhaps before the fault)."""
+    wanted = _get(cluster, "spec", "instances")
+    ready = [p for p in pods if pod_ready(p)]
+    reasons = []
+    if wanted is not None and len(pods) != wanted:
+        reasons.append(f"{len(pods)} live instance pods, spec.instances {wanted}")
+    if len(ready) != len(pods):
+        reasons.append(f"{len(pods) - len(ready)} instance pods not ready: "
+                       + ", ".join(p["metadata"]["name"] for p in pods if not pod_ready(p)))
+    return reasons
+
+
 def describe_conditions(cluster: dict) -> str:
     return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
                      for c in _get(cluster, "status", "conditions") or []) or "no conditions"

@@ -274,9 +274,11 @@ class SandboxTarget(SandboxLifecycle):
         """Restore into restore-test (see pgdrill.targets.sandbox.restore)."""
         return restore_into_test(self._cluster(), backup, target, timeout)
 
-    def wait_ready(self, *, timeout: float = 300, since: float | None = None) -> HealReport:
+    def wait_ready(self, *, timeout: float = 300, since: float | None = None,
+                   disturbed: bool = False) -> HealReport:
         """Poll until there is a writable primary and every instance runs, streams and is a
-        synchronous standby of it."""
+        synchronous standby of it. Read live from every instance each time, so `disturbed`
+        needs nothing more here."""
         t0 = since if since is not None else time.monotonic()
         writable_at: list[float] = []
 
