@@ -71,9 +71,9 @@ class CnpgRebuild:
                    what=f"Cluster {ns}/{name}, its pods and PVCs to be gone")
         # CNPG makes new <cluster>-app/-superuser Secrets for the rebuilt Cluster
         self._passwords = {k: v for k, v in self._passwords.items() if k[0] != ns}
-        say(f"destroyed Cluster {ns}/{name}: the Cluster, its pods {', '.join(pods)} and "
-            f"PVCs {', '.join(pvcs)} are gone")
-        return {"cluster": name, "instances": pods, "pvcs": pvcs,
+        say(f"destroyed Cluster {ns}/{name}: the Cluster, its pods {', '.join(pods)} (killed, "
+            f"grace 0) and PVCs {', '.join(pvcs)} are gone")
+        return {"cluster": name, "instances": pods, "pvcs": pvcs, "pod_grace_seconds": 0,
                 "primary": (cluster.get("status") or {}).get("currentPrimary"),
                 "server_name": source.server_name, "archive": source.archive,
                 "destroyed_at": datetime.now(UTC).isoformat(), "manifest": manifest}
