@@ -24,7 +24,7 @@ from kubernetes.stream import portforward, stream
 from pgdrill.credentials import secret_manifest
 from pgdrill.model import RecoveryTarget
 from pgdrill.targets.cnpg.manifests import (
-    backup_manifest, read_source, restore_manifests, validate_manifest,
+    backup_manifest, read_source, restore_manifests, restore_secret_name, validate_manifest,
 )
 from pgdrill.targets.cnpg.status import HEALTHY, unhealthy_reasons
 from pgdrill.waiting import poll_until
@@ -132,13 +132,16 @@ def delete_pod(world, name: str) -> None:
 
 def create_restore(world, docs: list[dict]) -> None:
     """As the cnpg target does: the credentials Secret, then the recovery manifests."""
+    cluster_name = next(d["metadata"]["name"] for d in docs if d["kind"] == "Cluster")
     core, custom = CoreV1Api(world.server.api_client()), CustomObjectsApi(
         world.server.api_client())
     c = world.sandbox_credentials()
     secret = secret_manifest({"ACCESS_KEY_ID": c.access_key_id,
                               "ACCESS_SECRET_KEY": c.secret_access_key, "BUCKET": c.bucket,
-                              "ENDPOINT": c.endpoint, "REGION": c.region}, namespace=RESTORE_NS)
-    if not world.server.store.get(("", "v1", "secrets"), RESTORE_NS, "cnpg-backup-s3"):
+                              "ENDPOINT": c.endpoint, "REGION": c.region},
+                            name=restore_secret_name(cluster_name), namespace=RESTORE_NS)
+    if not world.server.store.get(("", "v1", "secrets"), RESTORE_NS,
+                                  restore_secret_name(cluster_name)):
         core.create_namespaced_secret(RESTORE_NS, secret)
     for doc in docs:
         validate_manifest(doc)
@@ -163,7 +166,7 @@ def remove_restore(world, name: str) -> None:
                                                       "objectstores")["items"]:
         custom.delete_namespaced_custom_object(PLUGIN_GROUP, VERSION, RESTORE_NS,
                                                "objectstores", store["metadata"]["name"])
-    core.delete_namespaced_secret("cnpg-backup-s3", RESTORE_NS)
+    core.delete_namespaced_secret(restore_secret_name(name), RESTORE_NS)
     poll_until(lambda: not core.list_namespaced_pod(RESTORE_NS).items
                and not core.list_namespaced_persistent_volume_claim(RESTORE_NS).items
                and world.sandbox.restored_instance() is None,
