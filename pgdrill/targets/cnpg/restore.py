@@ -119,8 +119,9 @@ def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> l
             removed.append(f"PVC {pvc}")
     if kube.delete_custom(PLUGIN_GROUP, PLUGIN_VERSION, ns, "objectstores", f"{name}-origin"):
         removed.append(f"ObjectStore {name}-origin")
-    if kube.delete_secret(ns, restore_secret_name(name)):
-        removed.append(f"Secret {restore_secret_name(name)}")
+    secret = restore_secret_name(name)
+    if kube.delete_secret(ns, secret):
+        removed.append(f"Secret {secret}")
     # the next restore must not meet a terminating PVC or an old Secret of the same name
     # (garbage collection of what the Cluster owned is asynchronous): wait for all of it
     selector = f"cnpg.io/cluster={name}"

@@ -14,6 +14,7 @@ from pgdrill.files import write_atomically
 from pgdrill.credentials import S3Credentials, load_s3_credentials, write_encrypted_secret
 from pgdrill.errors import PreflightRefused, TargetError
 from pgdrill.model import Instance, Role
+from pgdrill.replication import SYNCHRONOUS_STATES
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.barman import ObjectStore
 from pgdrill.targets.sandbox.osuser import RunAs
@@ -294,5 +295,5 @@ def all_synchronous(cluster: SandboxCluster, primary: str) -> bool:
     except psycopg.Error:
         return False
     states = dict(rows)
-    return all(states.get(name) in ("sync", "quorum")
+    return all(states.get(name) in SYNCHRONOUS_STATES
                for name in cluster.state.instances if name != primary)
