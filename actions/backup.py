@@ -9,13 +9,13 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.console import say
-from pgdrill.errors import BadInput
+from pgdrill.errors import BadInput, TargetError
 from pgdrill.waiting import poll_until
 
 # PostgreSQL refuses restore point names longer than this (MAXFNAMELEN - 1)
 MAX_RESTORE_POINT_NAME = 63
 
-__all__ = ["trigger_backup", "mark_restore_point"]
+__all__ = ["trigger_backup", "mark_restore_point", "backfill_wal_archive"]
 
 
 @activity
@@ -109,3 +109,27 @@ def mark_restore_point(name: str = "pgdrill", exact: bool = False,
     ctx.merge("restore_points", **{name: point})
     say(f"restore point {real_name!r} at {lsn}")
     return point
+
+
+@activity
+def backfill_wal_archive(timeout_seconds: int = 180, configuration: Configuration = None,
+                         secrets: Secrets = None) -> dict:
+    """After a failover, close the WAL archive's hole at the timeline switch: the segments
+    the lost primary had completed but not archived. The promoted replica holds them in
+    pg_wal but PostgreSQL never archives streamed WAL (archive_mode=on), so every backup
+    taken before the failover would stop there. They are re-marked .ready on the new
+    primary and its own archive_command uploads them; this waits (at most
+    `timeout_seconds`) until the bucket lists every one. Fails, naming the segments, when
+    the new primary no longer holds them: the hole is then permanent. Recorded as the
+    evidence's `wal_backfill` (holes found, segments, seconds to close).
+    Returns that record."""
+    from pgdrill.bucket.backfill import backfill
+
+    target = ready_target(configuration, secrets)
+    outcome = backfill(target, timeout=float(timeout_seconds))
+    record = outcome.to_dict()
+    run_context(configuration).update(wal_backfill=record)
+    if not outcome.closed:
+        raise TargetError(outcome.problem or "the WAL archive's hole could not be closed",
+                          fix=outcome.fix)
+    return record

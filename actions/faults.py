@@ -43,12 +43,16 @@ def delete_primary_pod(configuration: Configuration = None, secrets: Secrets = N
 
 
 @activity
-def drop_pvc(instance: str = "primary", configuration: Configuration = None,
-             secrets: Secrets = None) -> dict:
+def drop_pvc(instance: str = "primary", unarchived_wal_segments: int = 0,
+             configuration: Configuration = None, secrets: Secrets = None) -> dict:
     """Destroy an instance's storage: `primary`, `replica` or an instance name. On the
     sandbox the instance is killed and its data directory deleted; on CNPG its PVC and pod
     are deleted. The cluster must heal by failover and re-cloning.
-    Returns the fault record (kind, instance, time)."""
+    `unarchived_wal_segments` (a primary only): switch WAL that many times right before the
+    loss, so the primary dies with completed segments its archiver has not uploaded yet —
+    the worst case under write load, made certain rather than left to timing (the WAL
+    archive then has a hole at the failover: actions.backup.backfill_wal_archive).
+    Returns the fault record (kind, instance, time; `archive_lag` when WAL was switched)."""
     target = ready_target(configuration, secrets)
     members = target.instances()
     if instance in ("primary", "replica"):
@@ -59,11 +63,32 @@ def drop_pvc(instance: str = "primary", configuration: Configuration = None,
         names = ", ".join(m.name for m in members)
         raise BadInput(f"no instance {instance!r} in the cluster",
                        fix=f"use primary, replica or one of: {names}")
-    replication = replication_of(target) if str(chosen[0].role) == "primary" else None
+    primary = str(chosen[0].role) == "primary"
+    if int(unarchived_wal_segments) < 0 or (unarchived_wal_segments and not primary):
+        raise BadInput("unarchived_wal_segments must be 0 or more, and only for the primary",
+                       fix="drop_pvc(instance='primary', unarchived_wal_segments=4)")
+    replication = replication_of(target) if primary else None
+    extra = {"replication": replication} if replication else {}
+    if unarchived_wal_segments:
+        extra["archive_lag"] = leave_unarchived_wal(target, int(unarchived_wal_segments))
     started = (time.time(), time.monotonic())
     victim = target.drop_storage(chosen[0])
-    return _record(configuration, "drop_pvc", victim, started,
-                   **({"replication": replication} if replication else {}))
+    return _record(configuration, "drop_pvc", victim, started, **extra)
+
+
+def leave_unarchived_wal(target, segments: int) -> dict:
+    """Complete `segments` WAL segments on the primary at once (a commit, then
+    pg_switch_wal, each time) and read how far its archiver got: the primary's archive lag
+    at the instant of the fault."""
+    with target.connect(target.primary(), "postgres") as conn:
+        for _ in range(segments):
+            conn.execute("SELECT txid_current()")
+            conn.execute("SELECT pg_switch_wal()")
+        current, archived = conn.execute(
+            "SELECT pg_walfile_name(pg_current_wal_lsn()), last_archived_wal "
+            "FROM pg_stat_archiver").fetchone()
+    return {"switched_segments": segments, "current_wal": current,
+            "last_archived_wal": archived}
 
 
 @activity

@@ -304,6 +304,9 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         # the source's bucket as the restore found it: backups, WAL gaps, recoverable
         # window, archive lag, backup age (pgdrill.bucket.report; None: not read)
         "bucket": context.get("bucket"),
+        # the WAL archive's hole at a failover and its closing (actions.backup.
+        # backfill_wal_archive; pgdrill.bucket.backfill): None when the drill did not look
+        "wal_backfill": context.get("wal_backfill"),
         "interruption": interruption(journal, context),
         # `pgdrill verify-backup`: the archive, the backup's facts, the server build, RTO
         # phases, throughput and every table's fingerprint (pgdrill.verify)

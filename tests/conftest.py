@@ -95,3 +95,14 @@ def only_run_folder(reports: Path) -> Path:
     folders = [p for p in reports.iterdir() if p.is_dir()]
     assert len(folders) == 1, folders
     return folders[0]
+
+
+def assert_failover_hole_closed(evidence: dict) -> None:
+    """pvc-loss drops the primary right after completing 4 WAL segments at once, so it dies
+    with WAL its archiver had not uploaded: the archive has a hole at the failover, and the
+    drill's backfill must have had the new primary archive every segment of it."""
+    assert evidence["fault"]["archive_lag"]["switched_segments"] == 4, evidence["fault"]
+    backfill = evidence["wal_backfill"]
+    assert backfill["closed"] is True and backfill["hole_segments"] >= 1, backfill
+    assert set(backfill["segments"].values()) <= {"requeued", "queued", "marked"}, backfill
+    assert all(h["failover_hole"] for h in backfill["holes"])

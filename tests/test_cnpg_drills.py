@@ -22,7 +22,8 @@ import yaml
 from pgdrill.recovery_position import lsn_to_int
 from pgdrill.targets.cnpg import rbac
 from pgdrill.targets.cnpg.manifests import validate_manifest
-from tests.conftest import PGDRILL, newest_evidence, newest_run_folder, run_chaos
+from tests.conftest import (PGDRILL, assert_failover_hole_closed, newest_evidence,
+                            newest_run_folder, run_chaos)
 from tests.fakekube.apiserver import CLUSTERS, OBJECT_STORES, SECRETS
 from tests.fakekube.world import cnpg_world
 
@@ -106,6 +107,7 @@ def test_each_experiment_passes_through_the_kubernetes_api(world, tmp_path, expe
         assert ("delete", "pods", world.namespace) in calls
     if experiment == "pvc-loss":
         assert ("delete", "persistentvolumeclaims", world.namespace) in calls
+        assert_failover_hole_closed(evidence)
     # nothing left behind, no credential value in the run folder
     assert world.server.store.list(CLUSTERS, "restore-test") == []
     assert world.server.store.list(SECRETS, "restore-test") == []

@@ -218,7 +218,7 @@ def test_junit_of_a_passing_run_has_a_case_per_probe_activity_check_guardrail_ob
     assert suite.get("hostname") is None
     assert suite.get("timestamp") == "2026-11-30T20:00:00"
     assert suite.get("time") == "600.000"
-    assert counts == {"tests": 1 + 4 + 9 + 4 + 2 + 3 + 4 + 2, "failures": 0, "errors": 0,
+    assert counts == {"tests": 1 + 4 + 10 + 4 + 2 + 3 + 4 + 2, "failures": 0, "errors": 0,
                       "skipped": 0}
     assert len(by_class(cases, "steady_state_before")) == 4
     assert len(by_class(cases, "steady_state_after")) == 4
@@ -263,8 +263,8 @@ def test_junit_of_a_refused_run_fails_the_preflight_and_skips_what_never_ran():
     evidence, j = refused_run()
     assert evidence["verdict"] == "refused"
     _, cases, counts = parse(junit_xml(evidence, j))
-    assert counts == {"tests": 1 + 4 + 9 + 4 + 2 + 1 + 4 + 2, "failures": 2, "errors": 0,
-                      "skipped": 4 + 9 + 4 + 1 + 3 + 2}
+    assert counts == {"tests": 1 + 4 + 10 + 4 + 2 + 1 + 4 + 2, "failures": 2, "errors": 0,
+                      "skipped": 4 + 10 + 4 + 1 + 3 + 2}
     preflight = named(cases, "preflight").find("failure")
     assert preflight.get("message").startswith("production drill of 'pvc-loss' refused")
     nonprod = named(cases, junit.GUARDRAIL_NONPROD).find("failure")
@@ -284,7 +284,7 @@ def test_junit_of_an_interrupted_run_errors_the_cut_activity_and_skips_the_rest(
     assert counts["errors"] == 1 and counts["failures"] == 0
     assert named(cases, "cluster-heals").find("error").get("type") == "Interrupted"
     method = by_class(cases, "method")
-    assert [outcome(c) for c in method] == ["passed"] * 3 + ["error"] + ["skipped"] * 5
+    assert [outcome(c) for c in method] == ["passed"] * 3 + ["error"] + ["skipped"] * 6
     assert method[-1].find("skipped").get("message") == (
         "not run: the run was interrupted during 'cluster-heals'")
     assert {outcome(c) for c in by_class(cases, "steady_state_after")} == {"skipped"}

@@ -192,3 +192,30 @@ def test_the_instant_of_a_gap_at_an_empty_object_is_the_segment_before_it():
     chain = analyse_wal_chain(objects + timed([5]), [backup(B1, 2)])
     assert chain.gaps[0].empty == [seg(4)]
     assert chain.gaps[0].last_archived_at == datetime(2026, 12, 1, 7, 3, tzinfo=UTC)
+
+
+def test_the_lost_primarys_unarchived_segments_before_a_switch_are_a_failover_hole():
+    # timeline 1 ends inside segment 6 (HISTORY); the old primary archived up to 3, the new
+    # primary archived the switch segment and on: 4 and 5 were only ever streamed
+    objects = wals(range(2, 4)) + [("wals/00000002.history", 42)] + wals(range(6, 10), tli=2)
+    chain = analyse_wal_chain(objects, [backup(B1, 2)], HISTORY)
+    [gap] = chain.gaps
+    assert (gap.first_missing, gap.last_missing, gap.switch_to) == (seg(4), seg(5), 2)
+    assert gap.to_dict()["failover_hole"] is True
+    assert chain.problems == [gap.problem]
+    assert gap.problem.startswith(f"point-in-time recovery past {seg(3)} is impossible for "
+                                  f"backup {B1}: {seg(4)} is missing (2 segments); these are "
+                                  f"the last segments of timeline 1 before the switch to "
+                                  f"timeline 2 (a failover)")
+    assert "backfill_wal_archive" in gap.problem and "new backup" in gap.problem
+
+
+def test_a_gap_that_does_not_end_at_a_switch_is_not_a_failover_hole():
+    mid_timeline = analyse_wal_chain(wals([2, 3, 5, 6, 7, 8]), [backup(B1, 2)])
+    on_the_new_timeline = analyse_wal_chain(
+        wals(range(2, 6)) + wals([6, 8, 9], tli=2), [backup(B1, 2)], HISTORY)
+    ends_a_segment_early = analyse_wal_chain(
+        wals([2, 3, 5]) + wals(range(6, 9), tli=2), [backup(B1, 2)], HISTORY)
+    for chain in (mid_timeline, on_the_new_timeline, ends_a_segment_early):
+        [gap] = chain.gaps
+        assert gap.switch_to is None and "failover" not in gap.problem

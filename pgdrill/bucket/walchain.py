@@ -143,6 +143,9 @@ class Gap:
     last_lsn: str | None = None           # where replay ends: the end of last_recoverable
     last_archived_at: datetime | None = None  # LastModified of last_recoverable, if listed
     problem: str | None = None            # THE sentence for this gap (when it cuts a window)
+    # the timeline that begins right after the run, when the run is the old timeline's last
+    # segments before a switch: a failover hole (see `failover_phrase`)
+    switch_to: int | None = None
 
     def missing_phrase(self) -> str:
         what = ("an empty (zero-byte) object" if self.first_missing in self.empty
@@ -155,7 +158,9 @@ class Gap:
                 "last_recoverable": self.last_recoverable, "last_lsn": self.last_lsn,
                 "last_archived_at": iso_time(self.last_archived_at),
                 "affected_backups": list(self.affected),
-                "unrestorable_backups": list(self.broken), "problem": self.problem}
+                "unrestorable_backups": list(self.broken), "problem": self.problem,
+                "failover_hole": self.switch_to is not None,
+                "before_switch_to_timeline": self.switch_to}
 
 
 @dataclass(frozen=True)
@@ -370,6 +375,7 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
                   [w.backup for w in hit if not w.restorable],
                   segment_end_lsn(run[0] - 1, size) if before else None,
                   archived_at.get(before) if before else None)
+        gap = replace(gap, switch_to=_switch_after(ranges, run[1], size))
         if gap.affected:
             gap = replace(gap, problem=gap_problem(gap))
         gaps.append(gap)
@@ -388,18 +394,40 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
                     ranges, restore_problems)
 
 
+def _switch_after(ranges: Ranges, segno: int, size: int) -> int | None:
+    """The timeline that begins in segment `segno + 1`, when `segno`'s timeline (as
+    recovery wants it) ends there: `segno` is that timeline's last segment before a switch."""
+    tli = covering_timelines(ranges, segno, size)[0]
+    for (old, _, end), (new, _, _) in zip(ranges, ranges[1:]):
+        if old == tli and end is not None and end // size == segno + 1:
+            return new
+    return None
+
+
+def failover_phrase(gap: Gap) -> str:
+    """Why a hole right before a timeline switch is there, and what closes it."""
+    return (f"these are the last segments of timeline {int(gap.first_missing[:8], 16)} "
+            f"before the switch to timeline {gap.switch_to} (a failover): the primary that "
+            f"was lost had not archived them yet, and PostgreSQL never archives WAL that the "
+            f"promoted replica received by streaming (archive_mode=on); while they are still "
+            f"in the new primary's pg_wal, pgdrill's backfill-wal-archive action "
+            f"(actions.backup.backfill_wal_archive) has PostgreSQL archive them, otherwise only "
+            f"a new backup restores past the failover")
+
+
 def gap_problem(gap: Gap) -> str:
     """The one sentence for a gap that cuts point-in-time recovery short: the last
     recoverable segment, the backups it stops, what is missing, and (when the listing had
-    upload times) where replay ends and the last recoverable instant, honestly as a bound."""
+    upload times) where replay ends and the last recoverable instant, honestly as a bound;
+    for a failover hole, why it is there and what closes it."""
     sentence = (f"point-in-time recovery past {gap.last_recoverable} is impossible for "
                 f"{_backups_phrase(gap.affected)}: {gap.missing_phrase()}")
-    if gap.last_archived_at is None:
-        return sentence
-    return (f"{sentence}; replay ends at LSN {gap.last_lsn}, so the last recoverable instant "
-            f"is at the latest {iso_time(gap.last_archived_at)}, when "
-            f"{gap.last_recoverable} was archived (the bucket keeps no commit times: the "
-            f"segment's upload time bounds the last commit it holds)")
+    if gap.last_archived_at is not None:
+        sentence = (f"{sentence}; replay ends at LSN {gap.last_lsn}, so the last recoverable "
+                    f"instant is at the latest {iso_time(gap.last_archived_at)}, when "
+                    f"{gap.last_recoverable} was archived (the bucket keeps no commit times: "
+                    f"the segment's upload time bounds the last commit it holds)")
+    return f"{sentence}; {failover_phrase(gap)}" if gap.switch_to is not None else sentence
 
 
 def _unrestorable(window: BackupWindow, gap: Gap, begin: str | None) -> str:

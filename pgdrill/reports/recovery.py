@@ -140,7 +140,25 @@ def failover_section(evidence: dict) -> Section:
         tables.append(key_values(("HA setting of the source Cluster", "value"), target["ha"]))
     if fault and not failover:
         lines.append("the cluster's recovery from the fault was not measured")
+    if evidence.get("wal_backfill"):
+        lines.append(backfill_line(evidence["wal_backfill"]))
     return Section("failover", "Fault and failover", tuple(lines), tuple(tables))
+
+
+def backfill_line(backfill: dict) -> str:
+    """The WAL archive's hole at the failover: none, closed (a finding: without the drill's
+    backfill it would have stayed), or permanent."""
+    if not backfill.get("holes"):
+        return "WAL archive after the failover: no hole at the timeline switch"
+    segments = ", ".join(backfill.get("segments") or {})
+    if backfill.get("closed"):
+        return (f"WAL archive after the failover: a HOLE of {backfill.get('hole_segments')} "
+                f"segment(s) ({segments}) that the lost primary never archived; pgdrill had "
+                f"{shown(backfill.get('instance'))} archive them from its pg_wal in "
+                f"{secs(backfill.get('seconds'))}. Without that step every earlier backup "
+                f"stops at the hole: run it (or take a backup) after every real failover")
+    return (f"WAL archive after the failover: a HOLE of {backfill.get('hole_segments')} "
+            f"segment(s) ({segments}) stays: {shown(backfill.get('problem'))}")
 
 
 def verification_section(evidence: dict) -> Section:

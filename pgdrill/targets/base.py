@@ -105,6 +105,11 @@ class Target(Protocol):
     def list_backups(self) -> list[Backup]:
         """Backups in the object store, oldest first."""
 
+    def requeue_wal(self, segments: list[str]) -> tuple[str, dict[str, str]]:
+        """Have the primary's PostgreSQL archive these WAL segments again, if its pg_wal
+        still holds them (pgdrill.bucket.backfill.REQUEUE_SCRIPT, run with its PGDATA):
+        (the primary's name, segment -> requeued/queued/marked/absent/unreported)."""
+
     def restore(self, backup: Backup, target: RecoveryTarget, *, timeout: float) -> RestoreResult:
         """Restore `backup` into the isolated restore-test target and wait until it is up."""
 

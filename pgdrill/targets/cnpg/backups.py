@@ -82,6 +82,20 @@ class CnpgBackups:
         return dataclasses.replace(backup, **{f: getattr(backup, f) or getattr(stored, f)
                                               for f in fields})
 
+    def requeue_wal(self, segments: list[str]) -> tuple[str, dict[str, str]]:
+        """By exec in the primary pod's postgres container (its $PGDATA), so the cluster's
+        own archive_command uploads them (pgdrill.bucket.backfill)."""
+        from pgdrill.bucket import backfill
+
+        primary = self.primary()
+        out, err, code = self.kube.exec(self.config.namespace, primary.name, CONTAINER,
+                                        backfill.requeue_command(segments))
+        if code != 0:
+            raise TargetError(f"re-queueing WAL for archiving in pod {primary.name} failed "
+                              f"(exit {code}): {(err or out).strip()[:300]}",
+                              fix="the drill needs pods/exec on the instance pods")
+        return primary.name, backfill.parse_requeue(out, segments)
+
     def list_backups(self) -> list[Backup]:
         """From the object store (what a restore can use), oldest first."""
         from botocore.exceptions import BotoCoreError, ClientError

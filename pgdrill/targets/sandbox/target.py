@@ -232,6 +232,24 @@ class SandboxTarget(SandboxLifecycle):
             raise TargetError("barman-cloud-backup returned but no new completed backup is listed")
         return new[-1]
 
+    def requeue_wal(self, segments: list[str]) -> tuple[str, dict[str, str]]:
+        """The same script as in a CNPG pod (pgdrill.bucket.backfill), run as PostgreSQL's
+        OS user with the primary's data directory as PGDATA."""
+        import subprocess
+
+        from pgdrill.bucket import backfill
+
+        cluster = self._cluster()
+        primary = cluster.state.primary_name
+        env = {"PGDATA": str(self.layout.data_dir(primary)), "PATH": "/usr/bin:/bin",
+               "LANG": "C.UTF-8"}
+        proc = subprocess.run(backfill.requeue_command(segments), env=env, capture_output=True,
+                              text=True, timeout=60, **cluster.run_as.popen_kwargs())
+        if proc.returncode != 0:
+            raise TargetError(f"re-queueing WAL for archiving on {primary} failed (exit "
+                              f"{proc.returncode}): {(proc.stderr or proc.stdout).strip()[:300]}")
+        return primary, backfill.parse_requeue(proc.stdout, segments)
+
     def list_backups(self) -> list[Backup]:
         """The object store's backups, oldest first, with LSNs (from barman-cloud-backup-list)
         and stored sizes (one bucket listing; None when the listing fails). The cluster's
