@@ -260,6 +260,9 @@ def step_plugin(state: Path) -> None:
 
 
 # -- 2. the Cluster that archives through it ----------------------------------------------
+SIDECAR_ENV = "PGDRILL_LAB_SIDECAR"
+
+
 def object_store_manifest() -> dict:
     """pg-main's bucket, endpoint, Secret and compression, as an ObjectStore."""
     keys = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
@@ -270,7 +273,11 @@ def object_store_manifest() -> dict:
                 "destinationPath": f"s3://{BUCKET}/", "endpointURL": ENDPOINT,
                 "s3Credentials": {f: {"name": SECRET, "key": k} for f, k in keys.items()},
                 "wal": {"compression": "gzip"},
-                "data": {"compression": "gzip", "immediateCheckpoint": True}}}}
+                "data": {"compression": "gzip", "immediateCheckpoint": True}},
+                # a literal env var, as a user sets proxies or AWS_* options: a restore's
+                # ObjectStore copy must carry it into the recovery Job (tests/lab)
+                "instanceSidecarConfiguration": {
+                    "env": [{"name": SIDECAR_ENV, "value": "lab"}]}}}
 
 
 def cluster_manifest() -> dict:

@@ -62,14 +62,16 @@ class S3Credentials:
 
 def secret_manifest(values: dict[str, str], *, name: str = SECRET_NAME,
                     namespace: str | None = None) -> dict:
-    """A Kubernetes Secret holding `values` under `data` (base64), as CNPG reads it."""
+    """A Kubernetes Secret holding `values` under `data` (base64), as CNPG reads it: the
+    REQUIRED_KEYS, then any other key given a value (e.g. a restore's ENDPOINT_CA)."""
     missing = [k for k in REQUIRED_KEYS if not values.get(k)]
     if missing:
         raise BadInput(f"a {name} Secret needs {', '.join(missing)}")
     metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
             "data": {k: base64.b64encode(str(values[k]).encode()).decode()
-                     for k in REQUIRED_KEYS}}
+                     for k in [*REQUIRED_KEYS, *(k for k in values if k not in REQUIRED_KEYS
+                                                 and values[k])]}}
 
 
 def write_encrypted_secret(path: Path, values: dict[str, str], recipients: list[str], *,

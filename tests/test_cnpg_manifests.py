@@ -540,3 +540,76 @@ def test_a_cluster_image_catalog_is_kept_and_a_namespaced_one_without_status_ref
         m.read_source(on_a_catalog("ImageCatalog", None))
     assert "ImageCatalog 'postgresql' (major 17)" in refused.value.message
     assert "status.image" in refused.value.fix
+
+
+def test_the_endpoint_ca_of_the_source_namespace_is_copied_from_s3_ca_bundle(tmp_path):
+    """endpointCA names a Secret of the source namespace, which a recovery Cluster in
+    restore-test cannot read: the copy points at the restore's own Secret, whose ENDPOINT_CA
+    key is the s3_ca_bundle PEM; without s3_ca_bundle the drill is refused before any step."""
+    from pgdrill.credentials import S3Credentials
+    from pgdrill.model import Backup
+    from pgdrill.targets.cnpg.config import CnpgConfig
+    from pgdrill.targets.cnpg.restore import restore_documents
+
+    cluster, store = load(PLUGIN), load(STORE)
+    store["spec"]["configuration"]["endpointCA"] = {"name": "minio-ca", "key": "ca.crt"}
+    source = m.read_source(cluster, store)
+    with pytest.raises(BadInput, match="trusts the CA in Secret staging/minio-ca") as refused:
+        m.restore_requirements(source, ca_bundle=None)
+    assert "s3_ca_bundle" in refused.value.fix and "jsonpath='{.data.ca.crt}'" in refused.value.fix
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    config = CnpgConfig(cluster="app-db", namespace="staging", restore_cluster="app-db-restore",
+                        s3_ca_bundle=str(pem))
+    creds = S3Credentials(access_key_id="AK", secret_access_key="SK", bucket="pg-backups",
+                          endpoint="https://minio:9000", region="us-east-1", source="x")
+    backup = Backup(id=BACKUP_ID, status="DONE", begin_time=None, end_time=None)
+    secret, copy_store, restored = restore_documents(config, source, backup, RecoveryTarget(),
+                                                     creds)
+    assert copy_store["spec"]["configuration"]["endpointCA"] == {
+        "name": "app-db-restore-backup-s3", "key": "ENDPOINT_CA"}
+    assert secret["metadata"]["name"] == "app-db-restore-backup-s3"
+    assert "ENDPOINT_CA" in (secret.get("stringData") or secret.get("data"))
+    with pytest.raises(BadInput, match="trusts the CA"):
+        restore_documents(dataclasses.replace(config, s3_ca_bundle=None), source, backup,
+                          RecoveryTarget(), creds)
+
+
+def test_the_plugins_sidecar_configuration_is_copied_and_an_indirect_env_refused():
+    cluster, store = load(PLUGIN), load(STORE)
+    sidecar = {"env": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
+               "resources": {"limits": {"memory": "512Mi"}}}
+    store["spec"]["instanceSidecarConfiguration"] = sidecar
+    source = m.read_source(cluster, store)
+    assert m.restore_requirements(source, ca_bundle=None) == ["instanceSidecarConfiguration"]
+    [copy_store] = [d for d in m.restore_manifests(source, RecoveryTarget())
+                    if d["kind"] == "ObjectStore"]
+    assert copy_store["spec"]["instanceSidecarConfiguration"] == sidecar
+    m.validate_manifest(copy_store)
+    sidecar["env"].append({"name": "PROXY", "valueFrom": {"secretKeyRef": {"name": "p",
+                                                                          "key": "url"}}})
+    with pytest.raises(BadInput, match="reads PROXY from a Secret or ConfigMap of staging"):
+        m.restore_requirements(m.read_source(cluster, store), ca_bundle=None)
+
+
+def test_an_iam_role_reaches_restore_test_through_the_service_account_template():
+    cluster = load(IN_TREE)
+    cluster["spec"]["backup"]["barmanObjectStore"]["s3Credentials"] = {"inheritFromIAMRole": True}
+    with pytest.raises(BadInput, match="inheritFromIAMRole but has no") as refused:
+        m.restore_requirements(m.read_source(cluster), ca_bundle=None)
+    assert "restore_iam_role_from_node" in refused.value.fix
+    assert m.restore_requirements(m.read_source(cluster), ca_bundle=None,
+                                  iam_role_from_node=True) == []
+    template = {"metadata": {"annotations": {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/backups"}}}
+    cluster["spec"]["serviceAccountTemplate"] = template
+    source = m.read_source(cluster)
+    assert m.restore_requirements(source, ca_bundle=None) == ["serviceAccountTemplate (IAM role)"]
+    restored = restored_cluster(m.restore_manifests(source, RecoveryTarget()))
+    assert restored["spec"]["serviceAccountTemplate"] == template
+    m.validate_manifest(restored)
+    # with keys instead of a role, the template stays with the source
+    cluster["spec"]["backup"]["barmanObjectStore"]["s3Credentials"] = load(IN_TREE)["spec"][
+        "backup"]["barmanObjectStore"]["s3Credentials"]
+    assert "serviceAccountTemplate" not in restored_cluster(
+        m.restore_manifests(m.read_source(cluster), RecoveryTarget()))["spec"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pgdrill.credentials import REQUIRED_KEYS, SECRET_NAME
+from pgdrill.credentials import REQUIRED_KEYS
 from pgdrill.errors import BadInput
 from pgdrill.yamlerrors import yaml_error_where
 
@@ -218,8 +218,14 @@ def plan_documents(args: argparse.Namespace) -> tuple[list[str], list[dict]]:
              *file_notes,
              f"source archive: {source.archive} ({source.style}"
              + (f", ObjectStore {source.object_store}" if source.object_store else "") + ")",
-             f"Secret {args.restore_namespace}/{SECRET_NAME} (keys {', '.join(REQUIRED_KEYS)}) "
-             f"is created at run time from the SOPS file: referenced here, never printed"]
+             f"Secret {args.restore_namespace}/<restore Cluster>-backup-s3 (keys "
+             f"{', '.join(REQUIRED_KEYS)}) is created at run time from the SOPS file: "
+             f"referenced here, never printed"]
+    # the run refuses the same way; the CA itself comes from settings.s3_ca_bundle at run time
+    copied = manifests.restore_requirements(source, ca_bundle="settings.s3_ca_bundle")
+    if copied:
+        notes.append(f"restore-test gets copies of the source's {', '.join(copied)}"
+                     + ("; the run needs settings.s3_ca_bundle" if source.endpoint_ca else ""))
     docs: list[dict] = []
     for index, _ in enumerate(backups, 1):
         suffix = "" if len(backups) == 1 else f"-{index}"

@@ -23,6 +23,7 @@ OPERATOR_NS, PLUGIN_DEPLOYMENT = "cnpg-system", "barman-cloud"
 PLUGIN_IMAGE = "pgdrill.local/plugin-barman-cloud:v0.15.0"
 SIDECAR_IMAGE = "pgdrill.local/plugin-barman-cloud-sidecar:v0.15.0"
 SIDECAR = "plugin-barman-cloud"  # the container the plugin injects into instance pods
+SIDECAR_ENV = "PGDRILL_LAB_SIDECAR"  # the env var of lab/plugin.py's ObjectStore sidecar config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,7 +113,10 @@ def test_the_restore_drills_pass_on_the_plugin_style(experiment, tmp_path, drill
                     PGDRILL_ENVIRONMENT_FILE=str(PLUGIN_ENV_FILE))
     origin = f"{PLUGIN_CLUSTER}-restore-origin"  # the target's ObjectStore copy
     with watching("objectstores.barmancloud.cnpg.io",
-                  "{.metadata.name} {.spec.configuration.destinationPath}") as stores, \
+                  "{.metadata.name} {.spec.configuration.destinationPath} "
+                  "{.spec.instanceSidecarConfiguration.env[*].name}") as stores, \
+            watching("pods", "{.metadata.name} {.spec.initContainers[*].env[*].name} "
+                             "{.spec.containers[*].env[*].name}") as pods, \
             watching("clusters.postgresql.cnpg.io",
                      "{.metadata.name} {.spec.externalClusters[0].plugin.name} "
                      "{.spec.externalClusters[0].plugin.parameters.barmanObjectName}") \
@@ -131,7 +135,11 @@ def test_the_restore_drills_pass_on_the_plugin_style(experiment, tmp_path, drill
     assert evidence["validation"] and all(v["passed"] for v in evidence["validation"]), \
         evidence["validation"]
     # the restore read the archive through a copy of the ObjectStore in restore-test
-    assert f"{origin} s3://pgdrill-lab/" in stores, stores
+    assert f"{origin} s3://pgdrill-lab/ {SIDECAR_ENV}" in stores, stores
+    # ... with the source ObjectStore's instanceSidecarConfiguration, which the real plugin
+    # put into the recovery Job's pod
+    recovery = [p for p in pods if p.startswith(f"{PLUGIN_CLUSTER}-restore-1-full-recovery")]
+    assert recovery and any(SIDECAR_ENV in p.split() for p in recovery), pods
     assert f"{PLUGIN_CLUSTER}-restore {PLUGIN_NAME} {origin}" in clusters, clusters
     # the plugin's sidecar archived during the drill: its log is in the run folder
     assert any(log.startswith(f"logs/{NAMESPACE}.{PLUGIN_CLUSTER}-")

@@ -44,6 +44,8 @@ class CnpgConfig:
     s3_endpoint_url: str | None = None
     s3_ca_bundle: str | None = None
     s3_checksums: str = "auto"
+    # inheritFromIAMRole without a serviceAccountTemplate: the nodes' role reads the bucket
+    restore_iam_role_from_node: bool = False
 
     @classmethod
     def from_configuration(cls, cfg: dict) -> "CnpgConfig":
@@ -70,7 +72,8 @@ class CnpgConfig:
                    sslmode=str(cfg.get("sslmode") or "prefer"),
                    s3_endpoint_url=cfg.get("s3_endpoint_url") or None,
                    s3_ca_bundle=cfg.get("s3_ca_bundle") or None,
-                   s3_checksums=str(cfg.get("s3_checksums") or "auto"))
+                   s3_checksums=str(cfg.get("s3_checksums") or "auto"),
+                   restore_iam_role_from_node=_flag(cfg.get("restore_iam_role_from_node")))
 
     def s3_options(self):
         from pgdrill.s3client import S3Options
@@ -89,3 +92,10 @@ class CnpgConfig:
     @property
     def restore_selector(self) -> str:
         return f"cnpg.io/cluster={self.restore_cluster},cnpg.io/podRole=instance"
+
+
+def _flag(value) -> bool:
+    """A boolean setting as YAML or an environment variable gives it."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

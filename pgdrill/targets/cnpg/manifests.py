@@ -40,6 +40,7 @@ DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 S3_KEYS = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
            "region": "REGION"}  # credentials.REQUIRED_KEYS, as cnpg's samples name them (§2)
 ARCHIVE_ONLY = ("tags", "historyTags")  # barman-cloud-backup/wal-archive options (§2)
+ENDPOINT_CA_KEY = "ENDPOINT_CA"  # the endpoint's CA in the restore's credentials Secret
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,21 @@ class SourceCluster:
     # restore namespace can use it too) with the source's major
     image_catalog_ref: dict | None = None
     storage: dict | None = None
+    # what a recovery in another namespace needs besides the bucket (restore_requirements):
+    # the Cluster's serviceAccountTemplate (IAM role annotations) and the plugin's
+    # ObjectStore spec.instanceSidecarConfiguration (env and resources of the sidecar and
+    # the recovery Job)
+    service_account_template: dict | None = None
+    sidecar: dict | None = None
+
+    @property
+    def endpoint_ca(self) -> dict | None:
+        """The object store's `endpointCA` (a Secret key of the source namespace)."""
+        return self.configuration.get("endpointCA") or None
+
+    @property
+    def inherits_iam_role(self) -> bool:
+        return bool((self.s3_credentials or {}).get("inheritFromIAMRole"))
 
     @property
     def archive(self) -> str:
@@ -124,7 +140,9 @@ def read_source(cluster_doc: dict, object_store_doc: dict | None = None, *,
     image_name, catalog = _source_image(cluster_doc, name, ns)
     common = {"name": name, "namespace": ns, "image_name": image_name,
               "image_catalog_ref": catalog,
-              "storage": copy.deepcopy(_get(cluster_doc, "spec", "storage"))}
+              "storage": copy.deepcopy(_get(cluster_doc, "spec", "storage")),
+              "service_account_template": copy.deepcopy(
+                  _get(cluster_doc, "spec", "serviceAccountTemplate"))}
 
     if in_tree:
         configuration = copy.deepcopy(in_tree)
@@ -156,6 +174,8 @@ def read_source(cluster_doc: dict, object_store_doc: dict | None = None, *,
         return _source(configuration, style="plugin",
                        where=f"ObjectStore {store} spec.configuration",
                        server_name=parameters.get("serverName") or name, object_store=store,
+                       sidecar=copy.deepcopy(_get(object_store_doc, "spec",
+                                                  "instanceSidecarConfiguration")),
                        **common)
     raise BadInput(f"Cluster {name} has no backup configured: neither "
                    f"spec.backup.barmanObjectStore nor a {PLUGIN_NAME} plugin in spec.plugins",
@@ -207,13 +227,68 @@ def backup_manifest(source: SourceCluster, name: str) -> dict:
 
 def _restore_configuration(source: SourceCluster, secret_name: str) -> dict:
     """The source's object-store configuration for reading: serverName explicit, archive-only
-    options dropped, S3 credentials from the run's `secret_name` Secret (never values)."""
+    options dropped, S3 credentials from the run's `secret_name` Secret (never values), and
+    the endpoint's CA (`endpointCA`, a Secret of the source namespace) from the same Secret's
+    ENDPOINT_CA key, which restore_documents fills from `s3_ca_bundle`."""
     configuration = {k: copy.deepcopy(v) for k, v in source.configuration.items()
                      if k not in ARCHIVE_ONLY}
-    if not (source.s3_credentials or {}).get("inheritFromIAMRole"):
+    if not source.inherits_iam_role:
         configuration["s3Credentials"] = {
             field: {"name": secret_name, "key": key} for field, key in S3_KEYS.items()}
+    if source.endpoint_ca:
+        configuration["endpointCA"] = {"name": secret_name, "key": ENDPOINT_CA_KEY}
     return configuration
+
+
+def restore_requirements(source: SourceCluster, *, ca_bundle: str | None,
+                         iam_role_from_node: bool = False) -> list[str]:
+    """What a recovery in another namespace needs that the source namespace has, checked
+    before any drill step: raises BadInput naming the fix, or returns what will be copied.
+    - `endpointCA` is a Secret of the source namespace: the copy takes the CA from
+      `s3_ca_bundle` (the PEM pgdrill's own S3 reads use), so that must be set;
+    - the plugin's `instanceSidecarConfiguration` is copied into the ObjectStore copy, but an
+      env var read from a Secret or ConfigMap (`valueFrom`) would not resolve there;
+    - `inheritFromIAMRole` needs the role on the recovery pod: the Cluster's
+      `serviceAccountTemplate` (e.g. IRSA's role-arn annotation) is copied; without one the
+      role must come from the node (`restore_iam_role_from_node: true`)."""
+    copied = []
+    if source.endpoint_ca:
+        if not ca_bundle:
+            ref = source.endpoint_ca
+            raise BadInput(
+                f"Cluster {source.name}'s object store trusts the CA in Secret "
+                f"{source.namespace}/{ref.get('name')} (key {ref.get('key')}), which a "
+                f"recovery Cluster in another namespace cannot read",
+                fix=f"save that CA as a PEM file and set settings.s3_ca_bundle to it (kubectl "
+                    f"get secret {ref.get('name')} -n {source.namespace} -o "
+                    f"jsonpath='{{.data.{ref.get('key')}}}' | base64 -d > ca.pem); pgdrill "
+                    f"copies it into restore-test and uses it for its own S3 reads")
+        copied.append("endpointCA (from s3_ca_bundle)")
+    env = (source.sidecar or {}).get("env") or []
+    indirect = [e.get("name") for e in env if isinstance(e, dict) and "valueFrom" in e]
+    if indirect:
+        raise BadInput(
+            f"ObjectStore {source.object_store}'s instanceSidecarConfiguration reads "
+            f"{', '.join(map(str, indirect))} from a Secret or ConfigMap of "
+            f"{source.namespace} (valueFrom): the recovery Job in another namespace could not "
+            f"resolve it",
+            fix="give those variables literal values in the ObjectStore, or run the drill "
+                "with restore_namespace set to a namespace that holds the same Secret")
+    if source.sidecar:
+        copied.append("instanceSidecarConfiguration")
+    if source.inherits_iam_role:
+        if source.service_account_template:
+            copied.append("serviceAccountTemplate (IAM role)")
+        elif not iam_role_from_node:
+            raise BadInput(
+                f"Cluster {source.name} reads the bucket with inheritFromIAMRole but has no "
+                f"spec.serviceAccountTemplate: the role reaches its pods some other way (a "
+                f"node role, or an identity bound to its ServiceAccount), which a recovery "
+                f"Cluster in another namespace may not get",
+                fix="give the Cluster a serviceAccountTemplate with the role annotation "
+                    "(pgdrill copies it), or set settings.restore_iam_role_from_node: true "
+                    "when the nodes' own role can read the bucket")
+    return copied
 
 
 def recovery_target(recovery: RecoveryTarget, backup_id: str | None) -> dict | None:
@@ -290,9 +365,12 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
         # serverName is forbidden in an ObjectStore (CEL, §0); retentionPolicy dropped so the
         # copy never prunes the source's backups.
         configuration.pop("serverName", None)
+        store_spec: dict = {"configuration": configuration}
+        if source.sidecar:  # env/resources of the sidecar and the recovery Job
+            store_spec["instanceSidecarConfiguration"] = copy.deepcopy(source.sidecar)
         docs.append({"apiVersion": PLUGIN_API, "kind": "ObjectStore",
                      "metadata": {"name": store, "namespace": namespace},
-                     "spec": {"configuration": configuration}})
+                     "spec": store_spec})
     else:
         store = None
     origin = _origin(source, configuration, store)
@@ -309,6 +387,8 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
         spec["imageCatalogRef"] = copy.deepcopy(source.image_catalog_ref)
     if source.storage:
         spec["storage"] = copy.deepcopy(source.storage)
+    if source.inherits_iam_role and source.service_account_template:
+        spec["serviceAccountTemplate"] = copy.deepcopy(source.service_account_template)
     docs.append({"apiVersion": CNPG_API, "kind": "Cluster",
                  "metadata": {"name": name, "namespace": namespace,
                               "labels": {"app.kubernetes.io/managed-by": "pgdrill"}},

@@ -6,6 +6,7 @@ Cluster, PVCs, Secret and ObjectStore copy."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from pgdrill.console import say
 from pgdrill.credentials import S3Credentials, secret_manifest
@@ -20,8 +21,10 @@ from pgdrill.targets.cnpg.kube import (
     Kube,
 )
 from pgdrill.targets.cnpg.manifests import (
+    ENDPOINT_CA_KEY,
     SourceCluster,
     restore_manifests,
+    restore_requirements,
     restore_secret_name,
     validate_manifest,
 )
@@ -36,6 +39,10 @@ def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
     values = {"ACCESS_KEY_ID": credentials.access_key_id,
               "ACCESS_SECRET_KEY": credentials.secret_access_key, "BUCKET": credentials.bucket,
               "ENDPOINT": credentials.endpoint, "REGION": credentials.region}
+    restore_requirements(source, ca_bundle=config.s3_ca_bundle,
+                         iam_role_from_node=config.restore_iam_role_from_node)
+    if source.endpoint_ca:  # the source's endpointCA Secret lives in its own namespace
+        values[ENDPOINT_CA_KEY] = Path(config.s3_ca_bundle).read_text()
     secret = secret_manifest(values, name=restore_secret_name(config.restore_cluster),
                              namespace=config.restore_namespace)
     secret["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pgdrill"}

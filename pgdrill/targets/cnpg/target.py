@@ -43,7 +43,8 @@ from pgdrill.targets.cnpg.kube import (
     NotFound,
     api_client,
 )
-from pgdrill.targets.cnpg.manifests import SourceCluster, read_source, restore_secret_name
+from pgdrill.targets.cnpg.manifests import (SourceCluster, read_source, restore_requirements,
+                                            restore_secret_name)
 from pgdrill.targets.cnpg.rebuild import CnpgRebuild
 from pgdrill.targets.cnpg.restoring import CnpgRestoreTest
 from pgdrill.targets.cnpg.status import (
@@ -144,7 +145,10 @@ class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebui
         if self._checked:
             return
         cluster = self._cluster()
-        self.source(cluster)
+        copied = restore_requirements(self.source(cluster), ca_bundle=self.config.s3_ca_bundle,
+                                      iam_role_from_node=self.config.restore_iam_role_from_node)
+        if copied:
+            say(f"restore-test gets copies of the source's {', '.join(copied)}")
         if not self.kube.namespace_exists(self.config.restore_namespace):
             raise PreflightRefused(
                 f"the restore namespace {self.config.restore_namespace} does not exist",
