@@ -353,3 +353,33 @@ def test_a_sigkilled_verification_is_finished_and_its_copy_removed_by_the_next_c
     evidence = json.loads((folder / "evidence.json").read_text())
     assert evidence["verdict"] == "interrupted"
     assert not (folder / "run.lock").exists()
+
+
+@pytest.mark.sandbox
+def test_a_verification_lists_the_server_folder_and_reads_each_backup_info_once(
+        sandbox, tmp_path):
+    """The backups, the chosen backup's facts and the WAL gate come from one reading of the
+    folder (requests counted on boto3's own event hooks; barman-cloud's are its own)."""
+    import boto3
+
+    from pgdrill.verify.run import VerifyRequest, verify
+
+    location = sandbox.bucket_location()
+    calls: list[tuple[str, str]] = []
+
+    def count(model, params, **_):
+        calls.append((model.name, params.get("Prefix") or params.get("Key") or ""))
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-call.s3", count)
+    try:
+        evidence = verify(VerifyRequest(location=location, reports_dir=tmp_path / "reports",
+                                        checklist="experiments/checklists/app.yaml",
+                                        amcheck=False))
+    finally:
+        boto3.DEFAULT_SESSION = None
+    assert evidence["verdict"] == "passed", evidence["reasons"]
+    listings = [p for op, p in calls if op == "ListObjectsV2" and p == location.prefix]
+    infos = [p for op, p in calls if op == "GetObject" and p.endswith("/backup.info")]
+    assert len(listings) == 1, calls
+    assert sorted(infos) == sorted(set(infos)) and len(infos) == len(sandbox.list_backups())

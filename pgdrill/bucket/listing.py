@@ -53,6 +53,7 @@ class ServerFolder:
     wal_segment_size: int = DEFAULT_SEGMENT_SIZE
     listed_at: datetime | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # what could not be read, and why
+    infos: dict[str, dict] = field(default_factory=dict)   # backup id -> its backup.info
 
     def listing(self) -> list[tuple[str, int, datetime | None]]:
         """(key, size, LastModified) triples, as `walchain.analyse_wal_chain` takes them."""
@@ -67,12 +68,12 @@ def read_server_folder(location: BucketLocation, *, client=None) -> ServerFolder
         objects = _list(s3, location)
         if not objects:
             raise _empty_folder(s3, location)
-        backups, size, notes = _backups(s3, location, objects)
+        backups, size, notes, infos = _backups(s3, location, objects)
         histories, more = _histories(s3, location, objects)
     except (BotoCoreError, ClientError) as exc:
         raise _s3_error(exc, location, secrets) from None
     return ServerFolder(location.archive, location.endpoint, tuple(objects), tuple(backups),
-                        histories, size, datetime.now(UTC), tuple(notes + more))
+                        histories, size, datetime.now(UTC), tuple(notes + more), infos)
 
 
 def _list(s3, location: BucketLocation) -> list[StoredObject]:
@@ -88,8 +89,9 @@ def _list(s3, location: BucketLocation) -> list[StoredObject]:
 
 
 def _backups(s3, location: BucketLocation, objects: list[StoredObject]
-             ) -> tuple[list[Backup], int, list[str]]:
-    """The backups (oldest first), the WAL segment size of the newest backup.info, notes."""
+             ) -> tuple[list[Backup], int, list[str], dict[str, dict]]:
+    """The backups (oldest first), the WAL segment size of the newest backup.info, notes,
+    and each backup's parsed backup.info (read once: callers need no second GET)."""
     sizes: dict[str, int] = {}
     infos = []
     for obj in objects:
@@ -100,11 +102,11 @@ def _backups(s3, location: BucketLocation, objects: list[StoredObject]
             sizes[backup_id] = sizes.get(backup_id, 0) + obj.size
             if rest == BACKUP_INFO:
                 infos.append(backup_id)
-    backups, segment_sizes, notes = [], [], []
+    backups, segment_sizes, notes, parsed = [], [], [], {}
     for backup_id in infos:
         body = s3.get_object(Bucket=location.bucket,
                              Key=f"{location.prefix}base/{backup_id}/{BACKUP_INFO}")["Body"]
-        info = parse_backup_info(body.read().decode("utf-8", "replace"))
+        info = parsed[backup_id] = parse_backup_info(body.read().decode("utf-8", "replace"))
         backup = from_backup_info(backup_id, info, sizes.get(backup_id))
         backups.append(backup)
         value = info.get("xlog_segment_size", "")
@@ -116,7 +118,7 @@ def _backups(s3, location: BucketLocation, objects: list[StoredObject]
     size = max(segment_sizes)[1] if segment_sizes else DEFAULT_SEGMENT_SIZE
     if not segment_sizes and backups:
         notes.append("no backup.info names xlog_segment_size: WAL segments taken as 16 MiB")
-    return backups, size, notes
+    return backups, size, notes, parsed
 
 
 def _histories(s3, location: BucketLocation, objects: list[StoredObject]

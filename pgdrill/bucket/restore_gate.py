@@ -36,12 +36,13 @@ RECHECK_SECONDS = 10.0
 
 def report_bucket(location, policy: Policy | None = None, *,
                   recheck_seconds: float = RECHECK_SECONDS,
-                  sleep: Callable[[float], None] = time.sleep) -> BucketReport:
+                  sleep: Callable[[float], None] = time.sleep, folder=None) -> BucketReport:
     """List `location` (a BucketLocation) and judge it; a report with a gap is made again
-    from a second listing `recheck_seconds` later, which is the one returned."""
+    from a second listing `recheck_seconds` later, which is the one returned. `folder`: a
+    listing the caller already read (listing.ServerFolder), judged instead of a first one."""
     from pgdrill.bucket.listing import read_server_folder
 
-    report = build_report(read_server_folder(location), datetime.now(UTC), policy)
+    report = build_report(folder or read_server_folder(location), datetime.now(UTC), policy)
     if recheck_seconds > 0 and any(f.kind in GAP_KINDS for f in report.findings):
         sleep(recheck_seconds)
         report = build_report(read_server_folder(location), datetime.now(UTC), policy)
@@ -110,9 +111,10 @@ def archive_end(row: dict, segment_size: int) -> dict | None:
 
 def check_wal_chain(target, backup: Backup, recovery: RecoveryTarget,
                     expected_lsn: str | None = None, *,
-                    recheck_seconds: float = RECHECK_SECONDS) -> GateResult:
-    """List the target's bucket and decide whether the restore may start (module docstring).
-    Never raises for an unreadable bucket: it says so and records why."""
+                    recheck_seconds: float = RECHECK_SECONDS, folder=None) -> GateResult:
+    """List the target's bucket (or judge `folder`, a listing already read) and decide
+    whether the restore may start (module docstring). Never raises for an unreadable bucket:
+    it says so and records why."""
     record = {"checked": False, "backup_id": backup.id, "recovery": recovery.kind,
               "archive": None, "reaches_newest": None, "recoverable_to": None,
               "refused": False, "problem": None, "note": None}
@@ -121,7 +123,7 @@ def check_wal_chain(target, backup: Backup, recovery: RecoveryTarget,
         if location is None:
             raise PgdrillError("the target cannot name its bucket")
         record["archive"] = location.archive
-        report = report_bucket(location, recheck_seconds=recheck_seconds)
+        report = report_bucket(location, recheck_seconds=recheck_seconds, folder=folder)
     except PgdrillError as exc:
         record["note"] = exc.message
         say(f"cannot check the WAL archive before restoring ({exc.message}); PostgreSQL's "

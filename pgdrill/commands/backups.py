@@ -35,20 +35,23 @@ class BucketBackups:
 
     def __init__(self, location) -> None:
         self.location = location
-        self._backups = None
+        self._folder = None
+
+    def _read(self):
+        from pgdrill.verify.source import read_folder
+
+        if self._folder is None:  # read once: the backups and their backup.info
+            self._folder = read_folder(self.location)
+        return self._folder
 
     def list_backups(self):
-        from pgdrill.verify.source import read_backups
-
-        if self._backups is None:
-            self._backups = read_backups(self.location)
-        return self._backups
+        return list(self._read().backups)
 
     def cluster_identity(self) -> str | None:
-        from pgdrill.verify.source import read_facts
+        from pgdrill.verify.source import facts_of
 
         done = [b for b in self.list_backups() if b.completed]
-        return read_facts(self.location, done[-1]).systemid if done else None
+        return facts_of(self._read(), done[-1]).systemid if done else None
 
 
 def _target(args: argparse.Namespace):

@@ -61,6 +61,7 @@ class Plan:
     version: str
     checklist: Checklist
     builtin_checklist: bool = False  # the generic one: holds-user-data runs after it
+    folder: object = None            # the server folder as prepare read it (listing.ServerFolder)
 
 
 def recovery_target(target_time: str | None) -> RecoveryTarget:
@@ -81,7 +82,8 @@ def prepare(request: VerifyRequest) -> Plan:
     recovery = recovery_target(request.target_time)
     location = request.location
     say(f"reading the backups under {location.archive} at {location.endpoint}")
-    backups = source.read_backups(location)
+    folder = source.read_folder(location)
+    backups = list(folder.backups)
     if request.backup_id == source.LATEST:
         if not any(b.completed for b in backups):
             source.pick_backup(backups, source.LATEST, location.archive)  # raises, naming them
@@ -92,7 +94,7 @@ def prepare(request: VerifyRequest) -> Plan:
             raise BadInput(f"backup {backup.id} ended {backup.end_time.isoformat()}, after the "
                            f"target time {recovery.time.isoformat()}",
                            fix="pick an older backup, or --backup-id latest to choose one")
-    facts = source.read_facts(location, backup)
+    facts = source.facts_of(folder, backup)
     if facts.major is None:
         raise TargetError(f"backup.info of {backup.id} names no PostgreSQL version",
                           fix="is this a barman-cloud backup? check the bucket path")
@@ -101,7 +103,7 @@ def prepare(request: VerifyRequest) -> Plan:
     bin_dir = server_bin(facts.major)
     version = server_version(bin_dir)
     return Plan(backup, facts, recovery, bin_dir, version, checklist,
-                builtin_checklist=not request.checklist)
+                builtin_checklist=not request.checklist, folder=folder)
 
 
 class Steps:
@@ -201,7 +203,7 @@ def run_steps(steps: Steps, ctx: RunContext, scratch: ScratchInstance, plan: Pla
 
     gate: dict = {}
     with steps.step("check WAL continuity"):
-        gate = check_wal_chain(ctx, request.location, backup, recovery)
+        gate = check_wal_chain(ctx, request.location, backup, recovery, plan.folder)
     if steps.failed:
         return
     with steps.step("fetch base backup"), timed("fetch"):
@@ -275,7 +277,7 @@ def throughput(plan: Plan, phases: dict[str, float]) -> dict:
 
 
 def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
-                    recovery: RecoveryTarget) -> dict:
+                    recovery: RecoveryTarget, folder=None) -> dict:
     """The bucket's WAL continuity past the backup (pgdrill.bucket.restore_gate, as before a
     drill's restore): a gap before the recovery target fails the step with the
     bucket-report sentence. The bucket report goes into the evidence either way;
@@ -286,7 +288,9 @@ def check_wal_chain(ctx: RunContext, location: BucketLocation, backup,
         def bucket_location(self):
             return location
 
-    result = restore_gate.check_wal_chain(_Bucket(), backup, recovery)
+    # judged on the listing prepare() read: base/ and wals/ are listed once per run (a gap
+    # is listed again after RECHECK_SECONDS, as before a drill's restore)
+    result = restore_gate.check_wal_chain(_Bucket(), backup, recovery, folder=folder)
     ctx.update(wal_chain=result.record, bucket=result.report)
     if result.refusal:
         raise result.error()

@@ -6,14 +6,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from pgdrill.bucket.listing import ServerFolder, read_server_folder
 from pgdrill.bucket.location import BucketLocation
-from pgdrill.credentials import redact
 from pgdrill.errors import BadInput, PreflightRefused, TargetError
 from pgdrill.model import Backup
 from pgdrill.pgversions import major_of_version_num
-from pgdrill.targets.cnpg.catalog import BACKUP_INFO, list_store_backups, parse_backup_info
 
 LATEST = "latest"
 
@@ -93,25 +90,17 @@ def pick_backup(backups: list[Backup], wanted: str, where: str) -> Backup:
                    fix="use one of: " + ", ".join(b.id for b in done) + " (or latest)")
 
 
-def read_backups(location: BucketLocation) -> list[Backup]:
-    """The server folder's backups (oldest first); TargetError naming the endpoint when the
-    bucket cannot be read (never a credential value)."""
-    try:
-        return list_store_backups(location.client(), location.destination_path,
-                                  location.server_name)
-    except (BotoCoreError, ClientError) as exc:
-        raise TargetError(f"cannot read {location.archive} at {location.endpoint}: "
-                          + redact(str(exc), location.credentials.secret_values()),
-                          fix="check --endpoint-url, the bucket name and that the SOPS "
-                              "credentials may list and read it") from None
+def read_folder(location: BucketLocation) -> ServerFolder:
+    """The server folder, read once: its backups (oldest first) with their backup.info, the
+    WAL listing and histories the WAL gate judges (pgdrill.bucket.listing; its errors name
+    the endpoint or the likely serverName, never a credential value)."""
+    return read_server_folder(location)
 
 
-def read_facts(location: BucketLocation, backup: Backup) -> BackupFacts:
-    """The chosen backup's backup.info facts (one GET)."""
-    key = f"{location.prefix}base/{backup.id}/{BACKUP_INFO}"
-    try:
-        body = location.client().get_object(Bucket=location.bucket, Key=key)["Body"].read()
-    except (BotoCoreError, ClientError) as exc:
-        raise TargetError(f"cannot read s3://{location.bucket}/{key}: "
-                          + redact(str(exc), location.credentials.secret_values())) from None
-    return facts_from_info(parse_backup_info(body.decode("utf-8", "replace")))
+def facts_of(folder: ServerFolder, backup: Backup) -> BackupFacts:
+    """The chosen backup's backup.info facts, from the folder as read."""
+    info = folder.infos.get(backup.id)
+    if info is None:
+        raise TargetError(f"backup {backup.id} has no backup.info under {folder.archive}",
+                          fix="pick another backup, or --backup-id latest")
+    return facts_from_info(info)

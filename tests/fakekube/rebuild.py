@@ -24,8 +24,8 @@ from concurrent.futures import Future
 from pgdrill.targets.cnpg.catalog import split_destination
 from pgdrill.targets.cnpg.manifests import archives_into, read_source
 
-from .cnpg import PLUGIN, SETTING_UP, UNRECOVERABLE, deleting, message, seconds
-from .kinds import CLUSTERS, JOBS, OBJECT_STORES
+from .cnpg import PLUGIN, SETTING_UP, UNRECOVERABLE, deleting, message
+from .kinds import CLUSTERS, OBJECT_STORES
 
 FINALIZER = "fake.cnpg.io/instances"  # a test double's device, not CNPG's
 
@@ -102,16 +102,7 @@ class RebuildMixin:
 
         self._rebuilding[cluster["metadata"]["uid"]] = self._workers.submit(run)
         self._rebuild_sources[cluster["metadata"]["uid"]] = new_source
-        self._create(JOBS, {"metadata": self._owned(cluster, f"{name}-1-full-recovery", {
-            "cnpg.io/jobRole": "full-recovery", "cnpg.io/instanceName": f"{name}-1"}),
-            "spec": {"backoffLimit": 6, "template": {"spec": {"containers": [
-                {"name": "full-recovery", "image": self.image}]}}},
-            "status": {"active": 1, "startTime": seconds()}})
-        self._patch_status(CLUSTERS, cluster, {
-            "phase": SETTING_UP, "phaseReason": f"Creating primary instance {name}-1",
-            "instances": len(self.sandbox.layout.read().instances), "readyInstances": 0,
-            "conditions": [self._condition(None, "Ready", False, "ClusterIsNotReady",
-                                           "Cluster Is Not Ready")]})
+        self._start_recovery_job(cluster, instances=len(self.sandbox.layout.read().instances))
         self._log(f"rebuild of {name} started: job {name}-1-full-recovery, archiving under "
                   f"serverName {new_source.server_name}")
 
@@ -168,20 +159,12 @@ class RebuildMixin:
 
     def _rebuild_done(self, cluster: dict, work: Future) -> None:
         uid, name = cluster["metadata"]["uid"], cluster["metadata"]["name"]
-        job = self.store.get(JOBS, self.namespace, f"{name}-1-full-recovery")
         if work.exception() is not None:
-            error = message(work.exception())
             if (cluster.get("status") or {}).get("phase") != UNRECOVERABLE:
-                self._log(f"job {name}-1-full-recovery failed: {error}", level="error")
-                if job:
-                    self._patch_status(JOBS, job, {"active": None, "failed": 1})
-                self._patch_status(CLUSTERS, cluster, {"phase": UNRECOVERABLE, "phaseReason":
-                    f"Instance creation failed for the following jobs: {name}-1-full-recovery"})
+                self._end_recovery_job(cluster, self.namespace, message(work.exception()))
             return
         result = work.result()
-        if job:
-            self._patch_status(JOBS, job, {"active": None, "succeeded": 1,
-                                           "completionTime": seconds()})
+        self._end_recovery_job(cluster, self.namespace, None)
         from pgdrill.targets.sandbox.cluster import SandboxCluster
 
         sc = SandboxCluster(self.sandbox.layout, self.sandbox.layout.read(), self._run_as)

@@ -56,9 +56,18 @@ class RecoveryMixin:
             return self._patch_status(CLUSTERS, cluster, {
                 "phase": SETTING_UP, "phaseReason": problem, "instances": 1,
                 "readyInstances": 0})
-        job = f"{name}-1-full-recovery"
         self._restores[cluster["metadata"]["uid"]] = (
             name, self._workers.submit(self._restore_fn(cluster)))
+        job = self._start_recovery_job(cluster, instances=1, latestGeneratedNode=1)
+        self._log(f"recovery of {name} started: job {job}", namespace=ns, cluster=name)
+
+    # -- the recovery Job, as CNPG runs one for every bootstrap.recovery (restore-test's
+    # copy here, a rebuilt cluster in rebuild.py) ---------------------------------------
+    def _start_recovery_job(self, cluster: dict, *, instances: int, **status) -> str:
+        """Job `<name>-1-full-recovery` (active) and the Cluster "Creating primary
+        instance"; returns the Job's name."""
+        name = cluster["metadata"]["name"]
+        job = f"{name}-1-full-recovery"
         self._create(JOBS, {"metadata": self._owned(cluster, job, {
             "cnpg.io/jobRole": "full-recovery", "cnpg.io/instanceName": f"{name}-1"}),
             "spec": {"backoffLimit": 6, "template": {"spec": {"containers": [
@@ -66,10 +75,30 @@ class RecoveryMixin:
             "status": {"active": 1, "startTime": seconds()}})
         self._patch_status(CLUSTERS, cluster, {
             "phase": SETTING_UP, "phaseReason": f"Creating primary instance {name}-1",
-            "instances": 1, "readyInstances": 0, "latestGeneratedNode": 1,
+            "instances": instances, "readyInstances": 0, **status,
             "conditions": [self._condition(None, "Ready", False, "ClusterIsNotReady",
                                            "Cluster Is Not Ready")]})
-        self._log(f"recovery of {name} started: job {job}", namespace=ns, cluster=name)
+        return job
+
+    def _end_recovery_job(self, cluster: dict, namespace: str, error: str | None) -> None:
+        """The Job succeeded, or (`error`) failed with its retries spent: then CNPG gives the
+        Cluster up (phase UNRECOVERABLE) and the operator logs why."""
+        name = cluster["metadata"]["name"]
+        job = self.store.get(JOBS, namespace, f"{name}-1-full-recovery")
+        if error is None:
+            if job:
+                self._patch_status(JOBS, job, {"active": None, "succeeded": 1,
+                                               "completionTime": seconds(), "conditions": [
+                    {"type": "Complete", "status": "True", "lastTransitionTime": seconds()}]})
+            return
+        self._log(f"job {name}-1-full-recovery failed: {error}", level="error",
+                  namespace=namespace, cluster=name)
+        if job:
+            self._patch_status(JOBS, job, {"active": None, "failed": 1, "conditions": [{
+                "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                "message": error}]})
+        self._patch_status(CLUSTERS, cluster, {"phase": UNRECOVERABLE, "phaseReason":
+            f"Instance creation failed for the following jobs: {name}-1-full-recovery"})
 
     def _recovery_problem(self, cluster: dict) -> str | None:
         """What would keep CNPG + barman from recovering this Cluster from the sandbox's
@@ -174,22 +203,10 @@ class RecoveryMixin:
 
     def _recovery_done(self, cluster: dict, work: Future) -> None:
         name, ns = cluster["metadata"]["name"], self.restore_namespace
-        job = self.store.get(JOBS, ns, f"{name}-1-full-recovery")
         if work.exception() is not None:
-            error = message(work.exception())
-            self._log(f"job {name}-1-full-recovery failed: {error}", level="error",
-                      namespace=ns, cluster=name)
-            if job:
-                self._patch_status(JOBS, job, {"active": None, "failed": 1, "conditions": [{
-                    "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                    "message": error}]})
-            return self._patch_status(CLUSTERS, cluster, {"phase": UNRECOVERABLE, "phaseReason":
-                f"Instance creation failed for the following jobs: {name}-1-full-recovery"})
+            return self._end_recovery_job(cluster, ns, message(work.exception()))
         result, timeline = work.result()
-        if job:
-            self._patch_status(JOBS, job, {"active": None, "succeeded": 1,
-                                           "completionTime": seconds(), "conditions": [
-                {"type": "Complete", "status": "True", "lastTransitionTime": seconds()}]})
+        self._end_recovery_job(cluster, ns, None)
         pod, now = f"{name}-1", micro()
         self._create(PVCS, self._pvc(cluster, pod))
         self._create(PODS, self._pod(cluster, pod, "primary"))

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 
 from pgdrill.console import say
-from pgdrill.errors import DeadlineExceeded, TargetError
+from pgdrill.errors import TargetError
 from pgdrill.model import Backup, RecoveryTarget, RestoreResult, Role
 from pgdrill.targets.cnpg.kube import (
     CNPG_GROUP,
@@ -26,8 +26,7 @@ from pgdrill.targets.cnpg.manifests import (
     rebuilt_server_name,
     validate_manifest,
 )
-from pgdrill.targets.cnpg.restore import restore_phases
-from pgdrill.targets.cnpg.status import UNRECOVERABLE, unhealthy_reasons
+from pgdrill.targets.cnpg.restore import restore_phases, wait_recovered
 from pgdrill.waiting import poll_until
 
 GONE_TIMEOUT_S = 300
@@ -152,37 +151,10 @@ class CnpgRebuild:
         return pod
 
     def _wait_rebuilt(self, timeout: float) -> dict[str, float]:
-        """Poll the rebuilding Cluster until healthy; show each phase; fail at once when
-        CNPG declares it unrecoverable. Returns the seconds spent in each phase."""
-        t0 = time.monotonic()
-        seen: dict[str, float] = {}
-        last = {"phase": None, "at": t0}
-        where = f"{self.config.namespace}/{self.config.cluster}"
-
-        def healthy() -> bool:
-            status = self._cluster().get("status") or {}
-            phase, now = status.get("phase") or "pending", time.monotonic()
-            if phase != last["phase"]:
-                if last["phase"] is not None:
-                    seen[last["phase"]] = round(seen.get(last["phase"], 0) + now - last["at"], 3)
-                last.update(phase=phase, at=now)
-                reason = status.get("phaseReason")
-                say(f"  rebuilt {self.config.cluster}: {phase}"
-                    + (f" ({reason})" if reason else ""))
-            if phase == UNRECOVERABLE:
-                raise TargetError(f"CNPG gave up on the rebuilt Cluster {where}: "
-                                  f"{status.get('phaseReason') or phase}",
-                                  fix="read the recovery Job's and the operator's logs")
-            return not unhealthy_reasons(self._cluster())
-
-        try:
-            poll_until(healthy, timeout=timeout, interval=0.5,
-                       what=f"the rebuilt Cluster {where} to be healthy")
-        except DeadlineExceeded:
-            raise TargetError(f"the rebuilt Cluster {where} is not healthy after "
-                              f"{timeout:.0f}s: " + "; ".join(unhealthy_reasons(self._cluster())),
-                              fix="read the recovery Job's and the operator's logs; a wrong "
-                                  "serverName or an archive that is not empty keeps it in "
-                                  "'Setting up primary'") from None
-        seen[last["phase"]] = round(seen.get(last["phase"], 0) + time.monotonic() - last["at"], 3)
+        """The rebuilding Cluster, as restore-test's copy is waited for (wait_recovered).
+        Returns the seconds spent in each phase."""
+        _, seen = wait_recovered(self.kube, self.config.namespace, self.config.cluster, timeout,
+                                 label="rebuilt",
+                                 stuck_hint="a wrong serverName or an archive that is not "
+                                            "empty keeps it in 'Setting up primary'")
         return seen

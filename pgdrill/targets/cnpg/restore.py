@@ -61,16 +61,20 @@ def create_restore(kube: Kube, docs: list[dict]) -> None:
             kube.create_custom(doc)
 
 
-def wait_restored(kube: Kube, config: CnpgConfig, timeout: float) -> tuple[dict, dict[str, float]]:
-    """Poll the recovery Cluster until healthy and Ready; show each phase change. Fails at
-    once when CNPG declares it unrecoverable, and names the phase and its reason when the
-    deadline passes. Returns the Cluster and the seconds spent in each phase."""
+def wait_recovered(kube: Kube, namespace: str, name: str, timeout: float, *, label: str,
+                   stuck_hint: str) -> tuple[dict, dict[str, float]]:
+    """Poll a Cluster bootstrapping by recovery (restore-test's copy, or a rebuilt cluster)
+    until healthy and Ready; show each phase change as "  <label> <name>: <phase>". Fails at
+    once when CNPG declares it unrecoverable, and names the phase and its reasons when the
+    deadline passes (`stuck_hint` ends the fix). Returns the Cluster and the seconds spent in
+    each phase."""
     t0 = time.monotonic()
     seen: dict[str, float] = {}
     last = {"phase": None, "at": t0}
+    where = f"{namespace}/{name}"
 
     def healthy() -> dict | None:
-        cluster = kube.cluster(config.restore_namespace, config.restore_cluster)
+        cluster = kube.cluster(namespace, name)
         status = cluster.get("status") or {}
         phase = status.get("phase") or "pending"
         now = time.monotonic()
@@ -79,29 +83,33 @@ def wait_restored(kube: Kube, config: CnpgConfig, timeout: float) -> tuple[dict,
                 seen[last["phase"]] = round(seen.get(last["phase"], 0) + now - last["at"], 3)
             last.update(phase=phase, at=now)
             reason = status.get("phaseReason")
-            say(f"  restore-test {config.restore_cluster}: {phase}"
-                + (f" ({reason})" if reason else ""))
+            say(f"  {label} {name}: {phase}" + (f" ({reason})" if reason else ""))
         if phase == UNRECOVERABLE:
-            raise TargetError(f"CNPG gave up on the recovery Cluster {config.restore_namespace}/"
-                              f"{config.restore_cluster}: {status.get('phaseReason') or phase}",
+            raise TargetError(f"CNPG gave up on the {label} Cluster {where}: "
+                              f"{status.get('phaseReason') or phase}",
                               fix="read the recovery Job's log (saved in the run folder) and "
                                   "the operator's")
         return cluster if not unhealthy_reasons(cluster) else None
 
     try:
         cluster = poll_until(healthy, timeout=timeout, interval=0.5,
-                             what=f"recovery Cluster {config.restore_namespace}/"
-                                  f"{config.restore_cluster} to be healthy")
+                             what=f"{label} Cluster {where} to be healthy")
     except DeadlineExceeded:
-        cluster = kube.cluster(config.restore_namespace, config.restore_cluster)
-        raise TargetError(f"the recovery Cluster {config.restore_namespace}/"
-                          f"{config.restore_cluster} is not healthy after {timeout:.0f}s: "
+        cluster = kube.cluster(namespace, name)
+        raise TargetError(f"the {label} Cluster {where} is not healthy after {timeout:.0f}s: "
                           + "; ".join(unhealthy_reasons(cluster)),
-                          fix="read the recovery Job's and the operator's logs; a wrong "
-                              "serverName or credentials Secret keeps it in 'Setting up "
-                              "primary'") from None
+                          fix=f"read the recovery Job's and the operator's logs; {stuck_hint}"
+                          ) from None
     seen[last["phase"]] = round(seen.get(last["phase"], 0) + time.monotonic() - last["at"], 3)
     return cluster, seen
+
+
+def wait_restored(kube: Kube, config: CnpgConfig, timeout: float) -> tuple[dict, dict[str, float]]:
+    """restore-test's recovery Cluster (wait_recovered)."""
+    return wait_recovered(kube, config.restore_namespace, config.restore_cluster, timeout,
+                          label="recovery",
+                          stuck_hint="a wrong serverName or credentials Secret keeps it in "
+                                     "'Setting up primary'")
 
 
 def restore_phases(seen: dict[str, float], total: float) -> dict[str, float]:
