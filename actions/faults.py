@@ -156,15 +156,27 @@ def destroy_cluster(min_writes_after_backup: int = 20, archive_timeout_seconds: 
     backup ended, and the WAL archive works — pg_switch_wal on the primary and its segment
     archived within `archive_timeout_seconds`: that is the archived end every write
     acknowledged before it must survive. Rebuild with
-    actions.rebuild.rebuild_cluster_from_bucket. Returns the fault record (kind, cluster,
-    instances, old archive, archived end, time)."""
+    actions.rebuild.rebuild_cluster_from_bucket. A CNPG Cluster that Flux applies (its
+    labels) is refused unless the setting `flux_suspend` is true: then its Kustomization or
+    HelmRelease is suspended right before the destruction and left suspended (evidence
+    `flux`). Returns the fault record (kind, cluster, instances, old archive, archived end,
+    time)."""
     from actions.rebuild import checks_before_destroying, old_archive_listing
+    from pgdrill.chaos.preflight import flux_owner_to_suspend
+    from pgdrill.console import say
+    from pgdrill.targets.cnpg.flux import stays_suspended_note, suspended_record
 
     ctx = run_context(configuration)
     target = ready_target(configuration, secrets)
     checked = checks_before_destroying(target, ctx, configuration,
                                        int(min_writes_after_backup),
                                        float(archive_timeout_seconds))
+    owner = flux_owner_to_suspend(configuration, target)  # refused without flux_suspend
+    if owner is not None:  # else Flux re-creates the Cluster from git mid-drill
+        target.suspend_flux(owner)
+        note = stays_suspended_note(owner, checked["location"].server_name)
+        ctx.update(flux=suspended_record(owner, note))
+        say(note)
     started = (time.time(), time.monotonic())
     try:
         destroyed = target.destroy_cluster()

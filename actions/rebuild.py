@@ -71,6 +71,7 @@ def rebuild_cluster_from_bucket(timeout_seconds: int = 900, first_backup: bool =
                     f"{sealed['lsn']} (segment {sealed['segment']}) sealed before the "
                     f"destruction: archived WAL was not replayed")
     new = target.bucket_location()
+    _note_flux_server_name(ctx, old.server_name, new.server_name)
     after = old_archive_listing(old)
     rebuild = {"server_name_before": old.server_name, "server_name_after": new.server_name,
                "archive_before": old.archive, "archive_after": new.archive,
@@ -141,12 +142,13 @@ def rebuilt_checklist_passes(checklist: str = "experiments/checklists/app.yaml",
 
 
 @activity
-def rebuilt_fingerprints_match(label: str = "before-destroy", database: str = "app",
+def rebuilt_fingerprints_match(label: str = "before-destroy", database: str = None,
                                configuration: Configuration = None,
                                secrets: Secrets = None) -> bool:
     """Compare the rebuilt primary's table fingerprints with those captured under `label`
-    (probes.verify.capture_fingerprints right before the destruction); records
-    `fingerprints` and fails naming each table and key range that differs."""
+    (probes.verify.capture_fingerprints right before the destruction), in the database they
+    were captured in (or `database`); records `fingerprints` and fails naming each table and
+    key range that differs."""
     from pgdrill.fingerprint import (
         TableFingerprint,
         compare_fingerprints,
@@ -154,7 +156,10 @@ def rebuilt_fingerprints_match(label: str = "before-destroy", database: str = "a
     )
 
     ctx = run_context(configuration)
-    stored = (ctx.read().get("fingerprints_reference") or {}).get(label)
+    data = ctx.read()
+    stored = (data.get("fingerprints_reference") or {}).get(label)
+    database = database or (data.get("fingerprints_reference_database") or {}).get(label) \
+        or "app"
     if not stored:
         raise BadInput(f"no fingerprints were captured as {label!r}",
                        fix=f"call probes.verify.capture_fingerprints(label={label!r}) before "
@@ -313,6 +318,19 @@ def old_archive_listing(location) -> dict:
         digest.update(f"{key}\t{size}\t{etag}\n".encode())
         count += 1
     return {"archive": location.archive, "objects": count, "sha256": digest.hexdigest()}
+
+
+def _note_flux_server_name(ctx, old: str, new: str) -> None:
+    """Name the rebuilt serverName in the note of a Flux owner left suspended (actions.faults.
+    destroy_cluster): the user must put it into git before resuming."""
+    from pgdrill.targets.cnpg.flux import stays_suspended_note
+
+    flux = ctx.read().get("flux")
+    if not flux:
+        return
+    note = stays_suspended_note(flux, old, new)
+    ctx.update(flux={**flux, "note": note})
+    say(note)
 
 
 def _destroy_fault(data: dict) -> dict:

@@ -307,6 +307,9 @@ def build_evidence(journal: dict, context: dict, *, experiment: str, target: str
         # the WAL archive's hole at a failover and its closing (actions.backup.
         # backfill_wal_archive; pgdrill.bucket.backfill): None when the drill did not look
         "wal_backfill": context.get("wal_backfill"),
+        # cluster-loss with flux_suspend: the Flux owner pgdrill suspended and left suspended
+        # (pgdrill.targets.cnpg.flux); None when no Flux owner was touched
+        "flux": context.get("flux"),
         "interruption": interruption(journal, context),
         # `pgdrill verify-backup`: the archive, the backup's facts, the server build, RTO
         # phases, throughput and every table's fingerprint (pgdrill.verify)

@@ -101,10 +101,13 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
     if label is None:
         points = data.get("restore_points") or {}
         label = max(points.values(), key=lambda p: p["time"])["name"] if points else "source"
-    with target.connect(target.primary(), _database(database, configuration)) as conn:
+    database = _database(database, configuration)
+    with target.connect(target.primary(), database) as conn:
         prints = fingerprint_tables(conn, _tables(conn, tables))
     ctx.merge("fingerprints_reference",
               **{label: {name: fp.to_dict() for name, fp in prints.items()}})
+    # where they were taken: a later comparison reads the same database
+    ctx.merge("fingerprints_reference_database", **{label: database})
     say(f"fingerprints of {', '.join(prints)} captured as {label!r}")
     return {name: fp.rows for name, fp in prints.items()}
 

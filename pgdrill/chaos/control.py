@@ -26,7 +26,7 @@ from chaoslib.exceptions import InterruptExecution
 
 from pgdrill.chaos.preflight import (
     apply_environment_file, check_cluster_name, check_credentials_file, check_environment,
-    check_no_plaintext_credentials, environment_of,
+    check_flux_owner, check_no_plaintext_credentials, environment_of,
 )
 from pgdrill.chaos.plan_check import check_restores
 from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
@@ -126,6 +126,7 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         # cluster is only ever checked
         repairs = target.prepare() if kind == "sandbox" else []
         target.check_ready()
+        check_flux_owner(context, configuration, target)
         if sink is not None:
             sink.check_outside(target.archive())
             ctx.update(evidence_sink_checked=True)

@@ -1,6 +1,7 @@
 """What must hold before a drill touches anything: the environment is allowed on this target,
-a production drill is backed by a recent passing staging run in the verified ledger, and the
-target is ready (repaired in place, never rebuilt)."""
+a production drill is backed by a recent passing staging run in the verified ledger, the
+target is ready (repaired in place, never rebuilt), and a cluster-loss drill does not fight
+a Flux owner of the Cluster."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgdrill import policy
+from pgdrill.console import say
 from pgdrill.credentials import SOPS_WAY, plaintext_credentials
 from pgdrill.errors import PgdrillError, PreflightRefused
 
@@ -120,3 +122,44 @@ def check_credentials_file(configuration: dict, secrets: dict | None, target) ->
             f"credentials file {named} is for a real cluster (pgdrill_target: cnpg)",
             fix="drop the credentials file from the environment file or secrets block for "
             "sandbox drills")
+
+
+def destroys_cluster(experiment: dict) -> bool:
+    """Whether the experiment's method destroys the whole cluster (the cluster-loss drill)."""
+    for step in experiment.get("method") or []:
+        provider = step.get("provider") or {}
+        if provider.get("module") == "actions.faults" \
+                and provider.get("func") == "destroy_cluster":
+            return True
+    return False
+
+
+def flux_owner_to_suspend(configuration: dict | None, target) -> dict | None:
+    """The Flux Kustomization/HelmRelease that applies the target's Cluster (cnpg only, from
+    its labels), when the setting `flux_suspend` allows pgdrill to suspend it; refused when
+    it does not (pgdrill.targets.cnpg.flux says why). None: no Flux owner."""
+    from pgdrill.targets.cnpg.flux import refusal_fix, refusal_message
+
+    read_owner = getattr(target, "flux_owner", None)
+    owner = read_owner() if read_owner is not None else None
+    if owner is None:
+        return None
+    if not _truthy((configuration or {}).get("flux_suspend")):
+        raise PreflightRefused(refusal_message(owner, (configuration or {}).get("cluster")),
+                               fix=refusal_fix(owner))
+    return owner
+
+
+def check_flux_owner(experiment: dict, configuration: dict, target) -> dict | None:
+    """A cluster-loss drill on a Cluster that Flux applies: refused unless `flux_suspend` is
+    set (then destroy_cluster suspends the owner right before the destruction). Returns the
+    owner to suspend, or None."""
+    from pgdrill.targets.cnpg.flux import describe
+
+    if not destroys_cluster(experiment):
+        return None
+    owner = flux_owner_to_suspend(configuration, target)
+    if owner is not None:
+        say(f"the Cluster is applied by Flux {describe(owner)}: flux_suspend is set, so "
+            f"pgdrill suspends it right before destroying the Cluster and leaves it suspended")
+    return owner

@@ -142,6 +142,13 @@ def failover_section(evidence: dict) -> Section:
         lines.append("the cluster's recovery from the fault was not measured")
     if evidence.get("wal_backfill"):
         lines.append(backfill_line(evidence["wal_backfill"]))
+    flux = evidence.get("flux")
+    if flux:
+        lines.append((f"Flux: pgdrill suspended {shown(flux.get('kind'))} "
+                      f"{shown(flux.get('namespace'))}/{shown(flux.get('name'))} at "
+                      f"{shown(flux.get('suspended_at'))} before destroying the Cluster; ",
+                      *(Code(part) if i % 2 else part  # the note's `commands` as code
+                        for i, part in enumerate(shown(flux.get("note")).split("`")) if part)))
     return Section("failover", "Fault and failover", tuple(lines), tuple(tables))
 
 

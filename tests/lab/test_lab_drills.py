@@ -24,6 +24,16 @@ def chaos_run(experiment: str, env: dict, tmp_path) -> tuple[subprocess.Complete
     return out, newest_evidence(tmp_path / "reports")
 
 
+def app_secret() -> dict:
+    """The source Cluster's `<cluster>-app` Secret: its uid and password (lab only)."""
+    import base64
+
+    doc = json.loads(kubectl("-n", NAMESPACE, "get", "secret", f"{CLUSTER}-app", "-o",
+                             "json").stdout)
+    return {"uid": doc["metadata"]["uid"],
+            "password": base64.b64decode(doc["data"]["password"]).decode()}
+
+
 def lab_secret_values() -> list[str]:
     from pgdrill.credentials import load_s3_credentials
 
@@ -122,6 +132,7 @@ def test_each_experiment_passes_on_the_real_operator(experiment, tmp_path, drill
     name = experiment
     if experiment == "table-corruption-physical":
         name, extra = "table-corruption", {"PGDRILL_CORRUPTION_MODE": "physical"}
+    app_before = app_secret() if experiment == "cluster-loss" else None
     out, evidence = chaos_run(name, drill_env(drill_kubeconfig, tmp_path / "reports", **extra),
                               tmp_path)
     assert out.returncode == 0 and evidence["verdict"] == "passed", \
@@ -140,6 +151,23 @@ def test_each_experiment_passes_on_the_real_operator(experiment, tmp_path, drill
         # quorum standby, which is why no acknowledged write may be lost
         assert evidence["fault"]["replication"]["synchronous"] is True, evidence["fault"]
         assert failover["target"]["operator"]["seconds"] is not None
+    if experiment == "cluster-loss":
+        # the rebuilt Cluster is a new object: CNPG made a new <cluster>-app Secret, and the
+        # application role logs in with ITS password (scram over TCP, as the load does)
+        app_after = app_secret()
+        assert app_after["uid"] != app_before["uid"]
+        assert app_after["password"] != app_before["password"]
+        primary = kubectl("-n", NAMESPACE, "get", "cluster", CLUSTER, "-o",
+                          "jsonpath={.status.currentPrimary}").stdout
+        login = kubectl("-n", NAMESPACE, "exec", "-i", primary, "-c", "postgres", "--", "sh",
+                        "-c", "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
+                        "app -d app -Atc 'SELECT current_user'", input=app_after["password"])
+        assert login.stdout.strip() == "app", login.stderr
+        stale = kubectl("-n", NAMESPACE, "exec", "-i", primary, "-c", "postgres", "--", "sh",
+                        "-c", "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
+                        "app -d app -Atc 'SELECT 1'", input=app_before["password"],
+                        check=False)
+        assert stale.returncode != 0 and "password authentication failed" in stale.stderr
     if experiment == "pvc-loss":
         # the real operator's promoted replica never archives what it streamed: the drill
         # found the hole the lost primary left and had PostgreSQL archive it

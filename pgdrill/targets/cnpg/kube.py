@@ -183,6 +183,25 @@ class Kube:
         except NotFound:
             return False
 
+    def patch_custom(self, group: str, version: str, namespace: str, plural: str, name: str,
+                     body: dict) -> dict:
+        """A JSON merge patch (what `flux suspend` sends); returns the patched object."""
+        what = f"patch {plural}.{group} {namespace}/{name}"
+        try:
+            return self._call(what, self.custom.patch_namespaced_custom_object, group,
+                              version, namespace, plural, name, body,
+                              _content_type="application/merge-patch+json")
+        except PreflightRefused as exc:  # 401/403: the RBAC is missing
+            raise TargetError(exc.message,
+                              fix=f"grant the drill's service account `patch` on {plural}."
+                                  f"{group} in namespace {namespace} (pgdrill rbac "
+                                  f"--flux-namespace {namespace})") from None
+        except TargetError as exc:
+            raise TargetError(exc.message, fix=exc.fix or
+                              f"check that {plural}.{group} {namespace}/{name} exists and "
+                              f"that the drill's service account may `patch` {plural} in "
+                              f"namespace {namespace}") from None
+
     def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int) -> None:
         from kubernetes import client as k8s
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SOURCE, RESTORE, OPERATOR, CLUSTER = "source", "restore", "operator", "cluster"
+FLUX = "flux"
 
 
 @dataclass(frozen=True)
 class Rule:
     scope: str             # which namespace: the source's, restore-test, the operator's, cluster
+                           # (or the Flux owner's, FLUX_RULES)
     group: str             # API group, "" for core
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
@@ -61,6 +63,17 @@ CLUSTER_LOSS_RULES = (
 )
 
 
+# Suspending the Flux Kustomization or HelmRelease that applies the Cluster before the
+# cluster-loss drill destroys it (setting flux_suspend; pgdrill.targets.cnpg.flux): a Role in
+# the Flux object's namespace, granted only when asked (`pgdrill rbac --flux-namespace NS`).
+FLUX_RULES = (
+    Rule(FLUX, "kustomize.toolkit.fluxcd.io", ("kustomizations",), ("get", "patch"),
+         "cluster-loss with flux_suspend: spec.suspend: true on the Cluster's Kustomization"),
+    Rule(FLUX, "helm.toolkit.fluxcd.io", ("helmreleases",), ("get", "patch"),
+         "cluster-loss with flux_suspend: spec.suspend: true on the Cluster's HelmRelease"),
+)
+
+
 def scope_of(namespace: str | None, *, source: str, restore: str, operator: str) -> str:
     if namespace == source:
         return SOURCE
@@ -85,10 +98,13 @@ def _rules(scope: str, rules=RULES) -> list[dict]:
 
 def manifests(*, namespace: str, restore_namespace: str = "restore-test",
               operator_namespace: str = "cnpg-system", service_account: str = "pgdrill",
-              account_namespace: str | None = None, cluster_loss: bool = False) -> list[dict]:
+              account_namespace: str | None = None, cluster_loss: bool = False,
+              flux_namespace: str | None = None) -> list[dict]:
     """ServiceAccount, a Role + RoleBinding in each namespace, a ClusterRole + binding for
     reading namespaces; with `cluster_loss`, also the Role + RoleBinding that lets the
-    cluster-loss drill delete and recreate the Cluster in the source namespace."""
+    cluster-loss drill delete and recreate the Cluster in the source namespace; with
+    `flux_namespace`, also the Role + RoleBinding there that lets it suspend the Cluster's
+    Flux Kustomization or HelmRelease."""
     account_ns = account_namespace or namespace
     subject = [{"kind": "ServiceAccount", "name": service_account, "namespace": account_ns}]
     docs: list[dict] = [{"apiVersion": "v1", "kind": "ServiceAccount",
@@ -102,13 +118,15 @@ def manifests(*, namespace: str, restore_namespace: str = "restore-test",
                      "metadata": {"name": name, "namespace": ns},
                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                  "name": name}, "subjects": subject})
-    if cluster_loss:
-        name = "pgdrill-cluster-loss"
+    extra = ([("pgdrill-cluster-loss", namespace, _rules(SOURCE, CLUSTER_LOSS_RULES))]
+             if cluster_loss else [])
+    if flux_namespace:
+        extra.append(("pgdrill-flux-suspend", flux_namespace, _rules(FLUX, FLUX_RULES)))
+    for name, ns, rules in extra:
         docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                     "metadata": {"name": name, "namespace": namespace},
-                     "rules": _rules(SOURCE, CLUSTER_LOSS_RULES)})
+                     "metadata": {"name": name, "namespace": ns}, "rules": rules})
         docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                     "metadata": {"name": name, "namespace": namespace},
+                     "metadata": {"name": name, "namespace": ns},
                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                  "name": name}, "subjects": subject})
     docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

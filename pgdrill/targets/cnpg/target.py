@@ -11,7 +11,9 @@ Kubernetes API (CNPG's CRDs) and PostgreSQL's own protocol.
 - health: "Cluster in healthy state", Ready, currentPrimary == targetPrimary, plus a write
   through the primary (client side);
 - cluster loss (pgdrill.targets.cnpg.rebuild): the Cluster and its PVCs deleted, then a new
-  Cluster of the same name recovered from the old archive under a new serverName.
+  Cluster of the same name recovered from the old archive under a new serverName;
+- Flux (pgdrill.targets.cnpg.flux): the Kustomization or HelmRelease that applies the
+  Cluster, from its labels, suspended before a cluster loss when `flux_suspend` is set.
 
 The target never creates, recreates or wipes the source cluster on its own: only the isolated
 copy, and — when the cluster-loss drill asks, with the cluster-loss Role — the rebuild."""
@@ -35,6 +37,7 @@ from pgdrill.targets.cnpg.backups import CnpgBackups
 from pgdrill.targets.cnpg.config import SERVICE, CnpgConfig
 from pgdrill.targets.cnpg.connections import PortForwards, ServiceAddresses
 from pgdrill.targets.cnpg.faults import CnpgFaults
+from pgdrill.targets.cnpg.flux import CnpgFlux
 from pgdrill.targets.cnpg.health import CnpgHealth
 from pgdrill.targets.cnpg.kube import (
     PLUGIN_GROUP,
@@ -77,7 +80,8 @@ def pod_containers(pod: dict) -> list[str]:
             for c in spec.get(group) or [] if c.get("name")]
 
 
-class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebuild):
+class CnpgTarget(CnpgFaults, CnpgBackups, CnpgRestoreTest, CnpgHealth, CnpgRebuild,
+                 CnpgFlux):
     """A CNPG Cluster and its object store, driven through the Kubernetes API."""
 
     name = "cnpg"
