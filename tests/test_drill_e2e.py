@@ -27,10 +27,10 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert evidence["backup"]["id"] == evidence["restore"]["backup_id"]
     assert evidence["backup"]["validated"] is True
     assert evidence["failover"]["seconds"] > 0
-    # the primary died with unarchived WAL; the hole was closed before the restore, which
-    # then reached the end of the archive (below); the report says it is a finding
+    # any hole the lost primary left in the archive was closed before the restore, which
+    # then reached the end of the archive (below); the report says what it found
     assert_failover_hole_closed(evidence)
-    assert "WAL archive after the failover: a HOLE of" in (folder / "report.md").read_text()
+    assert "WAL archive after the failover: " in (folder / "report.md").read_text()
     assert evidence["validation"] and all(v["passed"] for v in evidence["validation"])
     assert (folder / "summary.md").read_text().startswith("# pvc-loss: PASSED")
     # the same facts for people and machines (issue 10)
