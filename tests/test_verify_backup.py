@@ -198,7 +198,8 @@ def test_an_unreachable_endpoint_fails_as_a_target_error_without_credentials(san
                   location.server_name, *credentials_args(sandbox), "--endpoint-url",
                   f"http://127.0.0.1:{free_port()}", "--reports", str(tmp_path / "reports"))
     assert run.returncode == 4, run.stderr
-    assert "cannot read s3://" in run.stderr and "Traceback" not in run.stderr
+    assert "cannot reach the S3 endpoint http://127.0.0.1:" in run.stderr
+    assert "--endpoint-url" in run.stderr and "Traceback" not in run.stderr
     for secret in location.credentials.secret_values():
         assert secret not in run.stderr
 
@@ -367,11 +368,11 @@ def test_a_verification_lists_the_server_folder_and_reads_each_backup_info_once(
     location = sandbox.bucket_location()
     calls: list[tuple[str, str]] = []
 
-    def count(model, params, **_):
+    def count(params, model, **_):
         calls.append((model.name, params.get("Prefix") or params.get("Key") or ""))
 
     boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-call.s3", count)
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.s3", count)
     try:
         evidence = verify(VerifyRequest(location=location, reports_dir=tmp_path / "reports",
                                         checklist="experiments/checklists/app.yaml",

@@ -93,8 +93,16 @@ def pick_backup(backups: list[Backup], wanted: str, where: str) -> Backup:
 def read_folder(location: BucketLocation) -> ServerFolder:
     """The server folder, read once: its backups (oldest first) with their backup.info, the
     WAL listing and histories the WAL gate judges (pgdrill.bucket.listing; its errors name
-    the endpoint or the likely serverName, never a credential value)."""
-    return read_server_folder(location)
+    the endpoint or the likely serverName, never a credential value). An empty folder is
+    refused (exit 3: no completed backup under that serverName), naming the folders beside
+    it."""
+    try:
+        return read_server_folder(location)
+    except BadInput as exc:
+        if "(the folder is empty)" not in exc.message:
+            raise
+        raise PreflightRefused(exc.message.replace("no backups under", "no completed backup "
+                                                   "under", 1), fix=exc.fix) from None
 
 
 def facts_of(folder: ServerFolder, backup: Backup) -> BackupFacts:
