@@ -4,7 +4,7 @@ VENV ?= .venv
 EXPERIMENT ?= experiments/pvc-loss.json
 CHAOS = $(VENV)/bin/chaos --no-version-check --log-file reports/chaostoolkit.log
 
-.PHONY: drill test test-fast bench bench-lab venv clean sandbox-down experiments lab lab-down test-lab
+.PHONY: drill test lint test-fast bench bench-lab venv clean sandbox-down experiments lab lab-down test-lab
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,13 @@ drill: venv
 	exit $$status
 
 ## Full test suite: unit tests and real end-to-end drills on the sandbox.
-test: venv
+test: lint
 	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+## Lint (ruff) and format check (ruff format): part of `make test`.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## Unit tests only (no sandbox).
 test-fast: venv
@@ -34,7 +39,7 @@ test-fast: venv
 ## Regenerate experiments/*.json from experiments/_template/ (README, Writing experiments);
 ## tests/test_experiments.py fails while a committed experiment differs from this output.
 experiments: venv
-	$(VENV)/bin/python -m pgdrill.experiments
+	$(VENV)/bin/python -m pgdrill.chaos.experiments
 
 ## Benchmarks (not timed tests), side by side on a real sandbox at ~100 MB and ~1 GB:
 ## pgdrill's restore path vs the raw tools, parallel WAL fetch, fingerprints, load.

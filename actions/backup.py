@@ -2,49 +2,44 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
-from pgdrill.console import say
-from pgdrill.errors import BadInput, TargetError
-from pgdrill.waiting import poll_until
+from pgdrill.core.console import say
+from pgdrill.core.errors import BadInput, TargetError
+from pgdrill.core.waiting import poll_until
+from pgdrill.restore.points import MAX_RESTORE_POINT_NAME, unique_restore_point_name
 
 # PostgreSQL refuses restore point names longer than this (MAXFNAMELEN - 1)
-MAX_RESTORE_POINT_NAME = 63
 
 __all__ = ["trigger_backup", "mark_restore_point", "backfill_wal_archive"]
 
 
 @activity
-def trigger_backup(wait: bool = True, timeout_seconds: int = 600,
-                   configuration: Configuration = None, secrets: Secrets = None) -> dict:
+def trigger_backup(
+    wait: bool = True,
+    timeout_seconds: int = 600,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Take one controlled manual base backup of the current primary to the object store
     (step 2 of the safe workflow) and wait until it completes (at most `timeout_seconds`).
     Returns the backup (id, begin/end time, WAL range); the drill restores the newest one.
     `wait=False` is not supported: a drill must know the backup exists before any fault."""
     if not wait:
-        raise BadInput("trigger_backup(wait=False) is not supported: a drill needs the "
-                         "backup to exist before injecting a fault",
-                       fix="remove `wait` or set it to true")
+        raise BadInput(
+            "trigger_backup(wait=False) is not supported: a drill needs the "
+            "backup to exist before injecting a fault",
+            fix="remove `wait` or set it to true",
+        )
     target = ready_target(configuration, secrets)
     backup = target.backup(timeout=float(timeout_seconds))
     say(f"backup {backup.id} completed at {backup.end_time.isoformat()}")
     archive_backup_end(target, backup, timeout=float(timeout_seconds))
     run_context(configuration).update(manual_backup=backup.to_dict())
     return backup.to_dict()
-
-
-def unique_restore_point_name(name: str, run_id: str) -> str:
-    """`name@run_id`, or a shorter `name@<hash of run_id>` when that exceeds PostgreSQL's
-    limit: a restore point name is not unique in the WAL, and recovery stops at the *first*
-    one of that name after the backup, so every run writes its own."""
-    unique = f"{name}@{run_id}"
-    if len(unique.encode()) <= MAX_RESTORE_POINT_NAME:
-        return unique
-    return f"{name[:40]}@{hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
 
 
 def archive_backup_end(target, backup, *, timeout: float) -> None:
@@ -61,24 +56,38 @@ def archive_backup_end(target, backup, *, timeout: float) -> None:
             return
         say(f"switching WAL so that {backup.end_wal}, where backup {backup.id} ends, is archived")
         conn.execute("SELECT pg_switch_wal()")
-        wait_archived(conn, backup.end_wal, timeout=timeout,
-                      what=f"WAL segment {backup.end_wal} (the end of backup {backup.id})")
+        wait_archived(
+            conn,
+            backup.end_wal,
+            timeout=timeout,
+            what=f"WAL segment {backup.end_wal} (the end of backup {backup.id})",
+        )
 
 
 def wait_archived(conn, segment: str, timeout: float, what: str | None = None) -> None:
     """Poll pg_stat_archiver until `segment` (or a later one) is archived."""
+
     def archived() -> bool:
         last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
         return bool(last) and last[:24] >= segment
 
-    poll_until(archived, timeout=timeout, interval=0.2,
-               what=f"{what or f'WAL segment {segment} (with the restore point)'} to be archived",
-               fix="check WAL archiving: pg_stat_archiver on the primary, the object store")
+    poll_until(
+        archived,
+        timeout=timeout,
+        interval=0.2,
+        what=f"{what or f'WAL segment {segment} (with the restore point)'} to be archived",
+        fix="check WAL archiving: pg_stat_archiver on the primary, the object store",
+    )
 
 
 @activity
-def mark_restore_point(name: str = "pgdrill", exact: bool = False,
-                       archive_timeout_seconds: int = 120, configuration: Configuration = None, secrets: Secrets = None) -> dict:
+def mark_restore_point(
+    name: str = "pgdrill",
+    exact: bool = False,
+    archive_timeout_seconds: int = 120,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Create a named restore point on the primary (pg_create_restore_point) and switch WAL so
     it reaches the archive. A later restore in the same run stops exactly there
     (restore_latest_backup(restore_point=name)), and the restore proves it did: the LSN of
@@ -91,12 +100,16 @@ def mark_restore_point(name: str = "pgdrill", exact: bool = False,
     `time` is taken just before the point is created, so every write acknowledged before it
     is certain to precede the point in the WAL."""
     if not name or not str(name).strip():
-        raise BadInput("a restore point needs a name", fix='e.g. mark_restore_point(name="pre-change")')
+        raise BadInput(
+            "a restore point needs a name", fix='e.g. mark_restore_point(name="pre-change")'
+        )
     ctx = run_context(configuration)
     real_name = name if exact else unique_restore_point_name(name, ctx.run_dir.name)
     if len(real_name.encode()) > MAX_RESTORE_POINT_NAME:
-        raise BadInput(f"restore point name {real_name!r} is longer than "
-                       f"{MAX_RESTORE_POINT_NAME} bytes", fix="use a shorter name")
+        raise BadInput(
+            f"restore point name {real_name!r} is longer than {MAX_RESTORE_POINT_NAME} bytes",
+            fix="use a shorter name",
+        )
     target = ready_target(configuration, secrets)
     before = datetime.now(UTC)
     with target.connect(target.primary(), "postgres") as conn:
@@ -104,16 +117,22 @@ def mark_restore_point(name: str = "pgdrill", exact: bool = False,
         segment = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (lsn,)).fetchone()[0]
         conn.execute("SELECT pg_switch_wal()")
         wait_archived(conn, segment, timeout=float(archive_timeout_seconds))
-    point = {"name": name, "real_name": real_name, "exact": bool(exact), "lsn": lsn,
-             "time": before.isoformat()}
+    point = {
+        "name": name,
+        "real_name": real_name,
+        "exact": bool(exact),
+        "lsn": lsn,
+        "time": before.isoformat(),
+    }
     ctx.merge("restore_points", **{name: point})
     say(f"restore point {real_name!r} at {lsn}")
     return point
 
 
 @activity
-def backfill_wal_archive(timeout_seconds: int = 180, configuration: Configuration = None,
-                         secrets: Secrets = None) -> dict:
+def backfill_wal_archive(
+    timeout_seconds: int = 180, configuration: Configuration = None, secrets: Secrets = None
+) -> dict:
     """After a failover, close the WAL archive's hole at the timeline switch: the segments
     the lost primary had completed but not archived. The promoted replica holds them in
     pg_wal but PostgreSQL never archives streamed WAL (archive_mode=on), so every backup
@@ -130,6 +149,7 @@ def backfill_wal_archive(timeout_seconds: int = 180, configuration: Configuratio
     record = outcome.to_dict()
     run_context(configuration).update(wal_backfill=record)
     if not outcome.closed:
-        raise TargetError(outcome.problem or "the WAL archive's hole could not be closed",
-                          fix=outcome.fix)
+        raise TargetError(
+            outcome.problem or "the WAL archive's hole could not be closed", fix=outcome.fix
+        )
     return record

@@ -9,8 +9,8 @@ import time
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
-from pgdrill.console import say
-from pgdrill.errors import BadInput
+from pgdrill.core.console import say
+from pgdrill.core.errors import BadInput
 from pgdrill.load import runner
 from pgdrill.load.pacing import DEFAULT_BATCH, DEFAULT_RATE
 
@@ -18,9 +18,15 @@ __all__ = ["start_load", "stop_load"]
 
 
 @activity
-def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
-               rate: float = DEFAULT_RATE, batch: int = DEFAULT_BATCH,
-               configuration: Configuration = None, secrets: Secrets = None) -> dict:
+def start_load(
+    users: int = 4,
+    spawn_rate: int = 4,
+    duration: int = None,
+    rate: float = DEFAULT_RATE,
+    batch: int = DEFAULT_BATCH,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Start a Locust write load of `users` simulated clients (spawned at `spawn_rate` per
     second) against the cluster's primary, and return once the first write is acknowledged.
     Each client inserts numbered rows into `pgdrill_ledger` (created if missing by the role
@@ -42,23 +48,37 @@ def start_load(users: int = 4, spawn_rate: int = 4, duration: int = None,
     ctx = run_context(configuration)
     previous = ctx.read().get("load")
     if previous and runner.running(runner.LoadHandle.from_dict(previous)):
-        raise BadInput(f"a load already runs in this drill (Locust pid {previous['pid']})",
-                       fix="stop it with actions.load.stop_load first")
+        raise BadInput(
+            f"a load already runs in this drill (Locust pid {previous['pid']})",
+            fix="stop it with actions.load.stop_load first",
+        )
     target = ready_target(configuration, secrets)
     connection = target.load_connection("app")
     with target.connect(target.primary(), "app") as conn:
         ledger = runner.ledger_writable(connection, conn)
     if ledger["granted"]:
-        say(f"pgdrill_ledger belongs to {ledger['owner']}: granted SELECT, INSERT on it to "
-            f"{ledger['role']}, the role the load writes as")
-    handle = runner.start(connection.conninfo, ctx.run_dir, users=int(users),
-                          spawn_rate=float(spawn_rate),
-                          duration=float(duration) if duration is not None else None,
-                          rate=float(rate) if rate is not None else None, batch=int(batch),
-                          extra_env=connection.env)
+        say(
+            f"pgdrill_ledger belongs to {ledger['owner']}: granted SELECT, INSERT on it to "
+            f"{ledger['role']}, the role the load writes as"
+        )
+    handle = runner.start(
+        connection.conninfo,
+        ctx.run_dir,
+        users=int(users),
+        spawn_rate=float(spawn_rate),
+        duration=float(duration) if duration is not None else None,
+        rate=float(rate) if rate is not None else None,
+        batch=int(batch),
+        extra_env=connection.env,
+    )
     ctx.update(load=handle.to_dict())
-    return {"pid": handle.pid, "users": handle.users, "rate": handle.rate,
-            "batch": handle.batch, "ack_log": handle.ack_log}
+    return {
+        "pid": handle.pid,
+        "users": handle.users,
+        "rate": handle.rate,
+        "batch": handle.batch,
+        "ack_log": handle.ack_log,
+    }
 
 
 @activity

@@ -8,22 +8,33 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.bucket.restore_gate import check_wal_chain
 from pgdrill.chaos.activity import activity, ready_target, run_context
-from pgdrill.console import say
-from pgdrill.errors import PgdrillError
-from pgdrill.model import RecoveryTarget
-from pgdrill.recovery_position import archive_end_mismatch, position_mismatch
-from pgdrill.repair import RepairRefused, RepairReport, copy_table_checked, reference_for, repair_refusals
-from pgdrill.restore_checks import backup_destination, check_restore_point_in_wal
-from pgdrill.restore_plan import choose_backup
-from pgdrill.restored import read_reached_position
+from pgdrill.core.console import say
+from pgdrill.core.errors import PgdrillError
+from pgdrill.core.model import RecoveryTarget
+from pgdrill.restore.checks import backup_destination, check_restore_point_in_wal
+from pgdrill.restore.facts import read_reached_position
+from pgdrill.restore.plan import choose_backup
+from pgdrill.restore.position import archive_end_mismatch, position_mismatch
+from pgdrill.restore.repair import (
+    RepairRefused,
+    RepairReport,
+    copy_table_checked,
+    reference_for,
+    repair_refusals,
+)
 
 __all__ = ["restore_latest_backup", "cleanup_restore", "repair_table_from_restore"]
 
 
 @activity
-def restore_latest_backup(target_time: str = None, restore_point: str = None,
-                          target_lsn: str = None, timeout_seconds: int = 900,
-                          configuration: Configuration = None, secrets: Secrets = None) -> dict:
+def restore_latest_backup(
+    target_time: str = None,
+    restore_point: str = None,
+    target_lsn: str = None,
+    timeout_seconds: int = 900,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Restore from the object store into the isolated `restore-test` target (step 3 of the
     safe workflow): the newest backup that can reach the recovery target, then WAL replay up
     to the end of the archive (default), a time (`target_time`, ISO-8601 with offset), a named
@@ -52,8 +63,9 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
     recovery = RecoveryTarget.parse(target_time, target_lsn, real_name)
     target = ready_target(configuration, secrets)
     not_after = datetime.fromisoformat(point["time"]) if point else None
-    backup = choose_backup(target.list_backups(), recovery, not_after,
-                           where=backup_destination(target))
+    backup = choose_backup(
+        target.list_backups(), recovery, not_after, where=backup_destination(target)
+    )
     # refused here too, before restore-test is touched: a WAL gap would make PostgreSQL stop
     # replay early and promote quietly ("latest"), or fail late (a target past the gap)
     gate = check_wal_chain(target, backup, recovery, point.get("lsn") if point else None)
@@ -62,39 +74,63 @@ def restore_latest_backup(target_time: str = None, restore_point: str = None,
         raise gate.error()
     # refused here, before restore-test is touched: a name neither marked in this run nor
     # in the WAL would replay the whole archive and end in PostgreSQL's FATAL
-    wal_check = (check_restore_point_in_wal(target, real_name, backup)
-                 if recovery.kind == "restore_point" and not point else None)
-    requested = {**recovery.to_dict(), "name": restore_point, "real_name": real_name,
-                 "expected_lsn": point.get("lsn") if point else None}
+    wal_check = (
+        check_restore_point_in_wal(target, real_name, backup)
+        if recovery.kind == "restore_point" and not point
+        else None
+    )
+    requested = {
+        **recovery.to_dict(),
+        "name": restore_point,
+        "real_name": real_name,
+        "expected_lsn": point.get("lsn") if point else None,
+    }
     if recovery.kind != "restore_point":
         requested.pop("real_name")
         requested.pop("expected_lsn")
     # recorded before the restore, so an interrupted restore still names what it restored
-    record = {"backup_id": backup.id, "target": requested, "requested": requested,
-              "started_at": None, "phases": {}}
+    record = {
+        "backup_id": backup.id,
+        "target": requested,
+        "requested": requested,
+        "started_at": None,
+        "phases": {},
+    }
     if wal_check:
         record["restore_point_check"] = wal_check
     ctx.update(backup=backup.to_dict(), restore=record)
     source_flush = _source_flush_lsn(target)
     result = target.restore(backup, recovery, timeout=float(timeout_seconds))
-    record.update(started_at=result.started_at.isoformat(), phases=result.phases,
-                  phase_details=result.phase_details, instance=result.instance.to_dict())
+    record.update(
+        started_at=result.started_at.isoformat(),
+        phases=result.phases,
+        phase_details=result.phase_details,
+        instance=result.instance.to_dict(),
+    )
     with target.connect(result.instance, "postgres") as conn:
         reached = read_reached_position(conn)
     mismatch = position_mismatch(recovery, reached, requested.get("expected_lsn"), real_name)
     if mismatch is None and recovery.kind == "latest":
         mismatch = archive_end_mismatch(reached, gate.record.get("archive_end"))
-    record.update(reached=reached.to_dict(), position_ok=mismatch is None,
-                  position_error=mismatch, archive_end=gate.record.get("archive_end"),
-                  source_flush_lsn=source_flush)
+    record.update(
+        reached=reached.to_dict(),
+        position_ok=mismatch is None,
+        position_error=mismatch,
+        archive_end=gate.record.get("archive_end"),
+        source_flush_lsn=source_flush,
+    )
     ctx.update(restore=record)
     if mismatch:
-        raise PgdrillError(f"the restore did not stop where it was asked to: {mismatch}",
-                           fix="use a restore point name that is unique in the WAL (the "
-                           "default of mark_restore_point), or take a new backup after "
-                           "the older point")
-    say(f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
-        f"recovery stopped at {reached.describe()}")
+        raise PgdrillError(
+            f"the restore did not stop where it was asked to: {mismatch}",
+            fix="use a restore point name that is unique in the WAL (the "
+            "default of mark_restore_point), or take a new backup after "
+            "the older point",
+        )
+    say(
+        f"restore-test is up from backup {backup.id} in {sum(result.phases.values()):.1f}s; "
+        f"recovery stopped at {reached.describe()}"
+    )
     return record
 
 
@@ -104,7 +140,7 @@ def _source_flush_lsn(target) -> str | None:
     try:
         with target.connect(target.primary(), "postgres") as conn:
             return str(conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0])
-    except Exception:  # noqa: BLE001 - informational only: the restore does not depend on it
+    except Exception:
         return None
 
 
@@ -119,9 +155,12 @@ def cleanup_restore(configuration: Configuration = None, secrets: Secrets = None
 
 
 @activity
-def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "app",
-                              configuration: Configuration = None,
-                              secrets: Secrets = None) -> dict:
+def repair_table_from_restore(
+    table: str = "pgbench_accounts",
+    database: str = "app",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Put a damaged table back on the primary from the restore-test copy — only when that
     cannot make things worse: the copy passed its checklist (and pg_amcheck), recovery
     stopped exactly at the requested restore point, and the copy's fingerprints equal those
@@ -150,11 +189,14 @@ def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "
         report.refused.append("there is no restore-test copy to repair from")
     if report.refused:
         ctx.update(repair=report.to_dict())
-        raise RepairRefused(f"repair of {table} refused, the primary is untouched: "
-                            + "; ".join(report.refused))
+        raise RepairRefused(
+            f"repair of {table} refused, the primary is untouched: " + "; ".join(report.refused)
+        )
     try:
-        with target.connect(restored, database) as src, \
-                target.connect(target.primary(), database) as dst:
+        with (
+            target.connect(restored, database) as src,
+            target.connect(target.primary(), database) as dst,
+        ):
             report.rows = copy_table_checked(src, dst, table, reference_for(data, table, label))
     except RepairRefused as exc:
         report.refused.append(exc.message)
@@ -162,6 +204,8 @@ def repair_table_from_restore(table: str = "pgbench_accounts", database: str = "
         raise
     report.performed = True
     ctx.update(repair=report.to_dict())
-    say(f"repaired {table} on the primary from restore-test: {report.rows} rows, equal to "
-        f"its fingerprint at {label!r}")
+    say(
+        f"repaired {table} on the primary from restore-test: {report.rows} rows, equal to "
+        f"its fingerprint at {label!r}"
+    )
     return report.to_dict()

@@ -22,15 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from restore_path import (  # noqa: E402
-    DB, load_database, make_wal, pgdrill_restore, raw_backup, raw_restore,
+from output import write_results
+from restore_path import (
+    DB,
+    load_database,
+    make_wal,
+    pgdrill_restore,
+    raw_backup,
+    raw_restore,
 )
-from output import write_results  # noqa: E402
-from summary import GOALS, judge, markdown  # noqa: E402
+from summary import GOALS, judge, markdown
 
-from pgdrill.console import say  # noqa: E402
-from pgdrill.targets.sandbox.restore import WAL_MAX_PARALLEL  # noqa: E402
-from pgdrill.targets.sandbox.target import SandboxTarget  # noqa: E402
+from pgdrill.core.console import say
+from pgdrill.targets.sandbox.restore import WAL_MAX_PARALLEL
+from pgdrill.targets.sandbox.target import SandboxTarget
 
 SIZES = {"tiny": 1, "100MB": 7, "1GB": 70, "4GB": 280}  # pgbench scale: ~15 MB per unit
 
@@ -70,11 +75,19 @@ def measure_size(target, name: str) -> dict:
     raw_total = raw_backup_s + parallel["seconds"]
     drill_total = pgdrill_backup_s + drill["seconds"]
     result = {
-        "size": name, **info, **wal,
-        "raw": {"backup_seconds": raw_backup_s, "restore": parallel,
-                "seconds": round(raw_total, 3)},
-        "pgdrill": {"backup_seconds": pgdrill_backup_s, "restore": drill,
-                    "seconds": round(drill_total, 3)},
+        "size": name,
+        **info,
+        **wal,
+        "raw": {
+            "backup_seconds": raw_backup_s,
+            "restore": parallel,
+            "seconds": round(raw_total, 3),
+        },
+        "pgdrill": {
+            "backup_seconds": pgdrill_backup_s,
+            "restore": drill,
+            "seconds": round(drill_total, 3),
+        },
         "overhead_ratio": round(drill_total / raw_total, 3),
         "replay_serial_seconds": serial["phases"]["replay"],
         "replay_parallel_seconds": parallel["phases"]["replay"],
@@ -88,7 +101,7 @@ def measure_size(target, name: str) -> dict:
 
 
 def measure_fingerprints(target) -> dict | None:
-    """pgdrill.fingerprint against a bare scan and a naive md5 of the same table."""
+    """pgdrill.verification.fingerprint against a bare scan and a naive md5 of the same table."""
     try:
         from fingerprint import measure_fingerprints as measure
     except ImportError:
@@ -117,9 +130,13 @@ def growth(results: list[dict]) -> dict | None:
     gigabytes = (b["database_bytes"] - a["database_bytes"]) / 1e9
     if gigabytes <= 0:
         return None
-    return {"from": a["size"], "to": b["size"],
-            "drill_seconds_per_gb": round((b["pgdrill"]["seconds"] - a["pgdrill"]["seconds"])
-                                          / gigabytes, 2)}
+    return {
+        "from": a["size"],
+        "to": b["size"],
+        "drill_seconds_per_gb": round(
+            (b["pgdrill"]["seconds"] - a["pgdrill"]["seconds"]) / gigabytes, 2
+        ),
+    }
 
 
 def main() -> int:
@@ -134,9 +151,16 @@ def main() -> int:
             load = measure_load(target, float(os.environ.get("BENCH_LOAD_SECONDS", "30")))
         finally:
             target.down()
-    report = {"started_at": started.isoformat(), "ended_at": datetime.now(UTC).isoformat(),
-              "machine": {"cpus": os.cpu_count()}, "wal_max_parallel": WAL_MAX_PARALLEL,
-              "sizes": results, "load": load, "growth": growth(results), "goals": GOALS}
+    report = {
+        "started_at": started.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count()},
+        "wal_max_parallel": WAL_MAX_PARALLEL,
+        "sizes": results,
+        "load": load,
+        "growth": growth(results),
+        "goals": GOALS,
+    }
     report["verdicts"] = judge(report, smoke=bool(os.environ.get("BENCH_SMOKE")))
     write_results(report, markdown(report), started)
     return 0

@@ -32,24 +32,27 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from actions.backup import trigger_backup  # noqa: E402
 from output import write_results  # noqa: E402
+
+from actions.backup import trigger_backup  # noqa: E402
 from actions.faults import delete_primary_pod  # noqa: E402
 from actions.load import start_load, stop_load  # noqa: E402
 from actions.restore import cleanup_restore, restore_latest_backup  # noqa: E402
 from pgdrill.chaos.activity import ready_target  # noqa: E402
 from pgdrill.chaos.writes import ack_log  # noqa: E402
-from pgdrill.console import say  # noqa: E402
-from pgdrill.environments import environment_configuration  # noqa: E402
+from pgdrill.core.console import say  # noqa: E402
+from pgdrill.core.waiting import poll_until  # noqa: E402
+from pgdrill.credentials.environments import environment_configuration  # noqa: E402
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext  # noqa: E402
 from pgdrill.load.acklog import count_acks  # noqa: E402
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext  # noqa: E402
-from pgdrill.waiting import poll_until  # noqa: E402
 from probes.cluster import wait_until_healthy  # noqa: E402
 from probes.verify import lost_writes  # noqa: E402
 
 BENCH_DB = "bench"
-PEERS = ("CNPG's e2e expects a failover in under 10 s; a published CNPG drill on kind measured "
-         "a new primary after 5-22 s and restores of 50-54 s.")
+PEERS = (
+    "CNPG's e2e expects a failover in under 10 s; a published CNPG drill on kind measured "
+    "a new primary after 5-22 s and restores of 50-54 s."
+)
 
 
 def lab_configuration() -> dict:
@@ -67,26 +70,33 @@ def failover_once(configuration: dict, run_dir: Path) -> dict:
     ready_target(cfg).wait_ready(timeout=900)
     start_load(users=4, spawn_rate=4, configuration=cfg)
     try:
-        poll_until(lambda: count_acks(ack_log(run_dir)) >= 200, timeout=120,
-                   what="200 acknowledged writes before the fault")
+        poll_until(
+            lambda: count_acks(ack_log(run_dir)) >= 200,
+            timeout=120,
+            what="200 acknowledged writes before the fault",
+        )
         delete_primary_pod(configuration=cfg)
         failover = wait_until_healthy(timeout_seconds=900, configuration=cfg)
         after = count_acks(ack_log(run_dir))
-        poll_until(lambda: count_acks(ack_log(run_dir)) >= after + 100, timeout=120,
-                   what="100 acknowledged writes on the new primary")
+        poll_until(
+            lambda: count_acks(ack_log(run_dir)) >= after + 100,
+            timeout=120,
+            what="100 acknowledged writes on the new primary",
+        )
     finally:
         stop_load(configuration=cfg)
     lost = lost_writes(on="primary", configuration=cfg)
     fault = RunContext(run_dir).read().get("fault") or {}
     operator = (failover.get("target") or {}).get("operator") or {}
-    return {"writable_seconds": failover["seconds"],
-            "healthy_seconds": failover["healthy_seconds"],
-            "client_write_outage_seconds": (failover.get("client_write_outage") or {})
-            .get("seconds"),
-            "operator_seconds": operator.get("seconds"),
-            "acknowledged_writes": lost["acknowledged_writes"],
-            "lost_writes": lost["lost_writes"],
-            "synchronous": (fault.get("replication") or {}).get("synchronous")}
+    return {
+        "writable_seconds": failover["seconds"],
+        "healthy_seconds": failover["healthy_seconds"],
+        "client_write_outage_seconds": (failover.get("client_write_outage") or {}).get("seconds"),
+        "operator_seconds": operator.get("seconds"),
+        "acknowledged_writes": lost["acknowledged_writes"],
+        "lost_writes": lost["lost_writes"],
+        "synchronous": (fault.get("replication") or {}).get("synchronous"),
+    }
 
 
 def load_bench_database(target, scale: int) -> dict:
@@ -100,14 +110,23 @@ def load_bench_database(target, scale: int) -> dict:
     t0 = time.monotonic()
     with target.connect(primary, BENCH_DB) as conn:
         conn.autocommit = True
-        conn.execute("CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, "
-                     "abalance int, filler char(84))")
-        conn.execute("INSERT INTO pgbench_accounts SELECT aid, (aid - 1) / 100000 + 1, 0, '' "
-                     "FROM generate_series(1, %s) AS aid", (scale * 100_000,))
+        conn.execute(
+            "CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, "
+            "abalance int, filler char(84))"
+        )
+        conn.execute(
+            "INSERT INTO pgbench_accounts SELECT aid, (aid - 1) / 100000 + 1, 0, '' "
+            "FROM generate_series(1, %s) AS aid",
+            (scale * 100_000,),
+        )
         conn.execute("VACUUM ANALYZE pgbench_accounts")
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    return {"scale": scale, "rows": scale * 100_000, "database_bytes": size,
-            "load_seconds": round(time.monotonic() - t0, 2)}
+    return {
+        "scale": scale,
+        "rows": scale * 100_000,
+        "database_bytes": size,
+        "load_seconds": round(time.monotonic() - t0, 2),
+    }
 
 
 def drop_bench_database(target) -> None:
@@ -139,10 +158,15 @@ def restore_once(configuration: dict, run_dir: Path, scale: int) -> dict:
     finally:
         cleanup_restore(configuration=cfg)
         drop_bench_database(target)
-    return {**info, "backup_seconds": backup_seconds, "restore_seconds": restore_seconds,
-            "phases": record.get("phases"), "phase_details": record.get("phase_details"),
-            "position_ok": record.get("position_ok"),
-            "restore_mb_per_s": round(info["database_bytes"] / 1e6 / restore_seconds, 2)}
+    return {
+        **info,
+        "backup_seconds": backup_seconds,
+        "restore_seconds": restore_seconds,
+        "phases": record.get("phases"),
+        "phase_details": record.get("phase_details"),
+        "position_ok": record.get("position_ok"),
+        "restore_mb_per_s": round(info["database_bytes"] / 1e6 / restore_seconds, 2),
+    }
 
 
 def measure(name: str, configuration: dict, folder: Path, failovers: int, scale: int) -> dict:
@@ -159,12 +183,19 @@ def measure(name: str, configuration: dict, folder: Path, failovers: int, scale:
 
 def summarize(runs: list[dict]) -> dict:
     out = {}
-    for key in ("writable_seconds", "healthy_seconds", "client_write_outage_seconds",
-                "operator_seconds"):
+    for key in (
+        "writable_seconds",
+        "healthy_seconds",
+        "client_write_outage_seconds",
+        "operator_seconds",
+    ):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
-            out[key] = {"median": round(statistics.median(values), 2),
-                        "min": round(min(values), 2), "max": round(max(values), 2)}
+            out[key] = {
+                "median": round(statistics.median(values), 2),
+                "min": round(min(values), 2),
+                "max": round(max(values), 2),
+            }
     out["lost_writes_total"] = sum(r["lost_writes"] for r in runs)
     return out
 
@@ -179,23 +210,35 @@ def markdown(report: dict) -> str:
         return f"{s['median']} s (min {s['min']}, max {s['max']})" if s else "-"
 
     n = {name: len(side["failovers"]) for name, side in sides.items()}
-    for key, label in (("writable_seconds", "fault → writable primary"),
-                       ("healthy_seconds", "fault → every instance healthy"),
-                       ("client_write_outage_seconds", "client write outage"),
-                       ("operator_seconds", "operator's own failover time")):
-        lines.append(f"| {label} (median of {'/'.join(str(n[x]) for x in names)}) | "
-                     + " | ".join(cell(sides[x], key) for x in names) + " |")
-    lines.append("| acknowledged writes lost in the failovers | "
-                 + " | ".join(str(sides[x]["failover_summary"]["lost_writes_total"])
-                              for x in names) + " |")
-    lines.append("| restore: database size | "
-                 + " | ".join(f"{sides[x]['restore']['database_bytes'] / 1e6:.0f} MB"
-                              for x in names) + " |")
-    for key, label in (("backup_seconds", "backup (drill's, archive end included)"),
-                       ("restore_seconds", "restore into restore-test (position proven)"),
-                       ("restore_mb_per_s", "restore MB/s")):
-        lines.append(f"| {label} | " + " | ".join(str(sides[x]["restore"][key]) for x in names)
-                     + " |")
+    for key, label in (
+        ("writable_seconds", "fault → writable primary"),
+        ("healthy_seconds", "fault → every instance healthy"),
+        ("client_write_outage_seconds", "client write outage"),
+        ("operator_seconds", "operator's own failover time"),
+    ):
+        lines.append(
+            f"| {label} (median of {'/'.join(str(n[x]) for x in names)}) | "
+            + " | ".join(cell(sides[x], key) for x in names)
+            + " |"
+        )
+    lines.append(
+        "| acknowledged writes lost in the failovers | "
+        + " | ".join(str(sides[x]["failover_summary"]["lost_writes_total"]) for x in names)
+        + " |"
+    )
+    lines.append(
+        "| restore: database size | "
+        + " | ".join(f"{sides[x]['restore']['database_bytes'] / 1e6:.0f} MB" for x in names)
+        + " |"
+    )
+    for key, label in (
+        ("backup_seconds", "backup (drill's, archive end included)"),
+        ("restore_seconds", "restore into restore-test (position proven)"),
+        ("restore_mb_per_s", "restore MB/s"),
+    ):
+        lines.append(
+            f"| {label} | " + " | ".join(str(sides[x]["restore"][key]) for x in names) + " |"
+        )
     return "\n".join(lines) + f"\n\nPeers: {PEERS}\n"
 
 
@@ -205,13 +248,19 @@ def main() -> int:
     scale = 1 if smoke else int(os.environ.get("BENCH_RESTORE_SCALE", "70"))
     wanted = [t.strip() for t in os.environ.get("BENCH_TARGETS", "lab,sandbox").split(",") if t]
     started = datetime.now(UTC)
-    report = {"started_at": started.isoformat(), "machine": {"cpus": os.cpu_count()},
-              "failovers_per_target": failovers, "restore_scale": scale, "targets": {}}
+    report = {
+        "started_at": started.isoformat(),
+        "machine": {"cpus": os.cpu_count()},
+        "failovers_per_target": failovers,
+        "restore_scale": scale,
+        "targets": {},
+    }
     with tempfile.TemporaryDirectory(prefix="pgdrill-bench-lab-") as tmp:
         tmp = Path(tmp)
         if "lab" in wanted:
             report["targets"]["lab (CNPG 1.30.0)"] = measure(
-                "lab", lab_configuration(), tmp / "lab", failovers, scale)
+                "lab", lab_configuration(), tmp / "lab", failovers, scale
+            )
         if "sandbox" in wanted:
             from pgdrill.targets.sandbox.target import SandboxTarget
 
@@ -220,8 +269,12 @@ def main() -> int:
             sandbox.up()
             try:
                 report["targets"]["sandbox"] = measure(
-                    "sandbox", {"pgdrill_target": "sandbox", "sandbox_home": str(home)},
-                    tmp / "sandbox", failovers, scale)
+                    "sandbox",
+                    {"pgdrill_target": "sandbox", "sandbox_home": str(home)},
+                    tmp / "sandbox",
+                    failovers,
+                    scale,
+                )
             finally:
                 sandbox.down()
     report["ended_at"] = datetime.now(UTC).isoformat()

@@ -30,10 +30,12 @@ from pgdrill.targets.sandbox.target import SandboxTarget
 
 def settings() -> dict:
     rate = os.environ.get("BENCH_RATE") or str(DEFAULT_RATE)
-    return {"seconds": float(os.environ.get("BENCH_SECONDS") or 20),
-            "users": int(os.environ.get("BENCH_USERS") or DEFAULT_USERS),
-            "rate": None if rate.lower() in ("none", "0", "unpaced") else float(rate),
-            "batch": int(os.environ.get("BENCH_BATCH") or DEFAULT_BATCH)}
+    return {
+        "seconds": float(os.environ.get("BENCH_SECONDS") or 20),
+        "users": int(os.environ.get("BENCH_USERS") or DEFAULT_USERS),
+        "rate": None if rate.lower() in ("none", "0", "unpaced") else float(rate),
+        "batch": int(os.environ.get("BENCH_BATCH") or DEFAULT_BATCH),
+    }
 
 
 def run(target: SandboxTarget) -> dict:

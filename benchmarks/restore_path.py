@@ -13,13 +13,13 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.checklist import Check, Checklist, run_checklist
-from pgdrill.model import RecoveryTarget
-from pgdrill.restored import read_reached_position
+from pgdrill.core.model import RecoveryTarget
+from pgdrill.core.waiting import poll_until
+from pgdrill.restore.facts import read_reached_position
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.restore import WAL_MAX_PARALLEL, recovery_settings, signal_recovery
 from pgdrill.targets.sandbox.state import free_port
-from pgdrill.waiting import poll_until
+from pgdrill.verification.checklist import Check, Checklist, run_checklist
 
 DB = "bench"
 
@@ -33,18 +33,38 @@ def load_database(target, scale: int) -> dict:
         conn.execute(f"DROP DATABASE IF EXISTS {DB}")
         conn.execute(f"CREATE DATABASE {DB}")
     t0 = time.monotonic()
-    postgres.run(cluster.run_as, [postgres.binary("pgbench"), "-i", "-s", str(scale), "-q",
-                                  "-h", primary.host, "-p", str(primary.port), "-U",
-                                  primary.user, DB],
-                 env=cluster.process_env(), timeout=3600, what=f"pgbench -i -s {scale}")
+    postgres.run(
+        cluster.run_as,
+        [
+            postgres.binary("pgbench"),
+            "-i",
+            "-s",
+            str(scale),
+            "-q",
+            "-h",
+            primary.host,
+            "-p",
+            str(primary.port),
+            "-U",
+            primary.user,
+            DB,
+        ],
+        env=cluster.process_env(),
+        timeout=3600,
+        what=f"pgbench -i -s {scale}",
+    )
     seconds = time.monotonic() - t0
     with target.connect(primary, DB) as conn:
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     cluster.wait_archiving(primary.name, timeout=1800)
-    return {"scale": scale, "rows": scale * 100_000, "database_bytes": size,
-            "load_seconds": round(seconds, 2)}
+    return {
+        "scale": scale,
+        "rows": scale * 100_000,
+        "database_bytes": size,
+        "load_seconds": round(seconds, 2),
+    }
 
 
 def make_wal(target, fraction: float = 0.1) -> dict:
@@ -55,21 +75,26 @@ def make_wal(target, fraction: float = 0.1) -> dict:
         conn.autocommit = True
         start = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         modulo = max(1, round(1 / fraction))
-        conn.execute(f"UPDATE pgbench_accounts SET abalance = abalance + 1 "
-                     f"WHERE aid % {modulo} = 0")
-        wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)",
-                           (start,)).fetchone()[0]
+        conn.execute(
+            f"UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % {modulo} = 0"
+        )
+        wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start,)).fetchone()[
+            0
+        ]
     cluster.wait_archiving(primary.name, timeout=1800)
     return {"wal_bytes": int(wal)}
 
 
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:
     """count(*) of every table of the bench database: the raw path's check."""
-    names = [r[0] for r in conn.execute(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = "
-        "'public'::regnamespace ORDER BY 1").fetchall()]
-    return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-            for name in names}
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = "
+            "'public'::regnamespace ORDER BY 1"
+        ).fetchall()
+    ]
+    return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}
 
 
 def raw_backup(target) -> float:
@@ -77,8 +102,9 @@ def raw_backup(target) -> float:
     cluster, primary = target._cluster(), target.primary()
     argv = cluster.store.backup_argv(primary.host, primary.port, primary.user)
     t0 = time.monotonic()
-    postgres.run(cluster.run_as, argv, env=cluster.process_env(), timeout=3600,
-                 what="barman-cloud-backup")
+    postgres.run(
+        cluster.run_as, argv, env=cluster.process_env(), timeout=3600, what="barman-cloud-backup"
+    )
     return round(time.monotonic() - t0, 3)
 
 
@@ -96,12 +122,18 @@ def raw_restore(target, backup_id: str, max_parallel: int) -> dict:
     phases: dict[str, float] = {}
     try:
         t0 = time.monotonic()
-        postgres.run(cluster.run_as, cluster.store.restore_argv(backup_id, data), env=env,
-                     timeout=3600, what="barman-cloud-restore")
+        postgres.run(
+            cluster.run_as,
+            cluster.store.restore_argv(backup_id, data),
+            env=env,
+            timeout=3600,
+            what="barman-cloud-restore",
+        )
         phases["fetch"] = time.monotonic() - t0
         command = cluster.store.restore_command(max_parallel, spool)
-        postgres.append_conf(data, recovery_settings(command, RecoveryTarget.parse()),
-                             header="bench raw restore")
+        postgres.append_conf(
+            data, recovery_settings(command, RecoveryTarget.parse()), header="bench raw restore"
+        )
         signal_recovery(data)
         cluster.run_as.chown_tree(data)
         t0 = time.monotonic()
@@ -109,8 +141,13 @@ def raw_restore(target, backup_id: str, max_parallel: int) -> dict:
 
         def promoted() -> bool:
             try:
-                with psycopg.connect(host="127.0.0.1", port=port, user="postgres",
-                                     dbname="postgres", connect_timeout=2) as conn:
+                with psycopg.connect(
+                    host="127.0.0.1",
+                    port=port,
+                    user="postgres",
+                    dbname="postgres",
+                    connect_timeout=2,
+                ) as conn:
                     return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
             except psycopg.OperationalError:
                 return False
@@ -124,8 +161,12 @@ def raw_restore(target, backup_id: str, max_parallel: int) -> dict:
     finally:
         postgres.stop(cluster.run_as, data, mode="immediate")
         shutil.rmtree(home, ignore_errors=True)
-    return {"max_parallel": max_parallel, "phases": _rounded(phases),
-            "seconds": round(sum(phases.values()), 3), "counts": counts}
+    return {
+        "max_parallel": max_parallel,
+        "phases": _rounded(phases),
+        "seconds": round(sum(phases.values()), 3),
+        "counts": counts,
+    }
 
 
 def pgdrill_restore(target, expected_counts: dict[str, int]) -> dict:
@@ -139,20 +180,31 @@ def pgdrill_restore(target, expected_counts: dict[str, int]) -> dict:
     t0 = time.monotonic()
     with target.connect(result.instance, "postgres") as conn:
         reached = read_reached_position(conn)
-    checklist = Checklist(path="bench", database=DB, checks=tuple(
-        Check(f"{name}-rows", f'SELECT count(*) FROM "{name}"', count)
-        for name, count in expected_counts.items()))
+    checklist = Checklist(
+        path="bench",
+        database=DB,
+        checks=tuple(
+            Check(f"{name}-rows", f'SELECT count(*) FROM "{name}"', count)
+            for name, count in expected_counts.items()
+        ),
+    )
     with target.connect(result.instance, DB) as conn:
         results = run_checklist(conn, checklist)
     checks = time.monotonic() - t0
     target.cleanup_restore()
     if not all(r.passed for r in results):
-        raise RuntimeError("the bench restore failed its checklist: "
-                           + ", ".join(r.name for r in results if not r.passed))
-    return {"backup_id": backup.id, "phases": {**result.phase_details,
-                                               "checks": round(checks, 3)},
-            "restore_seconds": round(restored, 3), "seconds": round(restored + checks, 3),
-            "reached": reached.describe(), "wal_max_parallel": WAL_MAX_PARALLEL}
+        raise RuntimeError(
+            "the bench restore failed its checklist: "
+            + ", ".join(r.name for r in results if not r.passed)
+        )
+    return {
+        "backup_id": backup.id,
+        "phases": {**result.phase_details, "checks": round(checks, 3)},
+        "restore_seconds": round(restored, 3),
+        "seconds": round(restored + checks, 3),
+        "reached": reached.describe(),
+        "wal_max_parallel": WAL_MAX_PARALLEL,
+    }
 
 
 def _rounded(phases: dict[str, float]) -> dict[str, float]:

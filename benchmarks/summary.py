@@ -27,23 +27,37 @@ def judge(report: dict, smoke: bool = False) -> list[dict]:
     verdicts = []
     for size in report["sizes"]:
         fingerprints = size.get("fingerprints") or {}
-        values = {"overhead_ratio": size.get("overhead_ratio"),
-                  "fingerprint_vs_seqscan": fingerprints.get("fingerprint_vs_seqscan"),
-                  "fingerprint_vs_naive": fingerprints.get("fingerprint_vs_naive")}
+        values = {
+            "overhead_ratio": size.get("overhead_ratio"),
+            "fingerprint_vs_seqscan": fingerprints.get("fingerprint_vs_seqscan"),
+            "fingerprint_vs_naive": fingerprints.get("fingerprint_vs_naive"),
+        }
         if size["size"] in SPEEDUP_SIZES:
             values["replay_speedup"] = size.get("replay_speedup")
         for name, value in values.items():
             comparison, goal = GOALS[name]
-            verdicts.append({"goal": name, "size": size["size"], "measured": value,
-                             "target": f"{comparison} {goal}",
-                             "met": None if smoke else _met(value, comparison, goal)})
+            verdicts.append(
+                {
+                    "goal": name,
+                    "size": size["size"],
+                    "measured": value,
+                    "target": f"{comparison} {goal}",
+                    "met": None if smoke else _met(value, comparison, goal),
+                }
+            )
     load = report.get("load") or {}
     for name in ("acked_writes_per_second", "lost_write_count_error"):
         comparison, goal = GOALS[name]
         value = load.get(name)
-        verdicts.append({"goal": name, "size": None, "measured": value,
-                         "target": f"{comparison} {goal}",
-                         "met": None if smoke else _met(value, comparison, goal)})
+        verdicts.append(
+            {
+                "goal": name,
+                "size": None,
+                "measured": value,
+                "target": f"{comparison} {goal}",
+                "met": None if smoke else _met(value, comparison, goal),
+            }
+        )
     return verdicts
 
 
@@ -67,45 +81,74 @@ def markdown(report: dict) -> str:
     def phase(part: str, name: str):
         return lambda s: (s[part]["restore"]["phases"] or {}).get(name)
 
-    lines = [head, rule,
-             row("database MB", lambda s: s["database_bytes"] / 1e6),
-             row("WAL replayed after the backup, MB", lambda s: s["wal_bytes"] / 1e6),
-             row("raw: barman-cloud-backup s", lambda s: s["raw"]["backup_seconds"]),
-             row("raw: fetch s", phase("raw", "fetch")),
-             row("raw: replay s (parallel fetch)", phase("raw", "replay")),
-             row("raw: count(*) of every table s", phase("raw", "checks")),
-             row("raw: total s", lambda s: s["raw"]["seconds"]),
-             row("pgdrill: backup s", lambda s: s["pgdrill"]["backup_seconds"]),
-             row("pgdrill: restore (fetch+replay+ready) s",
-                 lambda s: s["pgdrill"]["restore"]["restore_seconds"]),
-             row("pgdrill: position proof + checklist s", phase("pgdrill", "checks")),
-             row("pgdrill: total s", lambda s: s["pgdrill"]["seconds"]),
-             row("**overhead_ratio** (goal <= 1.15)", lambda s: s["overhead_ratio"]),
-             row("replay, one process per segment s", lambda s: s["replay_serial_seconds"]),
-             row("replay, parallel fetch s", lambda s: s["replay_parallel_seconds"]),
-             row("**replay speedup** (goal >= 2 at 1 GB)", lambda s: s["replay_speedup"]),
-             row("restore MB/s (database / pgdrill restore)", lambda s: s["restore_mb_per_s"]),
-             row("fingerprint rows/s", lambda s: (s.get("fingerprints") or {}).get(
-                 "fingerprint_rows_per_s")),
-             row("**fingerprint_vs_seqscan** (vs the row-text scan; goal >= 0.7)", lambda s: (
-                 s.get("fingerprints") or {}).get("fingerprint_vs_seqscan")),
-             row("fingerprint vs a row scan without text (stricter)", lambda s: (
-                 s.get("fingerprints") or {}).get("fingerprint_vs_row_scan")),
-             row("**fingerprint_vs_naive** (goal >= 3)", lambda s: (
-                 s.get("fingerprints") or {}).get("fingerprint_vs_naive"))]
+    lines = [
+        head,
+        rule,
+        row("database MB", lambda s: s["database_bytes"] / 1e6),
+        row("WAL replayed after the backup, MB", lambda s: s["wal_bytes"] / 1e6),
+        row("raw: barman-cloud-backup s", lambda s: s["raw"]["backup_seconds"]),
+        row("raw: fetch s", phase("raw", "fetch")),
+        row("raw: replay s (parallel fetch)", phase("raw", "replay")),
+        row("raw: count(*) of every table s", phase("raw", "checks")),
+        row("raw: total s", lambda s: s["raw"]["seconds"]),
+        row("pgdrill: backup s", lambda s: s["pgdrill"]["backup_seconds"]),
+        row(
+            "pgdrill: restore (fetch+replay+ready) s",
+            lambda s: s["pgdrill"]["restore"]["restore_seconds"],
+        ),
+        row("pgdrill: position proof + checklist s", phase("pgdrill", "checks")),
+        row("pgdrill: total s", lambda s: s["pgdrill"]["seconds"]),
+        row("**overhead_ratio** (goal <= 1.15)", lambda s: s["overhead_ratio"]),
+        row("replay, one process per segment s", lambda s: s["replay_serial_seconds"]),
+        row("replay, parallel fetch s", lambda s: s["replay_parallel_seconds"]),
+        row("**replay speedup** (goal >= 2 at 1 GB)", lambda s: s["replay_speedup"]),
+        row("restore MB/s (database / pgdrill restore)", lambda s: s["restore_mb_per_s"]),
+        row(
+            "fingerprint rows/s",
+            lambda s: (s.get("fingerprints") or {}).get("fingerprint_rows_per_s"),
+        ),
+        row(
+            "**fingerprint_vs_seqscan** (vs the row-text scan; goal >= 0.7)",
+            lambda s: (s.get("fingerprints") or {}).get("fingerprint_vs_seqscan"),
+        ),
+        row(
+            "fingerprint vs a row scan without text (stricter)",
+            lambda s: (s.get("fingerprints") or {}).get("fingerprint_vs_row_scan"),
+        ),
+        row(
+            "**fingerprint_vs_naive** (goal >= 3)",
+            lambda s: (s.get("fingerprints") or {}).get("fingerprint_vs_naive"),
+        ),
+    ]
     load = report.get("load") or {}
-    lines += ["", f"Load during the drill: **{_fmt(load.get('acked_writes_per_second'))} "
-              f"acknowledged writes/s** (goal >= 300), lost_write_count_error "
-              f"**{_fmt(load.get('lost_write_count_error'))}** (goal 0)."]
+    lines += [
+        "",
+        f"Load during the drill: **{_fmt(load.get('acked_writes_per_second'))} "
+        f"acknowledged writes/s** (goal >= 300), lost_write_count_error "
+        f"**{_fmt(load.get('lost_write_count_error'))}** (goal 0).",
+    ]
     if report.get("growth"):
         g = report["growth"]
-        lines.append(f"Growth: the drill's backup + restore path takes "
-                     f"{_fmt(g['drill_seconds_per_gb'])} s more per GB ({g['from']} → {g['to']}).")
+        lines.append(
+            f"Growth: the drill's backup + restore path takes "
+            f"{_fmt(g['drill_seconds_per_gb'])} s more per GB ({g['from']} → {g['to']})."
+        )
     missed = [v for v in report.get("verdicts") or [] if v["met"] is False]
     unmeasured = [v for v in report.get("verdicts") or [] if v["measured"] is None]
-    lines.append("Goals: " + ("all met." if not missed else "MISSED: " + ", ".join(
-        f"{v['goal']} {('at ' + v['size']) if v['size'] else ''} = {_fmt(v['measured'])} "
-        f"({v['target']})" for v in missed) + "."))
+    lines.append(
+        "Goals: "
+        + (
+            "all met."
+            if not missed
+            else "MISSED: "
+            + ", ".join(
+                f"{v['goal']} {('at ' + v['size']) if v['size'] else ''} = {_fmt(v['measured'])} "
+                f"({v['target']})"
+                for v in missed
+            )
+            + "."
+        )
+    )
     if unmeasured:
         lines.append("Not measured: " + ", ".join(sorted({v["goal"] for v in unmeasured})) + ".")
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ extended attributes (file capabilities) are not copied.
 --cmd-json/--entrypoint-json for e.g. ["pgdrill", "--help"]. --cmd with no word
 means no Cmd. --env replaces the default PATH when it sets PATH.
 """
+
 import argparse
 import gzip
 import hashlib
@@ -41,7 +42,7 @@ class HashWriter:
     def write(self, b):
         if self.os_byte is not None and self.n <= 9 < self.n + len(b):
             i = 9 - self.n
-            b = bytes(b[:i]) + self.os_byte + bytes(b[i + 1:])
+            b = bytes(b[:i]) + self.os_byte + bytes(b[i + 1 :])
         self.h.update(b)
         self.n += len(b)
         return self.out.write(b)
@@ -62,8 +63,7 @@ def blob(tf, data):
 def write_layer(rootfs, out, level):
     """Write the gzipped layer of ROOTFS to file OUT; returns (diff_id, digest, size)."""
     zsink = HashWriter(out, os_byte=gzip.compress(b"", mtime=0)[9:10])
-    with gzip.GzipFile(filename="", mode="wb", fileobj=zsink, compresslevel=level,
-                       mtime=0) as gz:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=zsink, compresslevel=level, mtime=0) as gz:
         tsink = HashWriter(gz)
         with tarfile.open(fileobj=tsink, mode="w|", format=tarfile.PAX_FORMAT) as lt:
             for root, dirs, files in os.walk(rootfs):
@@ -145,21 +145,38 @@ def main():
             man = {
                 "schemaVersion": 2,
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": cdig, "size": csize},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                            "digest": ldig, "size": lsize}],
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": cdig,
+                    "size": csize,
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": ldig,
+                        "size": lsize,
+                    }
+                ],
             }
             mdig, msize = blob(tf, json.dumps(man).encode())
             index = {
                 "schemaVersion": 2,
-                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "digest": mdig, "size": msize,
-                               "annotations": {"org.opencontainers.image.ref.name": a.ref,
-                                               "io.containerd.image.name": a.ref}}],
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": mdig,
+                        "size": msize,
+                        "annotations": {
+                            "org.opencontainers.image.ref.name": a.ref,
+                            "io.containerd.image.name": a.ref,
+                        },
+                    }
+                ],
             }
-            for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
-                               ("index.json", json.dumps(index).encode())):
+            for name, data in (
+                ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                ("index.json", json.dumps(index).encode()),
+            ):
                 ti = tarfile.TarInfo(name)
                 ti.size = len(data)
                 tf.addfile(ti, io.BytesIO(data))

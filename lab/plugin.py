@@ -41,19 +41,25 @@ from seed import BUCKET, DATA_SQL, ENDPOINT, IMAGE, NAMESPACE, SECRET  # noqa: E
 
 PLUGIN_VERSION = os.environ.get("PGDRILL_LAB_PLUGIN_VERSION", "v0.15.0")
 CACHE_ROOT = Path(os.environ.get("PGDRILL_LAB_CACHE", Path.home() / ".cache" / "pgdrill-lab"))
-PLUGIN_SOURCE = (CACHE_ROOT / "go" / "mod" / "github.com" / "cloudnative-pg"
-                 / f"plugin-barman-cloud@{PLUGIN_VERSION}")
+PLUGIN_SOURCE = (
+    CACHE_ROOT
+    / "go"
+    / "mod"
+    / "github.com"
+    / "cloudnative-pg"
+    / f"plugin-barman-cloud@{PLUGIN_VERSION}"
+)
 PLUGIN_IMAGE = f"pgdrill.local/plugin-barman-cloud:{PLUGIN_VERSION}"
 SIDECAR_IMAGE = f"pgdrill.local/plugin-barman-cloud-sidecar:{PLUGIN_VERSION}"
 OPERATOR_NAMESPACE = "cnpg-system"
-DEPLOYMENT = "barman-cloud"          # Deployment and Service of the manifest
+DEPLOYMENT = "barman-cloud"  # Deployment and Service of the manifest
 SERVICE = "barman-cloud"
 PLUGIN_NAME = "barman-cloud.cloudnative-pg.io"
 PLUGIN_FINALIZER = "cnpg.io/cleanupPlugin"  # CNPG's utils.PluginFinalizerName
 CLIENT_TLS, SERVER_TLS = "barman-cloud-client-tls", "barman-cloud-server-tls"
-CERT_DURATION = datetime.timedelta(hours=2160)   # the manifest's Certificates
+CERT_DURATION = datetime.timedelta(hours=2160)  # the manifest's Certificates
 CERT_RENEW_BEFORE = datetime.timedelta(hours=360)
-TLS_HASH_ANNOTATION = "pgdrill.lab/tls-sha256"   # rolls the plugin when its certificates change
+TLS_HASH_ANNOTATION = "pgdrill.lab/tls-sha256"  # rolls the plugin when its certificates change
 
 STORE = "pg-plugin-store"
 CLUSTER = "pg-plugin"
@@ -63,21 +69,34 @@ PLUGIN_GROUP, PLUGIN_API_VERSION = "barmancloud.cnpg.io", "v1"
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] plugin: {message}", file=sys.stderr,
-          flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S', time.gmtime())}] plugin: {message}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def kubectl_bin() -> str:
-    out = subprocess.run(["sh", str(REPO / "lab" / "build.sh"), "--print-bin"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sh", str(REPO / "lab" / "build.sh"), "--print-bin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return f"{out.stdout.strip()}/kubectl"
 
 
-def kubectl(state: Path, *args: str, input: str | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def kubectl(
+    state: Path, *args: str, input: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """kubectl as the lab's admin; its output is never echoed (it may hold Secret data)."""
-    return subprocess.run([kubectl_bin(), "--kubeconfig", str(state / "kubeconfig"), *args],
-                          input=input, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [kubectl_bin(), "--kubeconfig", str(state / "kubeconfig"), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 2.0):
@@ -92,8 +111,9 @@ def wait_for(what: str, check, timeout: float, interval: float = 2.0):
         time.sleep(interval)
 
 
-def create_or_keep(state: Path, plural: str, body: dict, *, group: str = CNPG_GROUP,
-                   version: str = CNPG_VERSION) -> bool:
+def create_or_keep(
+    state: Path, plural: str, body: dict, *, group: str = CNPG_GROUP, version: str = CNPG_VERSION
+) -> bool:
     """Create a namespaced custom object; keep it when it exists. True when created."""
     client = seed._api(state)
     custom = client.CustomObjectsApi()
@@ -104,8 +124,10 @@ def create_or_keep(state: Path, plural: str, body: dict, *, group: str = CNPG_GR
         return True
     except client.ApiException as exc:
         if exc.status != 409:
-            raise SystemExit(f"plugin: the API server refused {body['kind']} {meta['name']}: "
-                             f"HTTP {exc.status}: {seed._message(exc)}") from None
+            raise SystemExit(
+                f"plugin: the API server refused {body['kind']} {meta['name']}: "
+                f"HTTP {exc.status}: {seed._message(exc)}"
+            ) from None
         log(f"{body['kind']} {meta['namespace']}/{meta['name']} exists")
         return False
 
@@ -124,21 +146,35 @@ def self_signed_certificate(common_name: str, *, server: bool) -> tuple[bytes, b
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now).not_valid_after(now + CERT_DURATION)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + CERT_DURATION)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
     if server:
-        dns = [SERVICE, f"{SERVICE}.{OPERATOR_NAMESPACE}.svc",
-               f"{SERVICE}.{OPERATOR_NAMESPACE}.svc.cluster.local"]
+        dns = [
+            SERVICE,
+            f"{SERVICE}.{OPERATOR_NAMESPACE}.svc",
+            f"{SERVICE}.{OPERATOR_NAMESPACE}.svc.cluster.local",
+        ]
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
+            x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False
+        )
     cert = builder.sign(key, hashes.SHA256())
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM,
-                              serialization.PrivateFormat.TraditionalOpenSSL,
-                              serialization.NoEncryption()))
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
 
 
 def _certificate_current(secret) -> bool:
@@ -146,8 +182,11 @@ def _certificate_current(secret) -> bool:
     from cryptography import x509
 
     data = (secret.data or {}) if secret is not None else {}
-    if secret is None or secret.type != "kubernetes.io/tls" \
-            or not all(data.get(k) for k in ("tls.crt", "tls.key", "ca.crt")):
+    if (
+        secret is None
+        or secret.type != "kubernetes.io/tls"
+        or not all(data.get(k) for k in ("tls.crt", "tls.key", "ca.crt"))
+    ):
         return False
     try:
         cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
@@ -173,17 +212,28 @@ def ensure_tls_secret(state: Path, name: str, common_name: str, *, server: bool)
         log(f"Secret {OPERATOR_NAMESPACE}/{name} exists (certificate current)")
         return base64.b64decode(secret.data["tls.crt"])
     cert, key = self_signed_certificate(common_name, server=server)
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE,
-                         "labels": {"app.kubernetes.io/managed-by": "pgdrill-lab"}},
-            "data": {k: base64.b64encode(v).decode() for k, v in
-                     (("tls.crt", cert), ("tls.key", key), ("ca.crt", cert))}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": name,
+            "namespace": OPERATOR_NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "pgdrill-lab"},
+        },
+        "data": {
+            k: base64.b64encode(v).decode()
+            for k, v in (("tls.crt", cert), ("tls.key", key), ("ca.crt", cert))
+        },
+    }
     if secret is None:
         core.create_namespaced_secret(OPERATOR_NAMESPACE, body)
     else:
         core.replace_namespaced_secret(name, OPERATOR_NAMESPACE, body)
-    log(f"Secret {OPERATOR_NAMESPACE}/{name}: self-signed certificate CN={common_name} "
-        f"({'serverAuth' if server else 'clientAuth'}, {CERT_DURATION.days} days)")
+    log(
+        f"Secret {OPERATOR_NAMESPACE}/{name}: self-signed certificate CN={common_name} "
+        f"({'serverAuth' if server else 'clientAuth'}, {CERT_DURATION.days} days)"
+    )
     return cert
 
 
@@ -197,15 +247,18 @@ def plugin_manifest(tls_hash: str) -> list[dict]:
         raise SystemExit(f"plugin: no {manifest}: run sh lab/build.sh (the plugin's module)")
     docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
     docs = [d for d in docs if not d.get("apiVersion", "").startswith("cert-manager.io/")]
-    sidecar_secrets = [d for d in docs if d["kind"] == "Secret"
-                       and "SIDECAR_IMAGE" in (d.get("data") or {})]
-    deployments = [d for d in docs if d["kind"] == "Deployment"
-                   and d["metadata"]["name"] == DEPLOYMENT]
+    sidecar_secrets = [
+        d for d in docs if d["kind"] == "Secret" and "SIDECAR_IMAGE" in (d.get("data") or {})
+    ]
+    deployments = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == DEPLOYMENT
+    ]
     if len(sidecar_secrets) != 1 or len(deployments) != 1:
-        raise SystemExit(f"plugin: {manifest} is not the expected manifest (one Deployment "
-                         f"{DEPLOYMENT}, one Secret with SIDECAR_IMAGE)")
-    sidecar_secrets[0]["data"]["SIDECAR_IMAGE"] = base64.b64encode(
-        SIDECAR_IMAGE.encode()).decode()
+        raise SystemExit(
+            f"plugin: {manifest} is not the expected manifest (one Deployment "
+            f"{DEPLOYMENT}, one Secret with SIDECAR_IMAGE)"
+        )
+    sidecar_secrets[0]["data"]["SIDECAR_IMAGE"] = base64.b64encode(SIDECAR_IMAGE.encode()).decode()
     template = deployments[0]["spec"]["template"]
     template["metadata"].setdefault("annotations", {})[TLS_HASH_ANNOTATION] = tls_hash
     for container in template["spec"]["containers"]:
@@ -216,21 +269,40 @@ def plugin_manifest(tls_hash: str) -> list[dict]:
 def apply_documents(state: Path, docs: list[dict]) -> None:
     import yaml
 
-    out = kubectl(state, "apply", "--server-side", "--force-conflicts", "-f", "-",
-                  input=yaml.safe_dump_all(docs, sort_keys=False))
+    out = kubectl(
+        state,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(docs, sort_keys=False),
+    )
     if out.returncode != 0:
-        raise SystemExit(f"plugin: kubectl apply of the plugin's manifest failed: "
-                         f"{out.stderr.strip()}")
+        raise SystemExit(
+            f"plugin: kubectl apply of the plugin's manifest failed: {out.stderr.strip()}"
+        )
 
 
 def wait_deployment_available(state: Path, timeout: float = 300) -> None:
-    out = kubectl(state, "-n", OPERATOR_NAMESPACE, "rollout", "status",
-                  f"deployment/{DEPLOYMENT}", f"--timeout={int(timeout)}s", timeout=timeout + 30)
+    out = kubectl(
+        state,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "status",
+        f"deployment/{DEPLOYMENT}",
+        f"--timeout={int(timeout)}s",
+        timeout=timeout + 30,
+    )
     if out.returncode != 0:
-        pods = kubectl(state, "-n", OPERATOR_NAMESPACE, "get", "pods", "-l", f"app={DEPLOYMENT}",
-                       "-o", "wide").stdout
-        raise SystemExit(f"plugin: Deployment {OPERATOR_NAMESPACE}/{DEPLOYMENT} not available "
-                         f"after {timeout:.0f}s: {out.stderr.strip()}\n{pods}")
+        pods = kubectl(
+            state, "-n", OPERATOR_NAMESPACE, "get", "pods", "-l", f"app={DEPLOYMENT}", "-o", "wide"
+        ).stdout
+        raise SystemExit(
+            f"plugin: Deployment {OPERATOR_NAMESPACE}/{DEPLOYMENT} not available "
+            f"after {timeout:.0f}s: {out.stderr.strip()}\n{pods}"
+        )
     log(f"Deployment {OPERATOR_NAMESPACE}/{DEPLOYMENT} available ({PLUGIN_IMAGE})")
 
 
@@ -243,8 +315,7 @@ def wait_operator_sees_plugin(state: Path, timeout: float = 120) -> None:
         service = core.read_namespaced_service(SERVICE, OPERATOR_NAMESPACE)
         return PLUGIN_FINALIZER in (service.metadata.finalizers or [])
 
-    wait_for(f"the CNPG operator to take in Service {OPERATOR_NAMESPACE}/{SERVICE}", seen,
-             timeout)
+    wait_for(f"the CNPG operator to take in Service {OPERATOR_NAMESPACE}/{SERVICE}", seen, timeout)
     log(f"the CNPG operator took in plugin {PLUGIN_NAME} (Service {SERVICE})")
 
 
@@ -265,39 +336,63 @@ SIDECAR_ENV = "PGDRILL_LAB_SIDECAR"
 
 def object_store_manifest() -> dict:
     """pg-main's bucket, endpoint, Secret and compression, as an ObjectStore."""
-    keys = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
-            "region": "REGION"}
-    return {"apiVersion": f"{PLUGIN_GROUP}/{PLUGIN_API_VERSION}", "kind": "ObjectStore",
-            "metadata": {"name": STORE, "namespace": NAMESPACE},
-            "spec": {"configuration": {
-                "destinationPath": f"s3://{BUCKET}/", "endpointURL": ENDPOINT,
+    keys = {
+        "accessKeyId": "ACCESS_KEY_ID",
+        "secretAccessKey": "ACCESS_SECRET_KEY",
+        "region": "REGION",
+    }
+    return {
+        "apiVersion": f"{PLUGIN_GROUP}/{PLUGIN_API_VERSION}",
+        "kind": "ObjectStore",
+        "metadata": {"name": STORE, "namespace": NAMESPACE},
+        "spec": {
+            "configuration": {
+                "destinationPath": f"s3://{BUCKET}/",
+                "endpointURL": ENDPOINT,
                 "s3Credentials": {f: {"name": SECRET, "key": k} for f, k in keys.items()},
                 "wal": {"compression": "gzip"},
-                "data": {"compression": "gzip", "immediateCheckpoint": True}},
-                # a literal env var, as a user sets proxies or AWS_* options: a restore's
-                # ObjectStore copy must carry it into the recovery Job (tests/lab)
-                "instanceSidecarConfiguration": {
-                    "env": [{"name": SIDECAR_ENV, "value": "lab"}]}}}
+                "data": {"compression": "gzip", "immediateCheckpoint": True},
+            },
+            # a literal env var, as a user sets proxies or AWS_* options: a restore's
+            # ObjectStore copy must carry it into the recovery Job (tests/lab)
+            "instanceSidecarConfiguration": {"env": [{"name": SIDECAR_ENV, "value": "lab"}]},
+        },
+    }
 
 
 def cluster_manifest() -> dict:
     """One instance (the lab has 2 cores), the plugin as its WAL archiver."""
     return {
-        "apiVersion": f"{CNPG_GROUP}/{CNPG_VERSION}", "kind": "Cluster",
+        "apiVersion": f"{CNPG_GROUP}/{CNPG_VERSION}",
+        "kind": "Cluster",
         "metadata": {"name": CLUSTER, "namespace": NAMESPACE},
         "spec": {
-            "instances": 1, "imageName": IMAGE, "imagePullPolicy": "IfNotPresent",
+            "instances": 1,
+            "imageName": IMAGE,
+            "imagePullPolicy": "IfNotPresent",
             "enableSuperuserAccess": True,
             "storage": {"size": "1Gi", "storageClass": "local-path"},
             "postgresql": {"parameters": {"archive_timeout": "30s"}},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-            "plugins": [{"name": PLUGIN_NAME, "isWALArchiver": True,
-                         "parameters": {"barmanObjectName": STORE}}]}}
+            "plugins": [
+                {
+                    "name": PLUGIN_NAME,
+                    "isWALArchiver": True,
+                    "parameters": {"barmanObjectName": STORE},
+                }
+            ],
+        },
+    }
 
 
 def step_object_store(state: Path) -> None:
-    create_or_keep(state, "objectstores", object_store_manifest(), group=PLUGIN_GROUP,
-                   version=PLUGIN_API_VERSION)
+    create_or_keep(
+        state,
+        "objectstores",
+        object_store_manifest(),
+        group=PLUGIN_GROUP,
+        version=PLUGIN_API_VERSION,
+    )
 
 
 def step_cluster(state: Path, timeout: float = 600) -> None:
@@ -307,8 +402,9 @@ def step_cluster(state: Path, timeout: float = 600) -> None:
     last = {"phase": None}
 
     def healthy() -> bool:
-        obj = custom.get_namespaced_custom_object(CNPG_GROUP, CNPG_VERSION, NAMESPACE,
-                                                  "clusters", CLUSTER)
+        obj = custom.get_namespaced_custom_object(
+            CNPG_GROUP, CNPG_VERSION, NAMESPACE, "clusters", CLUSTER
+        )
         status = obj.get("status") or {}
         phase = status.get("phase")
         if phase != last["phase"]:
@@ -317,19 +413,28 @@ def step_cluster(state: Path, timeout: float = 600) -> None:
             last["phase"] = phase
         return phase == "Cluster in healthy state" and seed._archiving(obj)
 
-    wait_for(f"Cluster {NAMESPACE}/{CLUSTER} healthy and archiving (see kubectl -n "
-             f"{NAMESPACE} describe cluster {CLUSTER}, the operator's and the plugin's logs)",
-             healthy, timeout)
-    log(f"Cluster {CLUSTER} is healthy and archives WAL through {PLUGIN_NAME} into "
-        f"s3://{BUCKET}/{CLUSTER}/")
+    wait_for(
+        f"Cluster {NAMESPACE}/{CLUSTER} healthy and archiving (see kubectl -n "
+        f"{NAMESPACE} describe cluster {CLUSTER}, the operator's and the plugin's logs)",
+        healthy,
+        timeout,
+    )
+    log(
+        f"Cluster {CLUSTER} is healthy and archives WAL through {PLUGIN_NAME} into "
+        f"s3://{BUCKET}/{CLUSTER}/"
+    )
 
 
 def _primary_pod(state: Path) -> str:
-    pods = seed._api(state).CoreV1Api().list_namespaced_pod(
-        NAMESPACE, label_selector=f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary")
+    pods = (
+        seed._api(state)
+        .CoreV1Api()
+        .list_namespaced_pod(
+            NAMESPACE, label_selector=f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary"
+        )
+    )
     if len(pods.items) != 1:
-        raise SystemExit(f"plugin: expected one primary pod of {CLUSTER}, found "
-                         f"{len(pods.items)}")
+        raise SystemExit(f"plugin: expected one primary pod of {CLUSTER}, found {len(pods.items)}")
     return pods.items[0].metadata.name
 
 
@@ -338,27 +443,46 @@ def step_data(state: Path) -> None:
     in pg-plugin's database app (seed.step_data names pg-main itself)."""
     primary = _primary_pod(state)
     exec_ = ["-n", NAMESPACE, "exec", "-i", primary, "-c", "postgres", "--"]
-    have = kubectl(state, *exec_, "psql", "-h", "/controller/run", "-At", "-d", "app", "-c",
-                   "SELECT to_regclass('pgdrill_sentinel') IS NOT NULL", timeout=120)
+    have = kubectl(
+        state,
+        *exec_,
+        "psql",
+        "-h",
+        "/controller/run",
+        "-At",
+        "-d",
+        "app",
+        "-c",
+        "SELECT to_regclass('pgdrill_sentinel') IS NOT NULL",
+        timeout=120,
+    )
     if have.returncode == 0 and have.stdout.strip() == "t":
         log(f"database app of {CLUSTER} already holds the application's data")
         return
     log(f"seeding database app on {primary} (pgbench scale 1, sentinel row; owner app)")
-    for argv, stdin in ((["pgbench", "-i", "-s", "1", "-q", "-h", "/controller/run", "app"],
-                         None),
-                        (["psql", "-h", "/controller/run", "-v", "ON_ERROR_STOP=1", "-d",
-                          "app"], DATA_SQL)):
+    for argv, stdin in (
+        (["pgbench", "-i", "-s", "1", "-q", "-h", "/controller/run", "app"], None),
+        (["psql", "-h", "/controller/run", "-v", "ON_ERROR_STOP=1", "-d", "app"], DATA_SQL),
+    ):
         out = kubectl(state, *exec_, *argv, input=stdin, timeout=300)
         if out.returncode != 0:
             raise SystemExit(f"plugin: seeding failed on {primary}: {out.stderr.strip()}")
 
 
 def scheduled_backup_manifest() -> dict:
-    return {"apiVersion": f"{CNPG_GROUP}/{CNPG_VERSION}", "kind": "ScheduledBackup",
-            "metadata": {"name": SCHEDULED_BACKUP, "namespace": NAMESPACE},
-            "spec": {"schedule": "0 0 0 * * *", "immediate": True,
-                     "backupOwnerReference": "self", "cluster": {"name": CLUSTER},
-                     "method": "plugin", "pluginConfiguration": {"name": PLUGIN_NAME}}}
+    return {
+        "apiVersion": f"{CNPG_GROUP}/{CNPG_VERSION}",
+        "kind": "ScheduledBackup",
+        "metadata": {"name": SCHEDULED_BACKUP, "namespace": NAMESPACE},
+        "spec": {
+            "schedule": "0 0 0 * * *",
+            "immediate": True,
+            "backupOwnerReference": "self",
+            "cluster": {"name": CLUSTER},
+            "method": "plugin",
+            "pluginConfiguration": {"name": PLUGIN_NAME},
+        },
+    }
 
 
 def step_backup(state: Path, timeout: float = 600) -> None:
@@ -367,19 +491,28 @@ def step_backup(state: Path, timeout: float = 600) -> None:
     custom = seed._api(state).CustomObjectsApi()
 
     def completed() -> bool:
-        items = custom.list_namespaced_custom_object(CNPG_GROUP, CNPG_VERSION, NAMESPACE,
-                                                     "backups")["items"]
-        phases = [(b.get("status") or {}).get("phase") for b in items
-                  if ((b.get("spec") or {}).get("cluster") or {}).get("name") == CLUSTER]
+        items = custom.list_namespaced_custom_object(
+            CNPG_GROUP, CNPG_VERSION, NAMESPACE, "backups"
+        )["items"]
+        phases = [
+            (b.get("status") or {}).get("phase")
+            for b in items
+            if ((b.get("spec") or {}).get("cluster") or {}).get("name") == CLUSTER
+        ]
         if "completed" in phases:
             return True
         if "failed" in phases and not {"running", "started", None} & set(phases):
-            raise SystemExit(f"plugin: the first Backup of {CLUSTER} failed: see kubectl -n "
-                             f"{NAMESPACE} describe backups and the plugin's log")
+            raise SystemExit(
+                f"plugin: the first Backup of {CLUSTER} failed: see kubectl -n "
+                f"{NAMESPACE} describe backups and the plugin's log"
+            )
         return False
 
-    wait_for(f"a completed Backup of {CLUSTER} (phases in kubectl -n {NAMESPACE} get backups)",
-             completed, timeout)
+    wait_for(
+        f"a completed Backup of {CLUSTER} (phases in kubectl -n {NAMESPACE} get backups)",
+        completed,
+        timeout,
+    )
     log(f"a completed base backup of {CLUSTER} is in s3://{BUCKET}/{CLUSTER}/ (plugin)")
 
 
@@ -393,8 +526,10 @@ def main(argv: list[str]) -> None:
     t0 = time.monotonic()
     for step in STEPS:
         step(state)
-    log(f"ready in {time.monotonic() - t0:.0f}s: Cluster {NAMESPACE}/{CLUSTER} backs up "
-        f"through {PLUGIN_NAME} (ObjectStore {STORE})")
+    log(
+        f"ready in {time.monotonic() - t0:.0f}s: Cluster {NAMESPACE}/{CLUSTER} backs up "
+        f"through {PLUGIN_NAME} (ObjectStore {STORE})"
+    )
 
 
 if __name__ == "__main__":

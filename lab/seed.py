@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pgdrill.credentials import load_s3_credentials, write_encrypted_secret  # noqa: E402
-from pgdrill.procs import pid_alive, spawn_detached  # noqa: E402
+from pgdrill.core.procs import pid_alive, spawn_detached  # noqa: E402
+from pgdrill.credentials.secret import load_s3_credentials, write_encrypted_secret  # noqa: E402
 from pgdrill.targets.sandbox import s3  # noqa: E402
 
 NODE_ADDRESS = os.environ.get("PGDRILL_LAB_ADDRESS", "10.250.0.1")
@@ -42,8 +42,9 @@ IMAGE = os.environ.get("PGDRILL_LAB_PG_IMAGE", "pgdrill.local/postgresql:18-lab"
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] seed: {message}", file=sys.stderr,
-          flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S', time.gmtime())}] seed: {message}", file=sys.stderr, flush=True
+    )
 
 
 def credentials_file(state: Path) -> Path:
@@ -61,7 +62,7 @@ def credentials(state: Path):
 def ensure_credentials(state: Path) -> None:
     if credentials_file(state).is_file() and age_key_file(state).is_file():
         return
-    from pgdrill import sops
+    from pgdrill.credentials import sops
 
     secret_key, recipient = sops.new_identity()
     key = age_key_file(state)
@@ -69,8 +70,12 @@ def ensure_credentials(state: Path) -> None:
     os.chmod(key.parent, 0o700)
     key.write_text(f"# pgdrill lab identity\n# public key: {recipient}\n{secret_key}\n")
     os.chmod(key, 0o600)
-    write_encrypted_secret(credentials_file(state), s3.new_sandbox_credentials(ENDPOINT, BUCKET),
-                           [recipient], namespace=NAMESPACE)
+    write_encrypted_secret(
+        credentials_file(state),
+        s3.new_sandbox_credentials(ENDPOINT, BUCKET),
+        [recipient],
+        namespace=NAMESPACE,
+    )
     log(f"S3 credentials: SOPS/age-encrypted in {credentials_file(state)} (identity {key})")
 
 
@@ -84,8 +89,10 @@ def step_s3(state: Path) -> None:
     else:
         log(f"starting the S3 server (moto) on {ENDPOINT}")
         (state / "log").mkdir(parents=True, exist_ok=True)
-        pid = spawn_detached([sys.executable, "-m", "moto.server", "-H", NODE_ADDRESS,
-                              "-p", str(S3_PORT)], state / "log" / "s3.log")
+        pid = spawn_detached(
+            [sys.executable, "-m", "moto.server", "-H", NODE_ADDRESS, "-p", str(S3_PORT)],
+            state / "log" / "s3.log",
+        )
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(pid))
     s3.wait_and_create_bucket(ENDPOINT, BUCKET, pid, creds)
@@ -101,7 +108,7 @@ def _api(state: Path):
 
 def step_secret(state: Path) -> None:
     """Apply the decrypted Secret, as Flux's kustomize-controller would."""
-    from pgdrill import sops
+    from pgdrill.credentials import sops
 
     client = _api(state)
     core = client.CoreV1Api()
@@ -111,44 +118,63 @@ def step_secret(state: Path) -> None:
         if exc.status != 409:
             raise
     document = sops.decrypt_file(credentials_file(state), [str(age_key_file(state))])
-    body = {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": SECRET, "namespace": NAMESPACE},
-            "stringData": document.get("stringData") or {}, "data": document.get("data") or {}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": NAMESPACE},
+        "stringData": document.get("stringData") or {},
+        "data": document.get("data") or {},
+    }
     try:
         core.create_namespaced_secret(NAMESPACE, body)
         log(f"Secret {NAMESPACE}/{SECRET} created from the SOPS file")
     except client.ApiException as exc:
         if exc.status != 409:
-            raise SystemExit(f"seed: could not create Secret {NAMESPACE}/{SECRET}: "
-                             f"HTTP {exc.status} {exc.reason}") from None
+            raise SystemExit(
+                f"seed: could not create Secret {NAMESPACE}/{SECRET}: "
+                f"HTTP {exc.status} {exc.reason}"
+            ) from None
         core.replace_namespaced_secret(SECRET, NAMESPACE, body)
         log(f"Secret {NAMESPACE}/{SECRET} updated from the SOPS file")
 
 
 def cluster_manifest(instances: int = 2) -> dict:
-    keys = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
-            "region": "REGION"}
+    keys = {
+        "accessKeyId": "ACCESS_KEY_ID",
+        "secretAccessKey": "ACCESS_SECRET_KEY",
+        "region": "REGION",
+    }
     return {
-        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
         "metadata": {"name": CLUSTER, "namespace": NAMESPACE},
         "spec": {
-            "instances": instances, "imageName": IMAGE, "imagePullPolicy": "IfNotPresent",
+            "instances": instances,
+            "imageName": IMAGE,
+            "imagePullPolicy": "IfNotPresent",
             "enableSuperuserAccess": True,
             "storage": {"size": "1Gi", "storageClass": "local-path"},
             # synchronous replication as a team that accepts no lost acknowledged write runs
             # it: `preferred` keeps the primary writable while its one standby is re-cloned
-            "postgresql": {"parameters": {"archive_timeout": "30s"},
-                           "synchronous": {"method": "any", "number": 1,
-                                           "dataDurability": "preferred"}},
+            "postgresql": {
+                "parameters": {"archive_timeout": "30s"},
+                "synchronous": {"method": "any", "number": 1, "dataDurability": "preferred"},
+            },
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-            "backup": {"retentionPolicy": "30d", "barmanObjectStore": {
-                "destinationPath": f"s3://{BUCKET}/", "endpointURL": ENDPOINT,
-                "s3Credentials": {f: {"name": SECRET, "key": k} for f, k in keys.items()},
-                "wal": {"compression": "gzip"},
-                # a backup then checkpoints at once instead of spreading it (a standby under
-                # load otherwise waits for a ~4.5 min restartpoint): CNPG's default is false
-                "data": {"compression": "gzip", "immediateCheckpoint": True}}},
-        }}
+            "backup": {
+                "retentionPolicy": "30d",
+                "barmanObjectStore": {
+                    "destinationPath": f"s3://{BUCKET}/",
+                    "endpointURL": ENDPOINT,
+                    "s3Credentials": {f: {"name": SECRET, "key": k} for f, k in keys.items()},
+                    "wal": {"compression": "gzip"},
+                    # a backup then checkpoints at once instead of spreading it (a standby under
+                    # load otherwise waits for a ~4.5 min restartpoint): CNPG's default is false
+                    "data": {"compression": "gzip", "immediateCheckpoint": True},
+                },
+            },
+        },
+    }
 
 
 def step_cluster(state: Path, timeout: float = 600) -> None:
@@ -156,13 +182,16 @@ def step_cluster(state: Path, timeout: float = 600) -> None:
     custom = client.CustomObjectsApi()
     group, version, plural = "postgresql.cnpg.io", "v1", "clusters"
     try:
-        custom.create_namespaced_custom_object(group, version, NAMESPACE, plural,
-                                               cluster_manifest())
+        custom.create_namespaced_custom_object(
+            group, version, NAMESPACE, plural, cluster_manifest()
+        )
         log(f"Cluster {NAMESPACE}/{CLUSTER} created")
     except client.ApiException as exc:
         if exc.status != 409:
-            raise SystemExit(f"seed: the API server refused Cluster {CLUSTER}: HTTP "
-                             f"{exc.status}: {_message(exc)}") from None
+            raise SystemExit(
+                f"seed: the API server refused Cluster {CLUSTER}: HTTP "
+                f"{exc.status}: {_message(exc)}"
+            ) from None
         log(f"Cluster {NAMESPACE}/{CLUSTER} exists")
     deadline = time.monotonic() + timeout
     last = None
@@ -176,9 +205,11 @@ def step_cluster(state: Path, timeout: float = 600) -> None:
             log(f"Cluster {CLUSTER} is healthy and archives WAL to s3://{BUCKET}/")
             return
         if time.monotonic() > deadline:
-            raise SystemExit(f"seed: Cluster {CLUSTER} not healthy after {timeout:.0f}s "
-                             f"(phase {phase!r}); see kubectl -n {NAMESPACE} describe cluster "
-                             f"{CLUSTER} and the operator's log")
+            raise SystemExit(
+                f"seed: Cluster {CLUSTER} not healthy after {timeout:.0f}s "
+                f"(phase {phase!r}); see kubectl -n {NAMESPACE} describe cluster "
+                f"{CLUSTER} and the operator's log"
+            )
         time.sleep(2)
 
 
@@ -201,26 +232,54 @@ def step_data(state: Path) -> None:
 
     client = _api(state)
     pods = client.CoreV1Api().list_namespaced_pod(
-        NAMESPACE, label_selector=f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary")
+        NAMESPACE, label_selector=f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary"
+    )
     if len(pods.items) != 1:
-        raise SystemExit(f"seed: expected one primary pod of {CLUSTER}, found "
-                         f"{len(pods.items)}")
+        raise SystemExit(f"seed: expected one primary pod of {CLUSTER}, found {len(pods.items)}")
     primary = pods.items[0].metadata.name
-    bin_dir = subprocess.run(["sh", str(REPO / "lab" / "build.sh"), "--print-bin"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    exec_ = [f"{bin_dir}/kubectl", "--kubeconfig", str(state / "kubeconfig"), "-n", NAMESPACE,
-             "exec", "-i", primary, "-c", "postgres", "--"]
-    have = subprocess.run([*exec_, "psql", "-h", "/controller/run", "-At", "-d", "app", "-c",
-                           "SELECT to_regclass('pgdrill_sentinel') IS NOT NULL"],
-                          capture_output=True, text=True, timeout=120)
+    bin_dir = subprocess.run(
+        ["sh", str(REPO / "lab" / "build.sh"), "--print-bin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    exec_ = [
+        f"{bin_dir}/kubectl",
+        "--kubeconfig",
+        str(state / "kubeconfig"),
+        "-n",
+        NAMESPACE,
+        "exec",
+        "-i",
+        primary,
+        "-c",
+        "postgres",
+        "--",
+    ]
+    have = subprocess.run(
+        [
+            *exec_,
+            "psql",
+            "-h",
+            "/controller/run",
+            "-At",
+            "-d",
+            "app",
+            "-c",
+            "SELECT to_regclass('pgdrill_sentinel') IS NOT NULL",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if have.returncode == 0 and have.stdout.strip() == "t":
         log(f"database app of {CLUSTER} already holds the application's data")
         return
     log(f"seeding database app on {primary} (pgbench scale 1, sentinel row; owner app)")
-    for argv, stdin in (([*exec_, "pgbench", "-i", "-s", "1", "-q", "-h", "/controller/run",
-                          "app"], None),
-                        ([*exec_, "psql", "-h", "/controller/run", "-v", "ON_ERROR_STOP=1",
-                          "-d", "app"], DATA_SQL)):
+    for argv, stdin in (
+        ([*exec_, "pgbench", "-i", "-s", "1", "-q", "-h", "/controller/run", "app"], None),
+        ([*exec_, "psql", "-h", "/controller/run", "-v", "ON_ERROR_STOP=1", "-d", "app"], DATA_SQL),
+    ):
         out = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise SystemExit(f"seed: seeding failed on {primary}: {out.stderr.strip()}")
@@ -232,19 +291,27 @@ def step_backup(state: Path, timeout: float = 600) -> None:
     client = _api(state)
     custom = client.CustomObjectsApi()
     group, version = "postgresql.cnpg.io", "v1"
-    body = {"apiVersion": f"{group}/{version}", "kind": "ScheduledBackup",
-            "metadata": {"name": f"{CLUSTER}-daily", "namespace": NAMESPACE},
-            "spec": {"schedule": "0 0 0 * * *", "immediate": True,
-                     "backupOwnerReference": "self", "cluster": {"name": CLUSTER},
-                     "method": "barmanObjectStore"}}
+    body = {
+        "apiVersion": f"{group}/{version}",
+        "kind": "ScheduledBackup",
+        "metadata": {"name": f"{CLUSTER}-daily", "namespace": NAMESPACE},
+        "spec": {
+            "schedule": "0 0 0 * * *",
+            "immediate": True,
+            "backupOwnerReference": "self",
+            "cluster": {"name": CLUSTER},
+            "method": "barmanObjectStore",
+        },
+    }
     try:
-        custom.create_namespaced_custom_object(group, version, NAMESPACE, "scheduledbackups",
-                                               body)
+        custom.create_namespaced_custom_object(group, version, NAMESPACE, "scheduledbackups", body)
         log(f"ScheduledBackup {CLUSTER}-daily created (immediate)")
     except client.ApiException as exc:
         if exc.status != 409:
-            raise SystemExit(f"seed: the API server refused the ScheduledBackup: HTTP "
-                             f"{exc.status}: {_message(exc)}") from None
+            raise SystemExit(
+                f"seed: the API server refused the ScheduledBackup: HTTP "
+                f"{exc.status}: {_message(exc)}"
+            ) from None
     deadline = time.monotonic() + timeout
     while True:
         backups = custom.list_namespaced_custom_object(group, version, NAMESPACE, "backups")
@@ -253,11 +320,14 @@ def step_backup(state: Path, timeout: float = 600) -> None:
             log(f"a completed base backup of {CLUSTER} is in s3://{BUCKET}/")
             return
         if "failed" in phases and "running" not in phases and "started" not in phases:
-            raise SystemExit(f"seed: the first Backup of {CLUSTER} failed: see kubectl -n "
-                             f"{NAMESPACE} describe backups")
+            raise SystemExit(
+                f"seed: the first Backup of {CLUSTER} failed: see kubectl -n "
+                f"{NAMESPACE} describe backups"
+            )
         if time.monotonic() > deadline:
-            raise SystemExit(f"seed: no completed Backup of {CLUSTER} after {timeout:.0f}s "
-                             f"(phases {phases})")
+            raise SystemExit(
+                f"seed: no completed Backup of {CLUSTER} after {timeout:.0f}s (phases {phases})"
+            )
         time.sleep(2)
 
 
@@ -292,45 +362,83 @@ def step_deploy(state: Path) -> None:
     (overlay / "kustomization.yaml").write_text(
         "# made by `make lab` (lab/seed.py deploy): deploy/base with the lab's image,\n"
         "# environment file and SOPS file. kubectl apply -k .pgdrill/lab/deploy\n"
-        + yaml.safe_dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": [base],
-            "images": [{"name": "ghcr.io/example/pgdrill", "newName": "pgdrill.local/pgdrill",
-                        "newTag": "0.1.0"}],
-            "configMapGenerator": [{
-                "name": "pgdrill-environment", "namespace": NAMESPACE, "behavior": "merge",
-                "files": ["staging.yaml", "cnpg-backup-s3.enc.yaml"],
-                "options": {"disableNameSuffixHash": True}}]}, sort_keys=False))
+        + yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [base],
+                "images": [
+                    {
+                        "name": "ghcr.io/example/pgdrill",
+                        "newName": "pgdrill.local/pgdrill",
+                        "newTag": "0.1.0",
+                    }
+                ],
+                "configMapGenerator": [
+                    {
+                        "name": "pgdrill-environment",
+                        "namespace": NAMESPACE,
+                        "behavior": "merge",
+                        "files": ["staging.yaml", "cnpg-backup-s3.enc.yaml"],
+                        "options": {"disableNameSuffixHash": True},
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     (overlay / "staging.yaml").write_text(
         "# the lab's environment file for the CronJob's pod (deploy/base/staging.yaml's form)\n"
-        + yaml.safe_dump({
-            "environment": "staging", "target": "cnpg", "cluster": CLUSTER,
-            "namespace": NAMESPACE, "credentials": "/etc/pgdrill/sops/cnpg-backup-s3.enc.yaml",
-            "settings": {"cnpg_connection": "service",
-                         "evidence_sink": f"s3://{EVIDENCE_BUCKET}/staging/"}},
-            sort_keys=False))
+        + yaml.safe_dump(
+            {
+                "environment": "staging",
+                "target": "cnpg",
+                "cluster": CLUSTER,
+                "namespace": NAMESPACE,
+                "credentials": "/etc/pgdrill/sops/cnpg-backup-s3.enc.yaml",
+                "settings": {
+                    "cnpg_connection": "service",
+                    "evidence_sink": f"s3://{EVIDENCE_BUCKET}/staging/",
+                },
+            },
+            sort_keys=False,
+        )
+    )
     # still encrypted: the pod decrypts it with the age key of Secret sops-age
     (overlay / "cnpg-backup-s3.enc.yaml").write_bytes(credentials_file(state).read_bytes())
     client = _api(state)
     core = client.CoreV1Api()
-    body = {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "sops-age", "namespace": NAMESPACE},
-            "stringData": {"age.agekey": age_key_file(state).read_text()}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sops-age", "namespace": NAMESPACE},
+        "stringData": {"age.agekey": age_key_file(state).read_text()},
+    }
     try:
         core.create_namespaced_secret(NAMESPACE, body)
     except client.ApiException as exc:
         if exc.status != 409:
-            raise SystemExit(f"seed: could not create Secret {NAMESPACE}/sops-age: "
-                             f"HTTP {exc.status} {exc.reason}") from None
+            raise SystemExit(
+                f"seed: could not create Secret {NAMESPACE}/sops-age: "
+                f"HTTP {exc.status} {exc.reason}"
+            ) from None
         core.replace_namespaced_secret("sops-age", NAMESPACE, body)
     pid = int((state / "run" / "s3.pid").read_text())
     s3.wait_and_create_bucket(ENDPOINT, EVIDENCE_BUCKET, pid, credentials(state))
-    log(f"deploy/ overlay for the lab in {overlay}; Secret {NAMESPACE}/sops-age; evidence "
-        f"bucket s3://{EVIDENCE_BUCKET}")
+    log(
+        f"deploy/ overlay for the lab in {overlay}; Secret {NAMESPACE}/sops-age; evidence "
+        f"bucket s3://{EVIDENCE_BUCKET}"
+    )
 
 
-STEPS = {"s3": step_s3, "secret": step_secret, "cluster": step_cluster, "data": step_data,
-         "backup": step_backup, "deploy": step_deploy}
+STEPS = {
+    "s3": step_s3,
+    "secret": step_secret,
+    "cluster": step_cluster,
+    "data": step_data,
+    "backup": step_backup,
+    "deploy": step_deploy,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in STEPS:

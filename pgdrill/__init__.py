@@ -4,6 +4,11 @@ __version__ = "0.1.0"
 
 __all__ = ["discover"]
 
+# old module paths (before the layout by concern) keep working for one release
+from pgdrill import _moved
+
+_moved.install()
+
 
 def __getattr__(name: str):
     # `discover` (for `chaos discover`) is pgdrill.chaos.discovery's, imported on first use:

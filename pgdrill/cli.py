@@ -1,5 +1,5 @@
 """`pgdrill` command line. Expected failures print one message and a fix, never a traceback;
-exit codes are documented in pgdrill.errors and README."""
+exit codes are documented in pgdrill.core.errors and README."""
 
 from __future__ import annotations
 
@@ -8,18 +8,37 @@ import sys
 import warnings
 
 from pgdrill.commands import (
-    backups, ledger, plan, rbac, report, sandbox, secrets, validate, verify_backup,
+    backups,
+    bucket_report,
+    ledger,
+    plan,
+    rbac,
+    report,
+    sandbox,
+    secrets,
+    validate,
+    verify_backup,
 )
-from pgdrill.commands import bucket_report
-from pgdrill.errors import PgdrillError
+from pgdrill.core.errors import PgdrillError
 
-COMMANDS = (sandbox, ledger, backups, validate, secrets, plan, rbac, report, verify_backup,
-            bucket_report)
+COMMANDS = (
+    sandbox,
+    ledger,
+    backups,
+    validate,
+    secrets,
+    plan,
+    rbac,
+    report,
+    verify_backup,
+    bucket_report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pgdrill", description="Chaos and recovery drills for PostgreSQL on CloudNativePG.")
+        prog="pgdrill", description="Chaos and recovery drills for PostgreSQL on CloudNativePG."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
@@ -28,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def finish_stale_runs() -> None:
     """Every command first finishes drills that died without finishing (see
-    pgdrill.chaos.stale): their evidence says `interrupted` and their leftovers go."""
-    from pgdrill.chaos.stale import recover_stale_runs
-    from pgdrill.ledger import default_reports_dir
+    pgdrill.runs.stale): their evidence says `interrupted` and their leftovers go."""
+    from pgdrill.evidence.ledger import default_reports_dir
+    from pgdrill.runs.stale import recover_stale_runs
 
     reports = default_reports_dir()
     if reports.is_dir():

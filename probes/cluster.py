@@ -7,7 +7,7 @@ import time
 from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
-from pgdrill.console import say
+from pgdrill.core.console import say
 
 __all__ = ["is_healthy", "primary_name", "wait_until_healthy"]
 
@@ -27,14 +27,15 @@ def is_healthy(configuration: Configuration = None, secrets: Secrets = None) -> 
     try:
         target.wait_ready(timeout=0.1)
         return True
-    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+    except Exception as exc:
         say(f"cluster not healthy: {exc}")
         return False
 
 
 @activity
-def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration = None,
-                       secrets: Secrets = None) -> dict:
+def wait_until_healthy(
+    timeout_seconds: int = 300, configuration: Configuration = None, secrets: Secrets = None
+) -> dict:
     """Wait (at most `timeout_seconds`) until the cluster has a writable primary and every
     instance is healthy again, and measure it from the last injected fault:
     `seconds` to a writable primary (failover) and `healthy_seconds` to full health; with a
@@ -51,15 +52,20 @@ def wait_until_healthy(timeout_seconds: int = 300, configuration: Configuration 
     disturbed = fault.get("kind") in DISTURBING_FAULTS and since is not None
     report = target.wait_ready(timeout=float(timeout_seconds), since=since, disturbed=disturbed)
     outage = _client_write_outage(ctx.read(), fault)
-    failover = {"seconds": report.writable_primary_seconds,
-                "healthy_seconds": report.healthy_seconds, "primary": report.primary,
-                "measured_from": "fault" if since is not None else "probe start",
-                **({"target": report.details} if report.details else {}),
-                **({"client_write_outage": outage} if outage else {})}
+    failover = {
+        "seconds": report.writable_primary_seconds,
+        "healthy_seconds": report.healthy_seconds,
+        "primary": report.primary,
+        "measured_from": "fault" if since is not None else "probe start",
+        **({"target": report.details} if report.details else {}),
+        **({"client_write_outage": outage} if outage else {}),
+    }
     ctx.update(failover=failover)
-    say(f"writable primary {report.primary} after {report.writable_primary_seconds}s, "
+    say(
+        f"writable primary {report.primary} after {report.writable_primary_seconds}s, "
         f"all instances healthy after {report.healthy_seconds}s"
-        + (f"; the load's writes stopped for {outage['seconds']}s" if outage else ""))
+        + (f"; the load's writes stopped for {outage['seconds']}s" if outage else "")
+    )
     return failover
 
 

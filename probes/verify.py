@@ -10,26 +10,30 @@ from chaoslib.types import Configuration, Secrets
 
 from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.chaos.writes import lost_writes_on, restore_reference
-from pgdrill.amcheck import amcheck_check, run_amcheck
-from pgdrill.checklist import (
+from pgdrill.core.console import say
+from pgdrill.core.errors import PgdrillError
+from pgdrill.load.writes import LEDGER
+from pgdrill.verification.amcheck import amcheck_check, run_amcheck
+from pgdrill.verification.checklist import (
     ISOLATION_CHECK,
     CheckResult,
     load_checklist,
     record_validation,
     run_checklist,
 )
-from pgdrill.fingerprint import (
-    TableFingerprint, compare_fingerprints, fingerprint_tables, fingerprint_tables_like,
-    narrow_difference, user_tables,
+from pgdrill.verification.fingerprint import (
+    TableFingerprint,
+    compare_fingerprints,
+    fingerprint_tables,
+    fingerprint_tables_like,
+    narrow_difference,
+    user_tables,
 )
-from pgdrill.load.writes import LEDGER
-from pgdrill.console import say
-from pgdrill.errors import PgdrillError
 
 __all__ = ["checklist_passes", "capture_fingerprints", "fingerprints_match", "lost_writes"]
 
 # Without `tables`, capture_fingerprints and fingerprints_match read every user table of
-# the database (pgdrill.fingerprint.user_tables) but DRILL_WRITTEN_TABLES.
+# the database (pgdrill.verification.fingerprint.user_tables) but DRILL_WRITTEN_TABLES.
 #
 # Tables the drill itself writes while it runs. The restored copy stops at the end of the
 # archive or at a restore point while they go on changing on the primary, so they differ
@@ -44,8 +48,12 @@ DRILL_WRITTEN_TABLES = (LEDGER, "pgdrill_heartbeat")
 
 
 @activity
-def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck: bool = True,
-                     configuration: Configuration = None, secrets: Secrets = None) -> bool:
+def checklist_passes(
+    checklist: str = "experiments/checklists/app.yaml",
+    amcheck: bool = True,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> bool:
     """Run the checklist (YAML: named SQL queries with expected values) against the
     restore-test copy, then PostgreSQL's own consistency check, `pg_amcheck
     --heapallindexed` over all its databases (a built-in step named `pg_amcheck`; turn it
@@ -53,10 +61,12 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
     fails naming each query whose value differs and each corrupt relation pg_amcheck found.
     One more built-in step, `isolated-from-source-archive`, is proven by the target: the
     sandbox's copy runs with archive_mode off; a CNPG copy (archive_mode is always on under
-    CNPG) has no archive in its stored Cluster. Evidence-first: a restore succeeds only once this passes."""
+    CNPG) has no archive in its stored Cluster. Evidence-first: a restore succeeds only once
+    this passes."""
     plan = load_checklist(checklist)
-    plan = dataclasses.replace(plan, checks=tuple(c for c in plan.checks
-                                                  if c.name != ISOLATION_CHECK))
+    plan = dataclasses.replace(
+        plan, checks=tuple(c for c in plan.checks if c.name != ISOLATION_CHECK)
+    )
     target = ready_target(configuration, secrets)
     restored = _restored(target)
     t0 = time.monotonic()
@@ -64,29 +74,44 @@ def checklist_passes(checklist: str = "experiments/checklists/app.yaml", amcheck
         results = run_checklist(conn, plan)
     # built in, proven by the target: the copy cannot write into the source's archive
     read, expected, actual, isolated = target.restore_isolation()
-    results.append(CheckResult(name=ISOLATION_CHECK, query=read, expected=expected,
-                               actual=actual, passed=isolated))
+    results.append(
+        CheckResult(
+            name=ISOLATION_CHECK, query=read, expected=expected, actual=actual, passed=isolated
+        )
+    )
     amcheck_result = None
     if amcheck:
         say("running pg_amcheck --heapallindexed on the restored copy")
         amcheck_result = run_amcheck(restored, client_env=target.client_env(restored))
         results.append(amcheck_check(amcheck_result))
-    record_validation(run_context(configuration), results, seconds=time.monotonic() - t0,
-                      checklist=plan.path, amcheck=amcheck_result)
+    record_validation(
+        run_context(configuration),
+        results,
+        seconds=time.monotonic() - t0,
+        checklist=plan.path,
+        amcheck=amcheck_result,
+    )
     return True
 
 
 def _restored(target):
     restored = target.restored_instance()
     if restored is None:
-        raise PgdrillError("there is no restore-test instance",
-                           fix="run actions.restore.restore_latest_backup first")
+        raise PgdrillError(
+            "there is no restore-test instance",
+            fix="run actions.restore.restore_latest_backup first",
+        )
     return restored
 
 
 @activity
-def capture_fingerprints(tables: list = None, label: str = None, database: str = None,
-                         configuration: Configuration = None, secrets: Secrets = None) -> dict:
+def capture_fingerprints(
+    tables: list = None,
+    label: str = None,
+    database: str = None,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict:
     """Fingerprint `tables` on the primary now — row counts and order-independent hashes per
     primary-key range — and keep them as the reference named `label` (default: the newest
     restore point of this run). Default tables: every user table of `database` (ordinary
@@ -104,8 +129,9 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
     database = _database(database, configuration)
     with target.connect(target.primary(), database) as conn:
         prints = fingerprint_tables(conn, _tables(conn, tables))
-    ctx.merge("fingerprints_reference",
-              **{label: {name: fp.to_dict() for name, fp in prints.items()}})
+    ctx.merge(
+        "fingerprints_reference", **{label: {name: fp.to_dict() for name, fp in prints.items()}}
+    )
     # where they were taken: a later comparison reads the same database
     ctx.merge("fingerprints_reference_database", **{label: database})
     say(f"fingerprints of {', '.join(prints)} captured as {label!r}")
@@ -113,8 +139,13 @@ def capture_fingerprints(tables: list = None, label: str = None, database: str =
 
 
 @activity
-def fingerprints_match(restore_point: str = None, tables: list = None, database: str = None,
-                       configuration: Configuration = None, secrets: Secrets = None) -> bool:
+def fingerprints_match(
+    restore_point: str = None,
+    tables: list = None,
+    database: str = None,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> bool:
     """Compare the restore-test copy's table fingerprints with a reference: those captured
     at `restore_point` (capture_fingerprints: the tables captured then), or, without one,
     the primary's tables now. Default tables: every user table of `database` (ordinary and
@@ -131,9 +162,10 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
     if restore_point:
         stored = (ctx.read().get("fingerprints_reference") or {}).get(restore_point)
         if not stored:
-            raise PgdrillError(f"no fingerprints were captured for restore point "
-                               f"{restore_point!r}", fix="call capture_fingerprints after "
-                               "mark_restore_point")
+            raise PgdrillError(
+                f"no fingerprints were captured for restore point {restore_point!r}",
+                fix="call capture_fingerprints after mark_restore_point",
+            )
         reference = {name: TableFingerprint.from_dict(fp) for name, fp in stored.items()}
         label = restore_point
     else:
@@ -150,9 +182,12 @@ def fingerprints_match(restore_point: str = None, tables: list = None, database:
                 _narrow(diff, source, conn)
     ctx.update(fingerprints={**diff, "reference": label})
     if not diff["match"]:
-        bad = [f"{t['table']} key ranges "
-               f"{t.get('narrowed_ranges') or [[r['lo'], r['hi']] for r in t['differing_ranges']]}"
-               for t in diff["tables"] if not t["match"]]
+        bad = [
+            f"{t['table']} key ranges "
+            f"{t.get('narrowed_ranges') or [[r['lo'], r['hi']] for r in t['differing_ranges']]}"
+            for t in diff["tables"]
+            if not t["match"]
+        ]
         bad += [f"{name} missing from the restored copy" for name in diff["missing_tables"]]
         raise PgdrillError("restored fingerprints differ from " + label + ": " + "; ".join(bad))
     say(f"fingerprints of the restored copy match {label}")
@@ -192,8 +227,9 @@ def reference_keyed(table: dict) -> bool:
 
 
 @activity
-def lost_writes(on: str = "restore-test", configuration: Configuration = None,
-                secrets: Secrets = None) -> dict:
+def lost_writes(
+    on: str = "restore-test", configuration: Configuration = None, secrets: Secrets = None
+) -> dict:
     """Count the load's acknowledged writes missing on `restore-test` (evidence `rpo`:
     writes acknowledged after the recovery target, or after the restore began for
     "latest", are expected absent; the others are lost, and RPO runs from the oldest lost
@@ -208,25 +244,42 @@ def lost_writes(on: str = "restore-test", configuration: Configuration = None,
     data = ctx.read()
     if on == "restore-test":
         reference, kind = restore_reference(data)
-        report = lost_writes_on(target, _restored(target), ctx.run_dir, reference, kind,
-                                source=target.primary())
+        report = lost_writes_on(
+            target, _restored(target), ctx.run_dir, reference, kind, source=target.primary()
+        )
         ctx.update(rpo=report.to_dict())
     elif on == "primary":
         fault = data.get("fault") or {}
-        report = lost_writes_on(target, target.primary(), ctx.run_dir, None, "failover check",
-                                witnesses_before=fault.get("epoch"))
+        report = lost_writes_on(
+            target,
+            target.primary(),
+            ctx.run_dir,
+            None,
+            "failover check",
+            witnesses_before=fault.get("epoch"),
+        )
         ctx.merge("failover", **_failover_counts(report))
     else:
         raise PgdrillError(f"lost_writes(on={on!r}): use restore-test or primary")
-    say(f"{report.lost_writes} of {report.acknowledged_writes} acknowledged writes lost on "
-        f"{on}" + (f" ({report.holes} of them holes: older than writes that survived)"
-                   if report.holes else "")
-        + f"; {report.expected_absent} expected absent; RPO {report.rpo_seconds}s")
+    say(
+        f"{report.lost_writes} of {report.acknowledged_writes} acknowledged writes lost on "
+        f"{on}"
+        + (
+            f" ({report.holes} of them holes: older than writes that survived)"
+            if report.holes
+            else ""
+        )
+        + f"; {report.expected_absent} expected absent; RPO {report.rpo_seconds}s"
+    )
     return report.to_dict()
 
 
 def _failover_counts(report) -> dict:
-    return {"acknowledged_writes": report.acknowledged_writes,
-            "lost_writes": report.lost_writes, "rpo_seconds": report.rpo_seconds,
-            "lost_examples": report.lost_examples, "holes": report.holes,
-            "hole_examples": report.hole_examples}
+    return {
+        "acknowledged_writes": report.acknowledged_writes,
+        "lost_writes": report.lost_writes,
+        "rpo_seconds": report.rpo_seconds,
+        "lost_examples": report.lost_examples,
+        "holes": report.holes,
+        "hole_examples": report.hole_examples,
+    }

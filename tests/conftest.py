@@ -17,7 +17,9 @@ CHAOS = str(Path(sys.executable).parent / "chaos")
 PGDRILL = str(Path(sys.executable).parent / "pgdrill")
 # SOPS files encrypted by the real sops binary (public test keys): part of the repository so
 # that every clone tests them; PGDRILL_SOPS_FIXTURES points at another copy
-SOPS_FIXTURES = Path(os.environ.get("PGDRILL_SOPS_FIXTURES") or REPO / "tests" / "fixtures" / "sops")
+SOPS_FIXTURES = Path(
+    os.environ.get("PGDRILL_SOPS_FIXTURES") or REPO / "tests" / "fixtures" / "sops"
+)
 assert SOPS_FIXTURES.is_dir(), f"SOPS fixtures missing at {SOPS_FIXTURES}"
 
 
@@ -74,9 +76,20 @@ def sandbox_env(sandbox, monkeypatch, tmp_path):
 
 def run_chaos(experiment: str, env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
-         str(tmp_path / "journal.json"), experiment],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            experiment,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -102,6 +115,5 @@ def assert_failover_hole_closed(evidence: dict) -> None:
     backfill must have found the archive whole at the failover, or closed its hole."""
     backfill = evidence["wal_backfill"]
     assert backfill["closed"] is True, backfill
-    assert set((backfill["segments"] or {}).values()) <= {"requeued", "queued", "marked"}, \
-        backfill
+    assert set((backfill["segments"] or {}).values()) <= {"requeued", "queued", "marked"}, backfill
     assert all(h["failover_hole"] for h in backfill["holes"])

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.bucket.location import BucketLocation
-from pgdrill.pgversions import server_bin
+from pgdrill.core.waiting import poll_until
+from pgdrill.credentials.location import BucketLocation
+from pgdrill.pg.versions import server_bin
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.barman import ObjectStore
 from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import free_port
-from pgdrill.waiting import poll_until
 
 
 class ForeignServer:
@@ -35,16 +35,26 @@ class ForeignServer:
         self.port = free_port()
 
     def env(self) -> dict[str, str]:
-        return {"PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                "LANG": "C.UTF-8", "HOME": str(self.home),
-                **self.location.credentials.process_env()}
+        return {
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.home),
+            **self.location.credentials.process_env(),
+        }
 
     def create(self) -> None:
         postgres.initdb(self.run_as, self.data, bin_dir=self.bin_dir)
-        postgres.append_conf(self.data, {
-            "wal_level": "replica", "archive_mode": "on",
-            "archive_command": self.store.archive_command(), "archive_timeout": 0,
-            "unix_socket_directories": str(self.home)}, header="foreign server")
+        postgres.append_conf(
+            self.data,
+            {
+                "wal_level": "replica",
+                "archive_mode": "on",
+                "archive_command": self.store.archive_command(),
+                "archive_timeout": 0,
+                "unix_socket_directories": str(self.home),
+            },
+            header="foreign server",
+        )
         self.start()
 
     def make_dir(self, name: str) -> Path:
@@ -55,12 +65,20 @@ class ForeignServer:
         return path
 
     def start(self) -> None:
-        postgres.start(self.run_as, self.data, self.port, self.home, self.home / "log",
-                       self.env(), bin_dir=self.bin_dir)
+        postgres.start(
+            self.run_as,
+            self.data,
+            self.port,
+            self.home,
+            self.home / "log",
+            self.env(),
+            bin_dir=self.bin_dir,
+        )
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres",
-                               dbname=dbname, autocommit=True)
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
+        )
 
     def switch_and_wait_archived(self) -> str:
         """pg_switch_wal and wait until that segment is in the bucket."""
@@ -68,8 +86,9 @@ class ForeignServer:
             segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
 
             def archived() -> bool:
-                last, failed = conn.execute("SELECT last_archived_wal, failed_count "
-                                            "FROM pg_stat_archiver").fetchone()
+                last, failed = conn.execute(
+                    "SELECT last_archived_wal, failed_count FROM pg_stat_archiver"
+                ).fetchone()
                 assert failed == 0, f"archiving fails: read {self.home / 'log'}"
                 return last is not None and last >= segment
 
@@ -77,8 +96,13 @@ class ForeignServer:
         return segment
 
     def backup(self) -> None:
-        postgres.run(self.run_as, self.store.backup_argv("127.0.0.1", self.port, "postgres"),
-                     env=self.env(), timeout=300, what="barman-cloud-backup")
+        postgres.run(
+            self.run_as,
+            self.store.backup_argv("127.0.0.1", self.port, "postgres"),
+            env=self.env(),
+            timeout=300,
+            what="barman-cloud-backup",
+        )
 
     def stop(self) -> None:
         postgres.stop(self.run_as, self.data, mode="immediate", bin_dir=self.bin_dir)

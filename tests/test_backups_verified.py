@@ -11,13 +11,16 @@ from tests.conftest import PGDRILL, REPO, only_run_folder, run_chaos
 
 pytestmark = pytest.mark.sandbox
 
+
 def backups(env, *args):
-    return subprocess.run([PGDRILL, "backups", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [PGDRILL, "backups", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_drilled_backup_is_verified_and_a_newer_one_fails_the_gate(
-        sandbox, sandbox_env, tmp_path):
+    sandbox, sandbox_env, tmp_path
+):
     drill = run_chaos("experiments/pvc-loss.json", sandbox_env, tmp_path)
     folder = only_run_folder(tmp_path / "reports")
     evidence = json.loads((folder / "evidence.json").read_text())

@@ -15,7 +15,7 @@ from chaoslib.exceptions import ActivityFailed
 
 import actions.restore
 from actions.restore import cleanup_restore, restore_latest_backup
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.targets.sandbox.state import RESTORE_NAME
 from pgdrill.targets.sandbox.target import SandboxTarget
 from tests.conftest import PGDRILL, REPO, only_run_folder, run_chaos
@@ -24,9 +24,14 @@ EXPERIMENTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments").gl
 
 
 def validate(*paths, tmp_path, **env):
-    return subprocess.run([PGDRILL, "validate", *map(str, paths)], cwd=REPO,
-                          env={**os.environ, "PGDRILL_REPORTS": str(tmp_path / "reports"), **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [PGDRILL, "validate", *map(str, paths)],
+        cwd=REPO,
+        env={**os.environ, "PGDRILL_REPORTS": str(tmp_path / "reports"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_one_line_error(out, *, code=2):
@@ -49,8 +54,10 @@ def test_truncated_experiment_names_line_and_column(tmp_path):
     broken = tmp_path / "pvc-loss.json"
     broken.write_text((REPO / "experiments/pvc-loss.json").read_text()[:500])
     lines = assert_one_line_error(validate(broken, tmp_path=tmp_path))
-    assert lines[0] == (f"pgdrill: error: {broken}:4:18: Unterminated string starting here; "
-                        f"the file ends before the JSON does (truncated?)")
+    assert lines[0] == (
+        f"pgdrill: error: {broken}:4:18: Unterminated string starting here; "
+        f"the file ends before the JSON does (truncated?)"
+    )
     assert "fix the JSON at line 4, column 18" in lines[1]
 
 
@@ -68,20 +75,26 @@ def test_every_shipped_experiment_is_valid(tmp_path):
 
 
 def test_unknown_target_fails_validation(tmp_path):
-    lines = assert_one_line_error(validate("experiments/pvc-loss.json", tmp_path=tmp_path,
-                                           PGDRILL_TARGET="nope"))
-    assert lines == ["pgdrill: error: experiments/pvc-loss.json: unknown target 'nope' "
-                     "(pgdrill_target or PGDRILL_TARGET)",
-                     "  fix: set pgdrill_target to one of sandbox, cnpg"]
+    lines = assert_one_line_error(
+        validate("experiments/pvc-loss.json", tmp_path=tmp_path, PGDRILL_TARGET="nope")
+    )
+    assert lines == [
+        "pgdrill: error: experiments/pvc-loss.json: unknown target 'nope' "
+        "(pgdrill_target or PGDRILL_TARGET)",
+        "  fix: set pgdrill_target to one of sandbox, cnpg",
+    ]
 
 
 def test_missing_checklist_fails_validation(tmp_path):
     missing = tmp_path / "nope.yaml"
-    lines = assert_one_line_error(validate("experiments/pvc-loss.json", tmp_path=tmp_path,
-                                           PGDRILL_CHECKLIST=str(missing)))
-    assert lines[0] == ("pgdrill: error: experiments/pvc-loss.json: configuration key checklist "
-                        f"(PGDRILL_CHECKLIST): cannot read checklist {missing}: No such file or "
-                        "directory")
+    lines = assert_one_line_error(
+        validate("experiments/pvc-loss.json", tmp_path=tmp_path, PGDRILL_CHECKLIST=str(missing))
+    )
+    assert lines[0] == (
+        "pgdrill: error: experiments/pvc-loss.json: configuration key checklist "
+        f"(PGDRILL_CHECKLIST): cannot read checklist {missing}: No such file or "
+        "directory"
+    )
 
 
 def test_first_bad_file_stops_validation(tmp_path):
@@ -89,20 +102,31 @@ def test_first_bad_file_stops_validation(tmp_path):
     experiment["runtime"] = {}
     bad = tmp_path / "no-rollbacks.json"
     bad.write_text(json.dumps(experiment))
-    out = validate("experiments/pvc-loss.json", bad, "experiments/backup-restore.json",
-                   tmp_path=tmp_path)
+    out = validate(
+        "experiments/pvc-loss.json", bad, "experiments/backup-restore.json", tmp_path=tmp_path
+    )
     lines = assert_one_line_error(out)
     assert out.stdout.splitlines() == ["experiments/pvc-loss.json: valid"]
     assert "the rollback strategy is None, not 'always'" in lines[0]
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda e: e.update(controls=[]), "the pgdrill control is not declared"),
-    (lambda e: e["steady-state-hypothesis"]["probes"][0]["provider"].update(func="nope"),
-     "The python module 'probes.sql' does not expose a function called 'nope'"),
-    (lambda e: e["steady-state-hypothesis"]["probes"][2]["provider"]["arguments"].update(
-        max_age=1), "argument 'max_age' is not part of the function signature"),
-], ids=["no-control", "unknown-function", "unknown-argument"])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda e: e.update(controls=[]), "the pgdrill control is not declared"),
+        (
+            lambda e: e["steady-state-hypothesis"]["probes"][0]["provider"].update(func="nope"),
+            "The python module 'probes.sql' does not expose a function called 'nope'",
+        ),
+        (
+            lambda e: e["steady-state-hypothesis"]["probes"][2]["provider"]["arguments"].update(
+                max_age=1
+            ),
+            "argument 'max_age' is not part of the function signature",
+        ),
+    ],
+    ids=["no-control", "unknown-function", "unknown-argument"],
+)
 def test_experiment_mistakes_fail_validation(tmp_path, change, expected):
     experiment = json.loads((REPO / "experiments/pvc-loss.json").read_text())
     change(experiment)
@@ -115,8 +139,12 @@ def test_experiment_mistakes_fail_validation(tmp_path, change, expected):
 # -- chaos run -------------------------------------------------------------------------------
 def test_unknown_target_refuses_the_drill_with_the_fix(tmp_path):
     home, reports = tmp_path / "home", tmp_path / "reports"
-    env = {**os.environ, "PGDRILL_TARGET": "nope", "PGDRILL_HOME": str(home),
-           "PGDRILL_REPORTS": str(reports)}
+    env = {
+        **os.environ,
+        "PGDRILL_TARGET": "nope",
+        "PGDRILL_HOME": str(home),
+        "PGDRILL_REPORTS": str(reports),
+    }
     out = run_chaos("experiments/backup-restore.json", env, tmp_path)
     assert out.returncode != 0
     assert "Traceback" not in out.stdout + out.stderr
@@ -140,8 +168,9 @@ class ServerNameTarget(SandboxTarget):
 
 
 @pytest.mark.sandbox
-def test_empty_object_store_is_refused_naming_bucket_and_server(sandbox, sandbox_env, tmp_path,
-                                                               monkeypatch):
+def test_empty_object_store_is_refused_naming_bucket_and_server(
+    sandbox, sandbox_env, tmp_path, monkeypatch
+):
     cfg = {RUN_DIR_KEY: str(tmp_path)}
     nobody = ServerNameTarget(home=sandbox.layout.home, cluster="nobody")
     assert nobody.list_backups() == []
@@ -154,7 +183,8 @@ def test_empty_object_store_is_refused_naming_bucket_and_server(sandbox, sandbox
         f"there is no completed backup in the object store s3://{store.bucket}/nobody/ (bucket "
         f"{store.bucket}, serverName nobody, at {store.endpoint_url})\n"
         f"  fix: take one first (actions.backup.trigger_backup), or check the bucket and "
-        f"serverName (the cluster name)")
+        f"serverName (the cluster name)"
+    )
     assert_no_restore_test(sandbox)
     assert "restore" not in RunContext(tmp_path).read()
 
@@ -170,7 +200,8 @@ def test_target_time_before_the_oldest_backup_is_refused(sandbox, sandbox_env, t
     assert str(err.value) == (
         f"no backup ended before the recovery target {too_early.isoformat()}; the oldest "
         f"completed backup {oldest.id} ended {oldest.end_time.isoformat()}\n"
-        f"  fix: choose a later recovery target, or keep older backups")
+        f"  fix: choose a later recovery target, or keep older backups"
+    )
     assert_no_restore_test(sandbox)
     assert "restore" not in RunContext(tmp_path).read()
 
@@ -190,7 +221,8 @@ def create_point(sandbox, name, archived=True):
 
 @pytest.mark.sandbox
 def test_restore_point_only_in_wal_before_the_backup_is_refused_and_restore_test_kept(
-        sandbox, sandbox_env, tmp_path):
+    sandbox, sandbox_env, tmp_path
+):
     """A name written into the WAL by someone else restores (no false refusal); a name that is
     only in the WAL *before* the chosen backup began is refused, and the restore-test copy
     the earlier restore left is not touched."""
@@ -214,10 +246,13 @@ def test_restore_point_only_in_wal_before_the_backup_is_refused_and_restore_test
         assert str(err.value) == (
             f"restore point '{old}' was not created in this run and is not in the WAL since "
             f"backup {backup.id} (began at LSN {backup.begin_lsn})\n"
-            f"  fix: mark it with actions.backup.mark_restore_point, or check the name")
+            f"  fix: mark it with actions.backup.mark_restore_point, or check the name"
+        )
         after = sandbox.layout.read()
-        assert (after.restore_port, after.restore_backup_id) == (before.restore_port,
-                                                                 before.restore_backup_id)
+        assert (after.restore_port, after.restore_backup_id) == (
+            before.restore_port,
+            before.restore_backup_id,
+        )
         with sandbox.connect(sandbox.restored_instance(), "postgres") as conn:
             assert conn.execute("SELECT 1").fetchone()[0] == 1
         assert RunContext(tmp_path).read()["restore"]["requested"]["name"] == new

@@ -17,9 +17,9 @@ from chaoslib.exceptions import ActivityFailed
 
 from actions.restore import restore_latest_backup
 from pgdrill.bucket.walchain import wal_file_name
-from pgdrill.runcontext import RUN_DIR_KEY
+from pgdrill.core.waiting import poll_until
+from pgdrill.evidence.runcontext import RUN_DIR_KEY
 from pgdrill.targets.sandbox.state import RESTORE_NAME
-from pgdrill.waiting import poll_until
 from tests.conftest import PGDRILL, REPO, running_sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -36,7 +36,7 @@ def switch_and_archive(target, n: int) -> str:
         segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal() - 1)").fetchone()[0]
 
         def archived() -> bool:
-            last, = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+            (last,) = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
             return last is not None and last >= segment
 
         poll_until(archived, timeout=60, what=f"WAL segment {segment} to be archived")
@@ -47,10 +47,25 @@ def bucket_report(target, tmp_path) -> subprocess.CompletedProcess:
     location = target.bucket_location()
     env = {**os.environ, "PGDRILL_REPORTS": str(tmp_path / "reports")}
     return subprocess.run(
-        [PGDRILL, "bucket-report", location.destination_path, "--server-name",
-         location.server_name, "--credentials", str(target.layout.credentials_file),
-         "--age-identity", str(target.layout.age_key_file), "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+        [
+            PGDRILL,
+            "bucket-report",
+            location.destination_path,
+            "--server-name",
+            location.server_name,
+            "--credentials",
+            str(target.layout.credentials_file),
+            "--age-identity",
+            str(target.layout.age_key_file),
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def segment_object(target, segment: str):
@@ -59,8 +74,11 @@ def segment_object(target, segment: str):
     s3 = location.client()
     folder = f"{location.prefix}wals/{segment[:16]}/"
     listed = s3.list_objects_v2(Bucket=location.bucket, Prefix=folder + segment)
-    [key] = [o["Key"] for o in listed.get("Contents", [])
-             if wal_file_name(o["Key"][len(location.prefix):]) == segment]
+    [key] = [
+        o["Key"]
+        for o in listed.get("Contents", [])
+        if wal_file_name(o["Key"][len(location.prefix) :]) == segment
+    ]
     return location, s3, key
 
 
@@ -87,7 +105,7 @@ def test_a_deleted_segment_fails_bucket_report_and_a_restore_to_latest(tmp_path)
         for value in target.s3_credentials().secret_values():
             assert value not in ok.stdout + ok.stderr
 
-        victim = segments[1]          # after the latest backup, before the newest WAL
+        victim = segments[1]  # after the latest backup, before the newest WAL
         delete_segment(target, victim)
 
         failed = bucket_report(target, tmp_path)
@@ -96,12 +114,17 @@ def test_a_deleted_segment_fails_bucket_report_and_a_restore_to_latest(tmp_path)
         assert report["verdict"] == "failed"
         [gap] = report["gaps"]
         assert (gap["first_missing"], gap["segments"], gap["last_recoverable"]) == (
-            victim, 1, segments[0])
+            victim,
+            1,
+            segments[0],
+        )
         sentence = gap["problem"]
         assert backup.id in gap["affected_backups"]
         assert f"{victim} is missing (1 segment)" in sentence
-        assert (f"the last recoverable instant is at the latest {gap['last_archived_at']}, "
-                f"when {segments[0]} was archived") in sentence
+        assert (
+            f"the last recoverable instant is at the latest {gap['last_archived_at']}, "
+            f"when {segments[0]} was archived"
+        ) in sentence
         assert sentence in report["reasons"]
         assert gap["cost"].startswith("a restore to latest loses every commit after ")
         assert sentence in failed.stderr
@@ -113,8 +136,10 @@ def test_a_deleted_segment_fails_bucket_report_and_a_restore_to_latest(tmp_path)
             restore_latest_backup(timeout_seconds=300, configuration=cfg)
         message = str(err.value)
         assert sentence in message
-        assert message.startswith(f"the restore of backup {backup.id} to the end of the "
-                                  f"archive is refused before restore-test is touched")
+        assert message.startswith(
+            f"the restore of backup {backup.id} to the end of the "
+            f"archive is refused before restore-test is touched"
+        )
         assert target.restored_instance() is None
         assert not target.layout.data_dir(RESTORE_NAME).exists()
         context = json.loads((run_dir / "context.json").read_text())
@@ -129,13 +154,14 @@ def damage_segment(target, segment: str) -> str:
     its size and name: the listing stays continuous, the segment cannot be replayed."""
     location, s3, key = segment_object(target, segment)
     stored = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
-    gzipped = key.endswith(".gz")     # the sandbox archives as CNPG's wal.compression: gzip
+    gzipped = key.endswith(".gz")  # the sandbox archives as CNPG's wal.compression: gzip
     body = bytearray(gzip.decompress(stored) if gzipped else stored)
     assert len(body) == 16 * 1024 * 1024
     # the first records after the segment's long page header (40 bytes): their CRCs fail
     body[64:4096] = bytes((i * 7 + 13) % 256 for i in range(4096 - 64))
-    s3.put_object(Bucket=location.bucket, Key=key,
-                  Body=gzip.compress(bytes(body)) if gzipped else bytes(body))
+    s3.put_object(
+        Bucket=location.bucket, Key=key, Body=gzip.compress(bytes(body)) if gzipped else bytes(body)
+    )
     return key
 
 
@@ -156,13 +182,15 @@ def test_a_damaged_mid_chain_segment_fails_a_restore_to_latest(tmp_path):
                 restore_latest_backup(timeout_seconds=300, configuration=cfg)
             context = json.loads((run_dir / "context.json").read_text())
             restore = context["restore"]
-            assert context["wal_chain"]["refused"] is False      # the listing has no gap
+            assert context["wal_chain"]["refused"] is False  # the listing has no gap
             assert "reached" in restore, str(err.value)
             assert restore["reached"]["reason"] == "no recovery target specified"
             assert restore["position_ok"] is False
             assert restore["archive_end"]["segment"] == segments[2]
-            assert f"before the end of the archive as listed when the restore started " \
-                   f"(segment {segments[2]}" in restore["position_error"]
+            assert (
+                f"before the end of the archive as listed when the restore started "
+                f"(segment {segments[2]}" in restore["position_error"]
+            )
             assert "did not stop where it was asked to" in str(err.value)
             assert restore["source_flush_lsn"] is not None
         finally:

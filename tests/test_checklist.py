@@ -2,8 +2,14 @@ from decimal import Decimal
 
 import pytest
 
-from pgdrill.checklist import describe_failures, load_checklist, matches, normalise, parse_checklist
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
+from pgdrill.verification.checklist import (
+    describe_failures,
+    load_checklist,
+    matches,
+    normalise,
+    parse_checklist,
+)
 
 GOOD = """
 database: app
@@ -29,14 +35,23 @@ def test_parse_good_checklist():
     assert plan.checks[1].expected == 100000
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("checks: [", "not valid YAML"),
-    ("checks: []", "malformed"),
-    ("checks:\n  - name: a\n    query: SELECT 1\n", "'expected' is a required property"),
-    ("checks:\n  - {name: a, query: SELECT 1, expected: 1, extra: 2}\n", "malformed at checks/0"),
-    ("checks:\n  - {name: a, query: SELECT 1, expected: 1}\n  - {name: a, query: SELECT 2, expected: 2}\n",
-     "repeats check names: a"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("checks: [", "not valid YAML"),
+        ("checks: []", "malformed"),
+        ("checks:\n  - name: a\n    query: SELECT 1\n", "'expected' is a required property"),
+        (
+            "checks:\n  - {name: a, query: SELECT 1, expected: 1, extra: 2}\n",
+            "malformed at checks/0",
+        ),
+        (
+            "checks:\n  - {name: a, query: SELECT 1, expected: 1}\n"
+            "  - {name: a, query: SELECT 2, expected: 2}\n",
+            "repeats check names: a",
+        ),
+    ],
+)
 def test_malformed_checklists_are_named(text, fragment):
     with pytest.raises(BadInput) as err:
         parse_checklist(text, "c.yaml")
@@ -51,19 +66,22 @@ def test_missing_checklist_file_says_what_to_pass(tmp_path):
     assert err.value.fix
 
 
-@pytest.mark.parametrize("expected, actual, ok", [
-    (100000, 100000, True),
-    (100000, 99999, False),
-    (1.5, 1.5, True),
-    ("ok", "ok", True),
-    ("on", "off", False),
-    (True, True, True),
-    (True, 1, False),          # a boolean check does not accept a number
-    (1, True, False),
-    (None, None, True),
-    (None, "x", False),
-    ("42", 42, True),          # text expectations compare as text
-])
+@pytest.mark.parametrize(
+    "expected, actual, ok",
+    [
+        (100000, 100000, True),
+        (100000, 99999, False),
+        (1.5, 1.5, True),
+        ("ok", "ok", True),
+        ("on", "off", False),
+        (True, True, True),
+        (True, 1, False),  # a boolean check does not accept a number
+        (1, True, False),
+        (None, None, True),
+        (None, "x", False),
+        ("42", 42, True),  # text expectations compare as text
+    ],
+)
 def test_matches(expected, actual, ok):
     assert matches(expected, actual) is ok
 
@@ -76,13 +94,15 @@ def test_normalise_postgres_values():
 
 
 def test_describe_failures_names_each_failing_check():
-    from pgdrill.checklist import CheckResult
+    from pgdrill.verification.checklist import CheckResult
 
-    text = describe_failures([
-        CheckResult("a", "q", 1, 1, True),
-        CheckResult("b", "q", 1, 2, False),
-        CheckResult("c", "q", 1, None, False, error="relation x does not exist"),
-    ])
+    text = describe_failures(
+        [
+            CheckResult("a", "q", 1, 1, True),
+            CheckResult("b", "q", 1, 2, False),
+            CheckResult("c", "q", 1, None, False, error="relation x does not exist"),
+        ]
+    )
     assert "'b' expected 1, got 2" in text
     assert "'c' errored: relation x does not exist" in text
     assert "'a'" not in text

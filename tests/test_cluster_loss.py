@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill import policy
 from pgdrill.chaos.preflight import check_environment
-from pgdrill.errors import PreflightRefused
+from pgdrill.core.errors import PreflightRefused
+from pgdrill.evidence import policy
 from pgdrill.targets.sandbox import postgres
 from tests.conftest import (
     REPO,
@@ -36,8 +36,12 @@ def own_sandbox():
 
 @pytest.fixture
 def env(own_sandbox, tmp_path):
-    return {**os.environ, "PGDRILL_HOME": str(own_sandbox.layout.home),
-            "PGDRILL_REPORTS": str(tmp_path / "reports"), "PYTHONPATH": str(REPO)}
+    return {
+        **os.environ,
+        "PGDRILL_HOME": str(own_sandbox.layout.home),
+        "PGDRILL_REPORTS": str(tmp_path / "reports"),
+        "PYTHONPATH": str(REPO),
+    }
 
 
 def old_folder_objects(sandbox, server_name: str) -> int:
@@ -46,8 +50,9 @@ def old_folder_objects(sandbox, server_name: str) -> int:
 
     state = sandbox.layout.read()
     client = s3.client(state.endpoint_url, sandbox_credentials(sandbox.layout))
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=state.bucket,
-                                                             Prefix=f"{server_name}/")
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=state.bucket, Prefix=f"{server_name}/"
+    )
     return sum(len(p.get("Contents", [])) for p in pages)
 
 
@@ -62,8 +67,12 @@ def test_whole_cluster_destruction_is_for_develop_and_staging_only(tmp_path):
     assert policy.destruction_refusal("production", "pvc-loss") is None
     assert policy.destruction_refusal("production") is not None
     with pytest.raises(PreflightRefused) as refused:
-        check_environment({"environment": "production", "allow_production": True},
-                          "cluster-loss", "cnpg", tmp_path)
+        check_environment(
+            {"environment": "production", "allow_production": True},
+            "cluster-loss",
+            "cnpg",
+            tmp_path,
+        )
     assert "whatever allow_production" in refused.value.message
     assert "never destroyed" in refused.value.fix
 
@@ -100,8 +109,10 @@ class StubTarget:
                 return False
 
             def execute(self, sql, params=None):
-                value = {"pg_switch_wal": "0/3000060", "pg_walfile_name":
-                         "000000010000000000000003"}
+                value = {
+                    "pg_switch_wal": "0/3000060",
+                    "pg_walfile_name": "000000010000000000000003",
+                }
                 key = next((k for k in value if k in sql), None)
                 row = (value[key],) if key else (stub.archived_wal,)
                 return type("Cursor", (), {"fetchone": lambda self: row})()
@@ -113,26 +124,35 @@ class StubTarget:
         raise AssertionError("destroyed although a check failed")
 
 
-@pytest.mark.parametrize("backups, needle", [
-    ([], "no completed backup"),
-    (None, "to be archived"),  # a backup, but the sealed segment never reaches the archive
-])
+@pytest.mark.parametrize(
+    "backups, needle",
+    [
+        ([], "no completed backup"),
+        (None, "to be archived"),  # a backup, but the sealed segment never reaches the archive
+    ],
+)
 def test_nothing_is_destroyed_when_a_check_fails(monkeypatch, tmp_path, backups, needle):
     from datetime import UTC, datetime
 
     from chaoslib.exceptions import ActivityFailed
 
     import actions.faults
-    from pgdrill.model import Backup
-    from pgdrill.runcontext import RUN_DIR_KEY
+    from pgdrill.core.model import Backup
+    from pgdrill.evidence.runcontext import RUN_DIR_KEY
 
-    done = Backup(id="20261201T000000", status="DONE", begin_time=datetime.now(UTC),
-                  end_time=datetime.now(UTC))
+    done = Backup(
+        id="20261201T000000",
+        status="DONE",
+        begin_time=datetime.now(UTC),
+        end_time=datetime.now(UTC),
+    )
     stub = StubTarget([done] if backups is None else backups)
     monkeypatch.setattr(actions.faults, "ready_target", lambda *a: stub)
     with pytest.raises(ActivityFailed, match=needle):
-        actions.faults.destroy_cluster(archive_timeout_seconds=1, configuration={
-            RUN_DIR_KEY: str(tmp_path), "environment": "staging"})
+        actions.faults.destroy_cluster(
+            archive_timeout_seconds=1,
+            configuration={RUN_DIR_KEY: str(tmp_path), "environment": "staging"},
+        )
     assert stub.destroyed is False
 
 
@@ -147,10 +167,25 @@ def test_production_is_refused_and_nothing_is_destroyed(own_sandbox, env, tmp_pa
     primary = own_sandbox.primary()
     pid = postgres.postmaster_pid(own_sandbox.layout.data_dir(primary.name))
     out = subprocess.run(
-        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
-         str(tmp_path / "journal.json"), "--var", "environment:str=production",
-         "--var", "allow_production:bool=true", EXPERIMENT],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            "--var",
+            "environment:str=production",
+            "--var",
+            "allow_production:bool=true",
+            EXPERIMENT,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode != 0
     evidence = newest_evidence(tmp_path / "reports")
     validate(evidence)
@@ -165,27 +200,35 @@ def test_production_is_refused_and_nothing_is_destroyed(own_sandbox, env, tmp_pa
     from chaoslib.exceptions import ActivityFailed
 
     from actions.faults import destroy_cluster
-    from pgdrill.runcontext import RUN_DIR_KEY
+    from pgdrill.evidence.runcontext import RUN_DIR_KEY
 
     (tmp_path / "direct").mkdir()
     with pytest.raises(ActivityFailed, match="only develop and staging"):
-        destroy_cluster(configuration={RUN_DIR_KEY: str(tmp_path / "direct"),
-                                       "environment": "production",
-                                       "sandbox_home": str(own_sandbox.layout.home)})
+        destroy_cluster(
+            configuration={
+                RUN_DIR_KEY: str(tmp_path / "direct"),
+                "environment": "production",
+                "sandbox_home": str(own_sandbox.layout.home),
+            }
+        )
     assert postgres.postmaster_pid(own_sandbox.layout.data_dir(primary.name)) == pid
 
 
 @pytest.mark.sandbox
 def test_cluster_loss_drill_rebuilds_from_the_bucket_under_a_new_server_name(
-        own_sandbox, env, tmp_path):
+    own_sandbox, env, tmp_path
+):
     own_sandbox.wait_ready(timeout=120)
     before = own_sandbox.layout.read()
     old_server = before.archive_server
     seen = len(own_sandbox.layout.events())
     out = run_chaos(EXPERIMENT, env, tmp_path)
     evidence = newest_evidence(tmp_path / "reports")
-    assert out.returncode == 0 and evidence["verdict"] == "passed", \
-        (evidence["reasons"], out.stdout[-4000:], out.stderr[-3000:])
+    assert out.returncode == 0 and evidence["verdict"] == "passed", (
+        evidence["reasons"],
+        out.stdout[-4000:],
+        out.stderr[-3000:],
+    )
     validate(evidence)
     fault, restore, rpo = evidence["fault"], evidence["restore"], evidence["rpo"]
     assert fault["kind"] == "destroy_cluster" and fault["role"] == "cluster"
@@ -201,13 +244,12 @@ def test_cluster_loss_drill_rebuilds_from_the_bucket_under_a_new_server_name(
     assert evidence["backup"]["validated"] is True
     # recovery replayed the archive to its end, at least to the end sealed before the loss
     assert restore["position_ok"] is True and restore["reached"]["stop_kind"] == "latest"
-    from pgdrill.recovery_position import lsn_to_int
+    from pgdrill.restore.position import lsn_to_int
 
     assert lsn_to_int(restore["reached"]["lsn"]) >= lsn_to_int(rpo["archived_end"]["lsn"])
     # the old folder got no object after the destruction (the evidence, and a fresh listing)
     assert rebuild["old_archive_untouched"] is True
-    assert old_folder_objects(own_sandbox, old_server) == \
-        fault["old_archive_at_destroy"]["objects"]
+    assert old_folder_objects(own_sandbox, old_server) == fault["old_archive_at_destroy"]["objects"]
     # no acknowledged write archived before the loss is missing; the RPO is the rest
     assert rpo["acknowledged_writes"] > 0 and rpo["lost_before_archived_end"] == 0
     assert rpo["reference_kind"] == "cluster destroyed"
@@ -221,33 +263,40 @@ def test_cluster_loss_drill_rebuilds_from_the_bucket_under_a_new_server_name(
     events = own_sandbox.layout.events()[seen:]
     kinds = [e["event"] for e in events]
     assert "destroyed_seen" in kinds and "cluster_rebuilt" in kinds
-    between = kinds[kinds.index("destroyed_seen"):kinds.index("cluster_rebuilt")]
+    between = kinds[kinds.index("destroyed_seen") : kinds.index("cluster_rebuilt")]
     assert not {"reclone_started", "promote_started", "restart", "primary_down"} & set(between)
     # the sandbox now archives and backs up under the new serverName, and lists its backups
     after = own_sandbox.layout.read()
     assert after.server_name == f"{old_server}-r1" and after.destroyed_at is None
     assert own_sandbox.archive().endswith(f"/{old_server}-r1/")
     assert [b.id for b in own_sandbox.list_backups()] == [rebuild["first_backup"]["id"]]
-    rollbacks = json.loads((newest_run_folder(tmp_path / "reports") / "journal.json")
-                           .read_text())["rollbacks"]
+    rollbacks = json.loads((newest_run_folder(tmp_path / "reports") / "journal.json").read_text())[
+        "rollbacks"
+    ]
     assert {r["status"] for r in rollbacks} == {"succeeded"}
 
 
 def drop_wal_after_backup(configuration=None, secrets=None) -> int:
     """A test activity: damage the destroyed cluster's archive — every WAL segment after
     the manual backup's last one is deleted, as a broken archive would lose them."""
-    from pgdrill.runcontext import RunContext
+    from pgdrill.evidence.runcontext import RunContext
     from pgdrill.targets.sandbox.target import SandboxTarget
 
     data = RunContext.from_configuration(configuration).read()
     location = SandboxTarget(home=configuration["sandbox_home"]).bucket_location()
     end = data["manual_backup"]["end_wal"]
     client = location.client()
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket,
-                                                             Prefix=f"{location.prefix}wals/")
-    doomed = [o["Key"] for p in pages for o in p.get("Contents", [])
-              if len(Path(o["Key"]).name.split(".")[0]) == 24
-              and Path(o["Key"]).name.split(".")[0] > end and ".backup" not in o["Key"]]
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=f"{location.prefix}wals/"
+    )
+    doomed = [
+        o["Key"]
+        for p in pages
+        for o in p.get("Contents", [])
+        if len(Path(o["Key"]).name.split(".")[0]) == 24
+        and Path(o["Key"]).name.split(".")[0] > end
+        and ".backup" not in o["Key"]
+    ]
     for key in doomed:
         client.delete_object(Bucket=location.bucket, Key=key)
     return len(doomed)
@@ -255,13 +304,24 @@ def drop_wal_after_backup(configuration=None, secrets=None) -> int:
 
 @pytest.mark.sandbox
 def test_a_damaged_archive_fails_the_drill_naming_the_archived_writes_it_lost(
-        own_sandbox, env, tmp_path):
+    own_sandbox, env, tmp_path
+):
     own_sandbox.wait_ready(timeout=300)
     experiment = json.loads((REPO / EXPERIMENT).read_text())
     method = experiment["method"]
     at = [a["name"] for a in method].index("destroy-whole-cluster") + 1
-    method.insert(at, {"type": "action", "name": "damage-old-archive", "provider": {
-        "type": "python", "module": "tests.test_cluster_loss", "func": "drop_wal_after_backup"}})
+    method.insert(
+        at,
+        {
+            "type": "action",
+            "name": "damage-old-archive",
+            "provider": {
+                "type": "python",
+                "module": "tests.test_cluster_loss",
+                "func": "drop_wal_after_backup",
+            },
+        },
+    )
     path = tmp_path / "cluster-loss.json"
     path.write_text(json.dumps(experiment))
     out = run_chaos(str(path), env, tmp_path)
@@ -281,12 +341,13 @@ def test_a_damaged_archive_fails_the_drill_naming_the_archived_writes_it_lost(
 
 @pytest.mark.sandbox
 def test_a_destroyed_sandbox_is_not_healed_refuses_drills_and_comes_back_only_by_rebuild(
-        own_sandbox):
+    own_sandbox,
+):
     """The target's operations directly: the supervisor acknowledges the destruction and
     heals nothing (the events say so; no data directory reappears), a drill's preflight is
     refused naming the destruction, an explicit rebuild brings the cluster back."""
-    from pgdrill.model import RecoveryTarget
-    from pgdrill.restore_plan import choose_backup
+    from pgdrill.core.model import RecoveryTarget
+    from pgdrill.restore.plan import choose_backup
 
     own_sandbox.wait_ready(timeout=300)
     backup = choose_backup(own_sandbox.list_backups(), RecoveryTarget())
@@ -326,15 +387,27 @@ def test_a_signal_mid_rebuild_still_leaves_a_rebuilt_cluster(own_sandbox, env, t
     import signal
     import subprocess
 
-    from pgdrill.waiting import poll_until
+    from pgdrill.core.waiting import poll_until
     from tests.conftest import CHAOS
 
     own_sandbox.wait_ready(timeout=300)
     before = own_sandbox.layout.read()
     drill = subprocess.Popen(
-        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
-         str(tmp_path / "journal.json"), EXPERIMENT],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            EXPERIMENT,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
     def mid_rebuild():
         folders = [p for p in (tmp_path / "reports").glob("*") if p.is_dir()]
@@ -344,12 +417,15 @@ def test_a_signal_mid_rebuild_still_leaves_a_rebuilt_cluster(own_sandbox, env, t
             return None
         current = (context.get("current_activity") or {}).get("name")
         data = own_sandbox.layout.data_dir(before.primary_name)
-        return folders[0] if current == "rebuild-cluster-from-bucket" and data.is_dir() \
-            else None
+        return folders[0] if current == "rebuild-cluster-from-bucket" and data.is_dir() else None
 
     try:
-        folder = poll_until(mid_rebuild, timeout=300, interval=0.05,
-                            what="the drill's rebuild to restore the base backup")
+        folder = poll_until(
+            mid_rebuild,
+            timeout=300,
+            interval=0.05,
+            what="the drill's rebuild to restore the base backup",
+        )
         drill.send_signal(signal.SIGINT)
         output, _ = drill.communicate(timeout=600)
     finally:
@@ -361,7 +437,9 @@ def test_a_signal_mid_rebuild_still_leaves_a_rebuilt_cluster(own_sandbox, env, t
     assert evidence["interruption"]["during"] == "rebuild-cluster-from-bucket"
     journal = json.loads((folder / "journal.json").read_text())
     assert [(r["activity"]["name"], r["status"]) for r in journal["rollbacks"]] == [
-        ("stop-load", "succeeded"), ("rebuild-if-still-destroyed", "succeeded")]
+        ("stop-load", "succeeded"),
+        ("rebuild-if-still-destroyed", "succeeded"),
+    ]
     after = own_sandbox.layout.read()
     assert after.destroyed_at is None and after.server_name != before.archive_server
     rebuild = evidence["restore"]["rebuild"]

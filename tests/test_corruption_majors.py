@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgdrill.corruption import corrupt_page
-from pgdrill.errors import BadInput
-from pgdrill.pgversions import server_bin
+from pgdrill.core.errors import BadInput
+from pgdrill.pg.corruption import corrupt_page
+from pgdrill.pg.versions import server_bin
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import free_port
@@ -30,12 +30,21 @@ def server(request):
     data, port = home / "data", free_port()
     postgres.initdb(run_as, data, bin_dir=bin_dir)
     postgres.append_conf(data, {"unix_socket_directories": str(home)}, header="test")
-    postgres.start(run_as, data, port, home, home / "log", {"PATH": f"{bin_dir}:/usr/bin:/bin",
-                                                         "LANG": "C.UTF-8"}, bin_dir=bin_dir)
-    conn = psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                           autocommit=True)
-    conn.execute("CREATE TABLE t AS SELECT g AS id, repeat('x', 100) AS pad "
-                 "FROM generate_series(1, 12000) g")
+    postgres.start(
+        run_as,
+        data,
+        port,
+        home,
+        home / "log",
+        {"PATH": f"{bin_dir}:/usr/bin:/bin", "LANG": "C.UTF-8"},
+        bin_dir=bin_dir,
+    )
+    conn = psycopg.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True
+    )
+    conn.execute(
+        "CREATE TABLE t AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 12000) g"
+    )
     try:
         yield conn, data
     finally:
@@ -50,6 +59,7 @@ def overwrite_in(data: Path, damaged: list):
             fh.seek(offset)
             fh.write(b"\xff" * length)
         damaged.append(relpath)
+
     return overwrite
 
 

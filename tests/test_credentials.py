@@ -4,15 +4,24 @@ import base64
 
 import pytest
 
-from pgdrill import sops
-from pgdrill.credentials import (
-    REQUIRED_KEYS, load_s3_credentials, plaintext_credentials, redact, secret_manifest,
+from pgdrill.core.errors import BadInput
+from pgdrill.credentials import sops
+from pgdrill.credentials.secret import (
+    REQUIRED_KEYS,
+    load_s3_credentials,
+    plaintext_credentials,
+    redact,
+    secret_manifest,
     write_encrypted_secret,
 )
-from pgdrill.errors import BadInput
 
-VALUES = {"ACCESS_KEY_ID": "AKIAEXAMPLE1234", "ACCESS_SECRET_KEY": "s3cr3t/Value+With=Chars",
-          "BUCKET": "backups", "ENDPOINT": "https://s3.example.net", "REGION": "eu-west-1"}
+VALUES = {
+    "ACCESS_KEY_ID": "AKIAEXAMPLE1234",
+    "ACCESS_SECRET_KEY": "s3cr3t/Value+With=Chars",
+    "BUCKET": "backups",
+    "ENDPOINT": "https://s3.example.net",
+    "REGION": "eu-west-1",
+}
 
 
 @pytest.fixture
@@ -25,15 +34,21 @@ def identity(tmp_path):
 
 def test_a_cnpg_backup_s3_secret_round_trips_and_never_shows_its_values(tmp_path, identity):
     key_file, recipient = identity
-    path = write_encrypted_secret(tmp_path / "cnpg-backup-s3.enc.yaml", VALUES, [recipient],
-                                  namespace="staging")
+    path = write_encrypted_secret(
+        tmp_path / "cnpg-backup-s3.enc.yaml", VALUES, [recipient], namespace="staging"
+    )
     text = path.read_text()
     assert all(v not in text for v in (VALUES["ACCESS_KEY_ID"], VALUES["ACCESS_SECRET_KEY"]))
     assert "name: cnpg-backup-s3" in text and "encrypted_regex" in text
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     creds = load_s3_credentials(path, [key_file])
-    assert (creds.access_key_id, creds.secret_access_key, creds.bucket, creds.endpoint,
-            creds.region) == tuple(VALUES[k] for k in REQUIRED_KEYS)
+    assert (
+        creds.access_key_id,
+        creds.secret_access_key,
+        creds.bucket,
+        creds.endpoint,
+        creds.region,
+    ) == tuple(VALUES[k] for k in REQUIRED_KEYS)
     assert creds.recipients == (recipient,)
     shown = repr(creds) + str(creds.describe())
     assert VALUES["ACCESS_KEY_ID"] not in shown and VALUES["ACCESS_SECRET_KEY"] not in shown
@@ -92,33 +107,56 @@ def test_plaintext_credentials_are_found_by_name_wherever_they_are_given():
     assert plaintext_credentials({"cluster": "x", "checklist": "c.yaml"}, {}, {}) == []
     found = plaintext_credentials(
         {"aws_secret_access_key": "v", "s3_access_key": "v", "access_key_id": ""},
-        {"s3": {"ACCESS_SECRET_KEY": "v",
-                "cnpg-backup-s3": {"type": "sops", "file": "c.enc.yaml"}}},
-        {"PGDRILL_S3_SECRET_KEY": "v", "AWS_SECRET_ACCESS_KEY": "not pgdrill's own",
-         "PGDRILL_HOME": "/x"})
-    assert found == ["configuration key 'aws_secret_access_key'",
-                     "configuration key 's3_access_key'", "inline secret s3.ACCESS_SECRET_KEY",
-                     "environment variable PGDRILL_S3_SECRET_KEY"]
+        {
+            "s3": {
+                "ACCESS_SECRET_KEY": "v",
+                "cnpg-backup-s3": {"type": "sops", "file": "c.enc.yaml"},
+            }
+        },
+        {
+            "PGDRILL_S3_SECRET_KEY": "v",
+            "AWS_SECRET_ACCESS_KEY": "not pgdrill's own",
+            "PGDRILL_HOME": "/x",
+        },
+    )
+    assert found == [
+        "configuration key 'aws_secret_access_key'",
+        "configuration key 's3_access_key'",
+        "inline secret s3.ACCESS_SECRET_KEY",
+        "environment variable PGDRILL_S3_SECRET_KEY",
+    ]
 
 
 def test_secret_manifest_is_what_cnpg_reads():
     manifest = secret_manifest(VALUES, namespace="staging")
     assert manifest["metadata"] == {"name": "cnpg-backup-s3", "namespace": "staging"}
-    assert base64.b64decode(manifest["data"]["ACCESS_SECRET_KEY"]).decode() == \
-        VALUES["ACCESS_SECRET_KEY"]
+    assert (
+        base64.b64decode(manifest["data"]["ACCESS_SECRET_KEY"]).decode()
+        == VALUES["ACCESS_SECRET_KEY"]
+    )
     with pytest.raises(BadInput, match="needs ENDPOINT"):
         secret_manifest({**VALUES, "ENDPOINT": ""})
 
 
 def test_a_failing_tool_that_echoes_its_credentials_is_redacted(tmp_path):
-    from pgdrill.errors import TargetError
+    from pgdrill.core.errors import TargetError
     from pgdrill.targets.sandbox import postgres
     from pgdrill.targets.sandbox.osuser import resolve_run_as
 
-    env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": VALUES["ACCESS_KEY_ID"],
-           "AWS_SECRET_ACCESS_KEY": VALUES["ACCESS_SECRET_KEY"]}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ACCESS_KEY_ID": VALUES["ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": VALUES["ACCESS_SECRET_KEY"],
+    }
     with pytest.raises(TargetError) as err:
-        postgres.run(resolve_run_as(), ["/bin/sh", "-c", 'echo "denied for $AWS_ACCESS_KEY_ID:'
-                                        '$AWS_SECRET_ACCESS_KEY" >&2; exit 3'],
-                     env=env, what="a tool")
+        postgres.run(
+            resolve_run_as(),
+            [
+                "/bin/sh",
+                "-c",
+                'echo "denied for $AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >&2; exit 3',
+            ],
+            env=env,
+            what="a tool",
+        )
     assert str(err.value) == "a tool failed (exit 3): denied for <redacted>:<redacted>"

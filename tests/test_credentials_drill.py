@@ -31,14 +31,18 @@ def leaks(values, *roots: Path) -> list[str]:
 
 
 def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
-        sandbox, sandbox_env, tmp_path):
+    sandbox, sandbox_env, tmp_path
+):
     layout = sandbox.layout
     assert layout.age_key_file.is_file() and layout.credentials_file.is_file()
     assert oct(layout.age_key_file.stat().st_mode & 0o777) == "0o600"
     creds = sandbox_credentials(layout)
     values = creds.secret_values()
-    recipient = next(line.split(": ", 1)[1] for line in layout.age_key_file.read_text().splitlines()
-                     if line.startswith("# public key: "))
+    recipient = next(
+        line.split(": ", 1)[1]
+        for line in layout.age_key_file.read_text().splitlines()
+        if line.startswith("# public key: ")
+    )
     # the archiver really runs with them: the primary's postmaster has them in its environment
     primary = sandbox.primary()
     pid = postgres.postmaster_pid(layout.data_dir(primary.name))
@@ -51,24 +55,41 @@ def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
     evidence = newest_evidence(reports)
     assert evidence["credentials"]["file"] == str(layout.credentials_file)
     assert evidence["credentials"]["recipients"] == [recipient]
-    assert set(evidence["credentials"]["keys"]) == {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY",
-                                                    "BUCKET", "ENDPOINT", "REGION"}
+    assert set(evidence["credentials"]["keys"]) == {
+        "ACCESS_KEY_ID",
+        "ACCESS_SECRET_KEY",
+        "BUCKET",
+        "ENDPOINT",
+        "REGION",
+    }
 
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("checks:\n  - name: sentinel-row\n"
-                     "    query: SELECT value FROM pgdrill_sentinel WHERE key = 'drill'\n"
-                     "    expected: nope\n")
-    failing = run_chaos("experiments/backup-restore.json",
-                        {**sandbox_env, "PGDRILL_CHECKLIST": str(wrong)}, tmp_path)
+    wrong.write_text(
+        "checks:\n  - name: sentinel-row\n"
+        "    query: SELECT value FROM pgdrill_sentinel WHERE key = 'drill'\n"
+        "    expected: nope\n"
+    )
+    failing = run_chaos(
+        "experiments/backup-restore.json",
+        {**sandbox_env, "PGDRILL_CHECKLIST": str(wrong)},
+        tmp_path,
+    )
     assert failing.returncode != 0 and newest_evidence(reports)["verdict"] == "failed"
 
     # plaintext credentials in pgdrill's own environment: refused before anything runs
-    plaintext = run_chaos("experiments/backup-restore.json",
-                          {**sandbox_env, "PGDRILL_S3_SECRET_ACCESS_KEY": values[1]}, tmp_path)
+    plaintext = run_chaos(
+        "experiments/backup-restore.json",
+        {**sandbox_env, "PGDRILL_S3_SECRET_ACCESS_KEY": values[1]},
+        tmp_path,
+    )
     console = plaintext.stdout + plaintext.stderr
     assert plaintext.returncode != 0
-    assert "plaintext S3 credentials are not accepted: environment variable " \
-           "PGDRILL_S3_SECRET_ACCESS_KEY" in console and "SOPS" in console
+    assert (
+        "plaintext S3 credentials are not accepted: environment variable "
+        "PGDRILL_S3_SECRET_ACCESS_KEY"
+        in console
+        and "SOPS" in console
+    )
     assert newest_evidence(reports)["verdict"] == "refused"
 
     # a tampered credentials file: refused with the MAC error, the file named
@@ -76,8 +97,9 @@ def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
     shutil.copy2(layout.credentials_file, saved)
     try:
         text = layout.credentials_file.read_text()
-        layout.credentials_file.write_text(text.replace("name: cnpg-backup-s3",
-                                                        "name: cnpg-backup-s4"))
+        layout.credentials_file.write_text(
+            text.replace("name: cnpg-backup-s3", "name: cnpg-backup-s4")
+        )
         tampered = run_chaos("experiments/backup-restore.json", sandbox_env, tmp_path)
         console = tampered.stdout + tampered.stderr
         assert tampered.returncode != 0 and "MAC" in console
@@ -91,7 +113,7 @@ def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
     saved_key = tmp_path / "saved-keys.txt"
     shutil.copy2(layout.age_key_file, saved_key)
     try:
-        from pgdrill import sops
+        from pgdrill.credentials import sops
 
         layout.age_key_file.write_text(sops.new_identity()[0] + "\n")
         wrong_key = run_chaos("experiments/backup-restore.json", sandbox_env, tmp_path)
@@ -113,8 +135,9 @@ def test_drills_read_credentials_from_the_sops_file_and_never_write_them(
     logs = [p for p in (layout.home,) if p.exists()]
     found = leaks(values, reports, *logs, tmp_path)
     assert found == [], found
-    console = "".join(o.stdout + o.stderr
-                      for o in (passing, failing, plaintext, tampered, wrong_key, missing))
+    console = "".join(
+        o.stdout + o.stderr for o in (passing, failing, plaintext, tampered, wrong_key, missing)
+    )
     assert not any(v in console for v in values)
     # and the scan would see one
     planted = tmp_path / "planted" / "x.log"

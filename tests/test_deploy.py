@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 from pgdrill.targets.cnpg import rbac
 from pgdrill.targets.cnpg.manifests import validate_manifest
 
@@ -56,8 +56,9 @@ def _kustomization(directory: Path) -> dict:
     assert k.get("apiVersion") == KUSTOMIZE_API and k.get("kind") == "Kustomization", directory
     unsupported = set(k) - COMPOSER_KEYS
     if unsupported:  # never ignore what kustomize would do
-        raise NotImplementedError(f"{directory}: the test composer does not implement "
-                                  f"{sorted(unsupported)}")
+        raise NotImplementedError(
+            f"{directory}: the test composer does not implement {sorted(unsupported)}"
+        )
     return k
 
 
@@ -98,18 +99,26 @@ def _generator_files(generator: dict, directory: Path) -> dict[str, str]:
 def _generate_config_map(objects: list[dict], generator: dict, directory: Path) -> None:
     unsupported = set(generator) - {"name", "namespace", "behavior", "files", "options"}
     if unsupported or (generator.get("options") or {}) != {"disableNameSuffixHash": True}:
-        raise NotImplementedError(f"configMapGenerator {generator.get('name')}: only files, "
-                                  "namespace, behavior and disableNameSuffixHash: true")
+        raise NotImplementedError(
+            f"configMapGenerator {generator.get('name')}: only files, "
+            "namespace, behavior and disableNameSuffixHash: true"
+        )
     name, namespace = generator["name"], generator.get("namespace")
     data = _generator_files(generator, directory)
     behavior = generator.get("behavior", "create")
-    found = [o for o in objects if o.get("kind") == "ConfigMap"
-             and o["metadata"]["name"] == name and o["metadata"].get("namespace") == namespace]
+    found = [
+        o
+        for o in objects
+        if o.get("kind") == "ConfigMap"
+        and o["metadata"]["name"] == name
+        and o["metadata"].get("namespace") == namespace
+    ]
     if behavior == "create":
         assert not found, f"ConfigMap {namespace}/{name} already exists"
         metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-                        "data": data})
+        objects.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        )
     elif behavior in ("merge", "replace"):
         assert len(found) == 1, f"no ConfigMap {namespace}/{name} to {behavior}"
         found[0]["data"] = {**found[0].get("data", {}), **data} if behavior == "merge" else data
@@ -122,8 +131,7 @@ def _selected(doc: dict, target: dict) -> bool:
     if unsupported:
         raise NotImplementedError(f"patch target fields {sorted(unsupported)}")
     meta = doc.get("metadata") or {}
-    values = {"kind": doc.get("kind"), "name": meta.get("name"),
-              "namespace": meta.get("namespace")}
+    values = {"kind": doc.get("kind"), "name": meta.get("name"), "namespace": meta.get("namespace")}
     # kustomize matches these as anchored regular expressions
     return all(values[f] is not None and re.fullmatch(p, values[f]) for f, p in target.items())
 
@@ -140,8 +148,7 @@ def _apply_patch(objects: list[dict], patch: dict) -> None:
 
 
 def _json_patch(doc: dict, op: dict) -> None:
-    *parents, last = [p.replace("~1", "/").replace("~0", "~")
-                      for p in op["path"].split("/")[1:]]
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
     node = doc
     for part in parents:
         node = node[int(part)] if isinstance(node, list) else node[part]
@@ -198,8 +205,13 @@ def _apply_image(objects: list[dict], image: dict) -> None:
 
 
 def kubectl_kustomize(directory: Path) -> list[dict]:
-    out = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True,
-                         text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, f"kubectl kustomize {directory}: {out.stderr}"
     return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
 
@@ -210,8 +222,15 @@ def _rendered(renderer: str, directory: Path) -> tuple:
     return tuple(docs)
 
 
-RENDERERS = ["composer", pytest.param("kubectl", marks=pytest.mark.skipif(
-    not KUBECTL, reason="kubectl not on PATH: the Python composer renders alone"))]
+RENDERERS = [
+    "composer",
+    pytest.param(
+        "kubectl",
+        marks=pytest.mark.skipif(
+            not KUBECTL, reason="kubectl not on PATH: the Python composer renders alone"
+        ),
+    ),
+]
 TREES = {"base": BASE, "overlay": OVERLAY}
 
 
@@ -222,8 +241,9 @@ def render(request):
 
 
 def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
-    found = [d for d in docs if d.get("kind") == kind
-             and (name is None or d["metadata"]["name"] == name)]
+    found = [
+        d for d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -239,12 +259,15 @@ def env_of(container: dict) -> dict[str, str]:
 def mounted_file(pod: dict, container: dict, path: str) -> tuple[dict, str]:
     """The volume and the key (ConfigMap/Secret) that provide the file at `path` in the
     container: the deepest volumeMount holding it, through the volume's `items`."""
-    mounts = [m for m in container.get("volumeMounts") or []
-              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    mounts = [
+        m
+        for m in container.get("volumeMounts") or []
+        if path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
     assert mounts, f"no volume is mounted where {path} is"
     mount = max(mounts, key=lambda m: len(m["mountPath"]))
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    relative = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    relative = path[len(mount["mountPath"].rstrip("/")) + 1 :]
     source = volume.get("configMap") or volume.get("secret") or {}
     items = source.get("items")
     if items is None:
@@ -255,6 +278,7 @@ def mounted_file(pod: dict, container: dict, path: str) -> tuple[dict, str]:
 
 
 # --- every YAML document under deploy/ ----------------------------------------------------------
+
 
 def _kustomize_dirs() -> list[Path]:
     dirs = []
@@ -312,14 +336,20 @@ def _lost_fields(original, back, path="$") -> list[str]:
             return [path]
         lost = []
         for key, value in original.items():
-            lost += ([f"{path}.{key}"] if key not in back
-                     else _lost_fields(value, back[key], f"{path}.{key}"))
+            lost += (
+                [f"{path}.{key}"]
+                if key not in back
+                else _lost_fields(value, back[key], f"{path}.{key}")
+            )
         return lost
     if isinstance(original, list):
         if not isinstance(back, list) or len(back) != len(original):
             return [path]
-        return [p for i, (a, b) in enumerate(zip(original, back, strict=True))
-                for p in _lost_fields(a, b, f"{path}[{i}]")]
+        return [
+            p
+            for i, (a, b) in enumerate(zip(original, back, strict=True))
+            for p in _lost_fields(a, b, f"{path}[{i}]")
+        ]
     return [] if original == back else [f"{path} (was {original!r}, became {back!r})"]
 
 
@@ -347,9 +377,12 @@ def validate_object(doc: dict) -> None:
 
 
 def _raw_objects() -> list:
-    return [pytest.param(doc, id=f"{path.relative_to(REPO)}#{i}")
-            for path, role in sorted(_roles_of_files().items()) if role == "resources"
-            for i, doc in enumerate(_documents(path))]
+    return [
+        pytest.param(doc, id=f"{path.relative_to(REPO)}#{i}")
+        for path, role in sorted(_roles_of_files().items())
+        if role == "resources"
+        for i, doc in enumerate(_documents(path))
+    ]
 
 
 @pytest.mark.parametrize("doc", _raw_objects())
@@ -363,8 +396,15 @@ def test_every_rendered_object_is_a_valid_kubernetes_object(render, tree):
     docs = render(TREES[tree])
     for doc in docs:
         validate_object(doc)
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                                         "ClusterRoleBinding", "ConfigMap", "CronJob"}
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "CronJob",
+    }
 
 
 def test_the_object_check_catches_misspelt_and_missing_fields():
@@ -384,8 +424,14 @@ def test_the_object_check_catches_misspelt_and_missing_fields():
     with pytest.raises(AssertionError, match="name"):
         validate_object(nameless)
     with pytest.raises(BadInput):  # CNPG objects go to the CRD schema
-        validate_object({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-                         "metadata": {"name": "x"}, "spec": {"instances": "three"}})
+        validate_object(
+            {
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "Cluster",
+                "metadata": {"name": "x"},
+                "spec": {"instances": "three"},
+            }
+        )
 
 
 @pytest.mark.skipif(not KUBECTL, reason="kubectl not on PATH")
@@ -401,6 +447,7 @@ def test_the_composer_renders_what_kubectl_kustomize_renders(tree):
 
 # --- RBAC: exactly pgdrill.targets.cnpg.rbac.RULES ----------------------------------------------
 
+
 def _grants(docs: list[dict], source_ns: str) -> set[tuple[str, str, str, str]]:
     granted = set()
     for doc in docs:
@@ -408,21 +455,29 @@ def _grants(docs: list[dict], source_ns: str) -> set[tuple[str, str, str, str]]:
             scope = rbac.CLUSTER
         elif doc["kind"] == "Role":
             ns = doc["metadata"]["namespace"]
-            assert ns in (source_ns, RESTORE_NS, OPERATOR_NS), \
+            assert ns in (source_ns, RESTORE_NS, OPERATOR_NS), (
                 f"Role {doc['metadata']['name']} in {ns}, a namespace the drill does not touch"
-            scope = rbac.scope_of(ns, source=source_ns, restore=RESTORE_NS,
-                                  operator=OPERATOR_NS)
+            )
+            scope = rbac.scope_of(ns, source=source_ns, restore=RESTORE_NS, operator=OPERATOR_NS)
         else:
             continue
         for rule in doc.get("rules") or []:
             assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), rule
-            granted |= {(scope, group, resource, verb) for group in rule["apiGroups"]
-                        for resource in rule["resources"] for verb in rule["verbs"]}
+            granted |= {
+                (scope, group, resource, verb)
+                for group in rule["apiGroups"]
+                for resource in rule["resources"]
+                for verb in rule["verbs"]
+            }
     return granted
 
 
-EXPECTED_GRANTS = {(r.scope, r.group, resource, verb) for r in rbac.RULES
-                   for resource in r.resources for verb in r.verbs}
+EXPECTED_GRANTS = {
+    (r.scope, r.group, resource, verb)
+    for r in rbac.RULES
+    for resource in r.resources
+    for verb in r.verbs
+}
 
 
 @pytest.mark.parametrize("tree", TREES)
@@ -439,11 +494,13 @@ def test_the_rule_comparison_fails_both_ways():
     docs = compose(BASE)
     role = one(docs, "Role", "pgdrill-source")
     role["rules"][0]["verbs"].append("delete")  # clusters: delete in the source namespace
-    assert ("source", "postgresql.cnpg.io", "clusters", "delete") in \
-        _grants(docs, "staging") - EXPECTED_GRANTS
+    assert ("source", "postgresql.cnpg.io", "clusters", "delete") in _grants(
+        docs, "staging"
+    ) - EXPECTED_GRANTS
     role["rules"] = role["rules"][1:]
-    assert ("source", "postgresql.cnpg.io", "clusters", "get") in \
-        EXPECTED_GRANTS - _grants(docs, "staging")
+    assert ("source", "postgresql.cnpg.io", "clusters", "get") in EXPECTED_GRANTS - _grants(
+        docs, "staging"
+    )
 
 
 def test_base_rbac_is_what_pgdrill_rbac_prints(capsys):
@@ -453,8 +510,9 @@ def test_base_rbac_is_what_pgdrill_rbac_prints(capsys):
     args = build_parser().parse_args(["rbac", "--namespace", "staging"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    assert (BASE / "rbac.yaml").read_text() == printed, \
+    assert (BASE / "rbac.yaml").read_text() == printed, (
         "regenerate: .venv/bin/pgdrill rbac --namespace staging > deploy/base/rbac.yaml"
+    )
     assert _documents(BASE / "rbac.yaml") == rbac.manifests(namespace="staging")
 
 
@@ -467,8 +525,12 @@ def test_rendered_rbac_is_pgdrill_rbac_for_the_drills_namespace(render, tree):
     namespace = cronjob["metadata"]["namespace"]
     kinds = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
     ours = {_key(d): d for d in docs if d["kind"] in kinds}
-    expected = {_key(d): d for d in rbac.manifests(
-        namespace=namespace, service_account=pod_of(cronjob)["serviceAccountName"])}
+    expected = {
+        _key(d): d
+        for d in rbac.manifests(
+            namespace=namespace, service_account=pod_of(cronjob)["serviceAccountName"]
+        )
+    }
     assert ours == expected
 
 
@@ -482,15 +544,24 @@ def test_every_role_is_bound_to_the_service_account_the_cronjob_runs_as(render, 
     subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace}
     for role in (d for d in docs if d["kind"] in ("Role", "ClusterRole")):
         binding_kind = "RoleBinding" if role["kind"] == "Role" else "ClusterRoleBinding"
-        bindings = [b for b in docs if b["kind"] == binding_kind
-                    and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                         "kind": role["kind"], "name": role["metadata"]["name"]}
-                    and b["metadata"].get("namespace") == role["metadata"].get("namespace")]
+        bindings = [
+            b
+            for b in docs
+            if b["kind"] == binding_kind
+            and b["roleRef"]
+            == {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": role["kind"],
+                "name": role["metadata"]["name"],
+            }
+            and b["metadata"].get("namespace") == role["metadata"].get("namespace")
+        ]
         assert bindings, f"{role['kind']} {role['metadata']['name']} is bound to nothing"
         assert all(subject in b["subjects"] for b in bindings), (role, bindings)
 
 
 # --- the CronJob ---------------------------------------------------------------------------------
+
 
 def _overlay_image() -> str:
     (entry,) = _kustomization(OVERLAY)["images"]
@@ -538,8 +609,9 @@ def test_cronjob_pod_is_locked_down(render, tree):
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
     # the read-only root filesystem leaves two writable places, both emptyDirs, with HOME in one
-    writable = {m["mountPath"]: m["name"] for m in container["volumeMounts"]
-                if not m.get("readOnly")}
+    writable = {
+        m["mountPath"]: m["name"] for m in container["volumeMounts"] if not m.get("readOnly")
+    }
     env = env_of(container)
     assert set(writable) == {env["PGDRILL_REPORTS"], "/tmp"}
     for name in writable.values():
@@ -554,8 +626,8 @@ def _chaos_command(command: list[str]) -> tuple[dict, dict]:
 
     assert command[0] == "chaos"
     where = command.index("run")
-    top = cli.make_context("chaos", command[1:where + 1])
-    run = cli.commands["run"].make_context("run", command[where + 1:], parent=top)
+    top = cli.make_context("chaos", command[1 : where + 1])
+    run = cli.commands["run"].make_context("run", command[where + 1 :], parent=top)
     return top.params, run.params
 
 
@@ -566,7 +638,8 @@ def test_cronjob_command_runs_the_backup_restore_drill_and_keeps_its_journal(ren
     command = container["command"] + container.get("args", [])
     assert shlex.join(command) == (
         "chaos --no-version-check --no-log-file run --journal-path "
-        "/var/lib/pgdrill/reports/journal.json experiments/backup-restore.json")
+        "/var/lib/pgdrill/reports/journal.json experiments/backup-restore.json"
+    )
     top, run = _chaos_command(command)  # every option exists in the pinned chaostoolkit
     assert top["no_log_file"] and top["no_version_check"]
     # the journal lands in the reports emptyDir (the root filesystem is read-only)
@@ -574,20 +647,25 @@ def test_cronjob_command_runs_the_backup_restore_drill_and_keeps_its_journal(ren
     experiment = REPO / run["source"]  # relative to the image's WORKDIR (test_dockerfile...)
     assert experiment.is_file(), run["source"]
     doc = json.loads(experiment.read_text())
-    assert {"name": "pgdrill", "provider": {"type": "python", "module": "pgdrill.chaos.control"}} \
-        in doc["controls"]  # the run gets its preflight, folder and evidence
+    assert {
+        "name": "pgdrill",
+        "provider": {"type": "python", "module": "pgdrill.chaos.control"},
+    } in doc["controls"]  # the run gets its preflight, folder and evidence
     assert (REPO / doc["configuration"]["checklist"]["default"]).is_file()
 
 
 @pytest.mark.parametrize("tree", TREES)
 def test_cronjob_environment_variables_are_ones_pgdrill_reads(render, tree):
-    from pgdrill.sops.identities import SOPS_AGE_KEY_FILE
+    from pgdrill.credentials.sops.identities import SOPS_AGE_KEY_FILE
 
     (container,) = pod_of(one(render(TREES[tree]), "CronJob"))["containers"]
     env = env_of(container)
     experiment = json.loads((REPO / "experiments" / "backup-restore.json").read_text())
-    read_by_experiment = {c["key"] for c in experiment["configuration"].values()
-                          if isinstance(c, dict) and c.get("type") == "env"}
+    read_by_experiment = {
+        c["key"]
+        for c in experiment["configuration"].values()
+        if isinstance(c, dict) and c.get("type") == "env"
+    }
     assert env["PGDRILL_REPORTS"] == "/var/lib/pgdrill/reports"
     assert "PGDRILL_REPORTS" in read_by_experiment
     assert env["PGDRILL_ENVIRONMENT_FILE"] == "/etc/pgdrill/staging.yaml"
@@ -599,7 +677,8 @@ def test_cronjob_environment_variables_are_ones_pgdrill_reads(render, tree):
 
 @pytest.mark.parametrize("tree", TREES)
 def test_in_the_pod_the_drill_talks_to_the_api_server_as_its_service_account(
-        render, tree, tmp_path, monkeypatch):
+    render, tree, tmp_path, monkeypatch
+):
     """The cnpg target builds its client as chaostoolkit-kubernetes does: with the CronJob's
     environment and no kubeconfig it must take the in-cluster configuration (the
     ServiceAccount's token and CA), not fall back to an unconfigured localhost client."""
@@ -612,22 +691,32 @@ def test_in_the_pod_the_drill_talks_to_the_api_server_as_its_service_account(
     (container,) = pod_of(one(render(TREES[tree]), "CronJob"))["containers"]
     (tmp_path / "token").write_text("service-account-token")
     (tmp_path / "ca.crt").write_text("not checked here")
-    for name in ("KUBECONFIG", "KUBERNETES_CONTEXT", "KUBERNETES_HOST", "HTTP_PROXY",
-                 "NO_PROXY", "CHAOSTOOLKIT_IN_POD"):
+    for name in (
+        "KUBECONFIG",
+        "KUBERNETES_CONTEXT",
+        "KUBERNETES_HOST",
+        "HTTP_PROXY",
+        "NO_PROXY",
+        "CHAOSTOOLKIT_IN_POD",
+    ):
         monkeypatch.delenv(name, raising=False)
-    for name, value in {**env_of(container), "HOME": str(tmp_path),  # no ~/.kube/config
-                        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-                        "KUBERNETES_SERVICE_PORT": "443"}.items():
+    for name, value in {
+        **env_of(container),
+        "HOME": str(tmp_path),  # no ~/.kube/config
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+    }.items():
         monkeypatch.setenv(name, value)
     # the loader reads the mounted token and CA from tmp_path instead of /var/run/secrets/...
-    loader = InClusterConfigLoader(token_filename=str(tmp_path / "token"),
-                                   cert_filename=str(tmp_path / "ca.crt"))
-    monkeypatch.setattr(kubernetes.config, "load_incluster_config",
-                        lambda **_: loader.load_and_set())
+    loader = InClusterConfigLoader(
+        token_filename=str(tmp_path / "token"), cert_filename=str(tmp_path / "ca.crt")
+    )
+    monkeypatch.setattr(
+        kubernetes.config, "load_incluster_config", lambda **_: loader.load_and_set()
+    )
     monkeypatch.setattr(Configuration, "_default", Configuration._default)  # restored after
     for name in ("verify_ssl", "debug"):  # chaosk8s sets these on the class
-        monkeypatch.setattr(Configuration, name, getattr(Configuration, name, None),
-                            raising=False)
+        monkeypatch.setattr(Configuration, name, getattr(Configuration, name, None), raising=False)
     configuration = api_client().configuration
     assert configuration.host == "https://10.96.0.1:443"
     assert configuration.api_key["BearerToken"].lower() == "bearer service-account-token"
@@ -657,11 +746,13 @@ def test_the_pod_finds_its_environment_file_and_age_key(render, tree):
 
 # --- the environment file and the SOPS file in the ConfigMap ------------------------------------
 
+
 @pytest.mark.parametrize("tree", TREES)
 def test_environment_file_in_the_configmap_loads_and_names_the_mounted_sops_file(
-        render, tree, tmp_path):
-    from pgdrill.environments import load_environment_file
-    from pgdrill.s3client import split_destination
+    render, tree, tmp_path
+):
+    from pgdrill.credentials.environments import load_environment_file
+    from pgdrill.credentials.s3client import split_destination
 
     docs = render(TREES[tree])
     cronjob = one(docs, "CronJob")
@@ -690,7 +781,7 @@ def test_environment_file_in_the_configmap_loads_and_names_the_mounted_sops_file
 def test_the_sops_file_in_the_configmap_is_encrypted_or_the_placeholder(render, tree, tmp_path):
     """A ConfigMap is readable by anyone who may read ConfigMaps: the file must be ciphertext.
     The shipped placeholder holds no credential and refuses the drill until replaced."""
-    from pgdrill import sops
+    from pgdrill.credentials import sops
 
     docs = render(TREES[tree])
     data = one(docs, "ConfigMap", "pgdrill-environment")["data"]
@@ -717,13 +808,25 @@ def test_overlay_environment_file_points_at_the_overlays_namespace():
 
 # --- Flux ------------------------------------------------------------------------------------
 
+
 def test_flux_kustomization_applies_the_overlay_and_decrypts_with_sops_age():
     (doc,) = _documents(FLUX)
     assert doc["apiVersion"] == FLUX_API and doc["kind"] == "Kustomization"
     assert doc["metadata"]["name"] and doc["metadata"]["namespace"] == "flux-system"
     spec = doc["spec"]
-    assert set(spec) <= {"interval", "path", "prune", "timeout", "sourceRef", "decryption",
-                         "wait", "retryInterval", "dependsOn", "serviceAccountName", "suspend"}
+    assert set(spec) <= {
+        "interval",
+        "path",
+        "prune",
+        "timeout",
+        "sourceRef",
+        "decryption",
+        "wait",
+        "retryInterval",
+        "dependsOn",
+        "serviceAccountName",
+        "suspend",
+    }
     assert spec["interval"] and isinstance(spec["prune"], bool)
     assert spec["sourceRef"]["kind"] == "GitRepository" and spec["sourceRef"]["name"]
     assert spec["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
@@ -736,6 +839,7 @@ def test_flux_kustomization_applies_the_overlay_and_decrypts_with_sops_age():
 
 
 # --- the runner image ----------------------------------------------------------------------------
+
 
 def _dockerfile() -> list[tuple[str, str]]:
     lines, instructions = [], []
@@ -756,19 +860,25 @@ def test_dockerfile_builds_the_runner_the_cronjob_expects():
     instructions = _dockerfile()
     stages = [rest for op, rest in instructions if op == "FROM"]
     assert stages and all(s.split()[0] == "python:3.12-slim" for s in stages)
-    final = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM"):]
-    build = instructions[:len(instructions) - len(final)] or final
+    final = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
+    build = instructions[: len(instructions) - len(final)] or final
     # the build copies what pyproject.toml packages (and its readme) and installs with pip
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    copied = {src.rstrip("/") for op, rest in build if op == "COPY"
-              for src in rest.split()[:-1] if not src.startswith("--")}
+    copied = {
+        src.rstrip("/")
+        for op, rest in build
+        if op == "COPY"
+        for src in rest.split()[:-1]
+        if not src.startswith("--")
+    }
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages | {"pyproject.toml", project["project"]["readme"]} <= copied, copied
     assert any(op == "RUN" and "pip install --no-cache-dir ." in rest for op, rest in build)
     # barman requires psycopg2, on PyPI only as source: the build stage must be able to compile
     # it, and the final image needs its runtime library but no build tools
-    assert "psycopg2" in {re.split(r"[^\w.-]", r, maxsplit=1)[0]
-                          for r in metadata.requires("barman") or []}
+    assert "psycopg2" in {
+        re.split(r"[^\w.-]", r, maxsplit=1)[0] for r in metadata.requires("barman") or []
+    }
     build_runs = " ".join(rest for op, rest in build if op == "RUN")
     assert {"gcc", "libpq-dev"} <= set(build_runs.split())
     final_runs = " ".join(rest for op, rest in final if op == "RUN").split()
@@ -789,12 +899,19 @@ def test_dockerfile_builds_the_runner_the_cronjob_expects():
 
 
 def test_dockerignore_keeps_what_the_dockerfile_copies():
-    rules = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    rules = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert rules[0] == "*"  # everything else (.venv, reports, .pgdrill, tests) stays out
     kept = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    copied = {src.rstrip("/") for op, rest in _dockerfile() if op == "COPY"
-              and not rest.startswith("--from") for src in rest.split()[:-1]}
+    copied = {
+        src.rstrip("/")
+        for op, rest in _dockerfile()
+        if op == "COPY" and not rest.startswith("--from")
+        for src in rest.split()[:-1]
+    }
     assert copied <= kept, copied - kept
     for path in copied:
         assert (REPO / path).exists(), path

@@ -39,9 +39,12 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert "data:image/png;base64," in (folder / "report.html").read_text()
     from prometheus_client.parser import text_string_to_metric_families
 
-    verdicts = {s.labels["verdict"]: s.value
-                for family in text_string_to_metric_families((folder / "metrics.prom").read_text())
-                if family.name == "pgdrill_verdict" for s in family.samples}
+    verdicts = {
+        s.labels["verdict"]: s.value
+        for family in text_string_to_metric_families((folder / "metrics.prom").read_text())
+        if family.name == "pgdrill_verdict"
+        for s in family.samples
+    }
     assert verdicts["passed"] == 1.0 and verdicts["failed"] == 0.0
     # recovery provably replayed to the end of the archive, and PostgreSQL's own check passed
     assert evidence["restore"]["position_ok"] is True
@@ -50,11 +53,16 @@ def test_pvc_loss_drill_passes_with_evidence(sandbox_env, tmp_path):
     assert [v["name"] for v in evidence["validation"]][-1] == "pg_amcheck"
     # every rollback (strategy always) ran and succeeded; restore-test is gone
     assert [(r["activity"]["name"], r["status"]) for r in journal["rollbacks"]] == [
-        ("stop-load", "succeeded"), ("remove-restore-test", "succeeded")]
+        ("stop-load", "succeeded"),
+        ("remove-restore-test", "succeeded"),
+    ]
     assert not (folder / "run.lock").exists()
-    ledger = [json.loads(line) for line in (folder.parent / "ledger.jsonl").read_text().splitlines()]
+    ledger = [
+        json.loads(line) for line in (folder.parent / "ledger.jsonl").read_text().splitlines()
+    ]
     assert [(e["run_id"], e["verdict"], e["backup"]["id"]) for e in ledger] == [
-        (folder.name, "passed", evidence["backup"]["id"])]
+        (folder.name, "passed", evidence["backup"]["id"])
+    ]
 
 
 def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, tmp_path):
@@ -66,7 +74,8 @@ def test_wrong_expected_value_fails_the_drill_and_names_the_query(sandbox_env, t
         "    expected: definitely-not-ok\n"
         "  - name: accepts-writes\n"
         "    query: SELECT NOT pg_is_in_recovery()\n"
-        "    expected: true\n")
+        "    expected: true\n"
+    )
     env = {**sandbox_env, "PGDRILL_CHECKLIST": str(checklist)}
     out = run_chaos("experiments/pvc-loss.json", env, tmp_path)
     assert out.returncode != 0
@@ -86,8 +95,8 @@ def test_a_drill_on_a_repaired_sandbox_says_so(sandbox, sandbox_env, tmp_path):
     import os
     import signal
 
-    from pgdrill.procs import pid_alive
-    from pgdrill.waiting import poll_until
+    from pgdrill.core.procs import pid_alive
+    from pgdrill.core.waiting import poll_until
 
     pid = sandbox.layout.read().supervisor_pid
     os.kill(pid, signal.SIGKILL)

@@ -12,15 +12,21 @@ def drill_with_environment_file(text: str, env: dict, tmp_path):
     """Run the PITR drill with an environment file holding `text`; (exit code, evidence)."""
     env_file = tmp_path / "develop.yaml"
     env_file.write_text(text)
-    out = run_chaos("experiments/pitr-restore-point.json",
-                    {**env, "PGDRILL_ENVIRONMENT_FILE": str(env_file)}, tmp_path)
+    out = run_chaos(
+        "experiments/pitr-restore-point.json",
+        {**env, "PGDRILL_ENVIRONMENT_FILE": str(env_file)},
+        tmp_path,
+    )
     return out.returncode, newest_evidence(tmp_path / "reports")
 
 
 def test_an_environment_files_settings_reach_the_verdict(sandbox, sandbox_env, tmp_path):
     code, evidence = drill_with_environment_file(
         "environment: develop\ntarget: sandbox\ncluster: sandbox\n"
-        "settings:\n  rto_objective_seconds: 0.001\n", sandbox_env, tmp_path)
+        "settings:\n  rto_objective_seconds: 0.001\n",
+        sandbox_env,
+        tmp_path,
+    )
     assert code != 0
     assert evidence["verdict"] == "failed"
     assert evidence["objectives"]["rto"]["objective_seconds"] == 0.001
@@ -30,6 +36,9 @@ def test_an_environment_files_settings_reach_the_verdict(sandbox, sandbox_env, t
 def test_another_credentials_file_is_refused_on_the_sandbox(sandbox, sandbox_env, tmp_path):
     code, evidence = drill_with_environment_file(
         "environment: develop\ntarget: sandbox\n"
-        "credentials: clusters/staging/cnpg-backup-s3.enc.yaml\n", sandbox_env, tmp_path)
+        "credentials: clusters/staging/cnpg-backup-s3.enc.yaml\n",
+        sandbox_env,
+        tmp_path,
+    )
     assert code != 0 and evidence["verdict"] == "refused"
     assert "is for a real cluster (pgdrill_target: cnpg)" in evidence["reasons"][0]

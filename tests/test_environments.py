@@ -2,8 +2,8 @@
 
 import pytest
 
-from pgdrill.environments import load_environment_file
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
+from pgdrill.credentials.environments import load_environment_file
 
 
 def write(tmp_path, text):
@@ -23,8 +23,9 @@ def test_the_shipped_example_loads_and_sets_the_configuration():
 
 
 def test_credentials_paths_are_relative_to_the_file(tmp_path):
-    env = load_environment_file(write(tmp_path, "environment: staging\n"
-                                                "credentials: ../s/c.enc.yaml\n"))
+    env = load_environment_file(
+        write(tmp_path, "environment: staging\ncredentials: ../s/c.enc.yaml\n")
+    )
     assert env.credentials == (tmp_path / "s" / "c.enc.yaml").resolve()
 
 
@@ -36,12 +37,15 @@ def test_plaintext_credentials_in_an_environment_file_are_refused(tmp_path):
     assert "sops --encrypt" in str(err.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("environment: staging\nbucket: x\n", "unknown keys: bucket"),
-    ("target: cnpg\n", "does not say which environment"),
-    ("environment: [staging\n", "is not valid YAML"),
-    ("- a\n", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("environment: staging\nbucket: x\n", "unknown keys: bucket"),
+        ("target: cnpg\n", "does not say which environment"),
+        ("environment: [staging\n", "is not valid YAML"),
+        ("- a\n", "must be a mapping"),
+    ],
+)
 def test_malformed_environment_files_are_named(tmp_path, text, message):
     with pytest.raises(BadInput, match=message):
         load_environment_file(write(tmp_path, text))

@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 from chaoslib.experiment import ensure_experiment_is_valid
 
-from pgdrill import experiments as generator
-from pgdrill.errors import BadInput
+from pgdrill.chaos import experiments as generator
+from pgdrill.core.errors import BadInput
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(Path("experiments").glob("*.json"))
 # read from the files, not from pgdrill.chaos.discovery: discovery must not forget one
-ACTIVITY_MODULES = sorted(f"{package}.{path.stem}" for package in ("actions", "probes")
-                          for path in (REPO / package).glob("*.py")
-                          if not path.name.startswith("_"))
+ACTIVITY_MODULES = sorted(
+    f"{package}.{path.stem}"
+    for package in ("actions", "probes")
+    for path in (REPO / package).glob("*.py")
+    if not path.name.startswith("_")
+)
 
 
 def test_there_are_experiments():
@@ -87,8 +90,9 @@ def test_importing_pgdrill_does_not_import_chaoslib():
     import sys
 
     code = "import sys, pgdrill; print(sorted(m for m in sys.modules if m.startswith('chaos')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -98,11 +102,16 @@ def test_cluster_loss_destroys_only_after_a_backup_and_rebuilds_and_verifies():
     rebuilds a cluster left destroyed."""
     experiment = json.loads(Path("experiments/cluster-loss.json").read_text())
     funcs = [a["provider"]["func"] for a in experiment["method"]]
-    assert funcs.index("trigger_backup") < funcs.index("destroy_cluster") \
-        < funcs.index("rebuild_cluster_from_bucket") < funcs.index("lost_writes_after_rebuild")
-    assert "capture_fingerprints" in funcs[:funcs.index("destroy_cluster")]
-    assert {"rebuilt_checklist_passes", "rebuilt_fingerprints_match", "wait_until_healthy"} \
-        <= set(funcs[funcs.index("rebuild_cluster_from_bucket"):])
+    assert (
+        funcs.index("trigger_backup")
+        < funcs.index("destroy_cluster")
+        < funcs.index("rebuild_cluster_from_bucket")
+        < funcs.index("lost_writes_after_rebuild")
+    )
+    assert "capture_fingerprints" in funcs[: funcs.index("destroy_cluster")]
+    assert {"rebuilt_checklist_passes", "rebuilt_fingerprints_match", "wait_until_healthy"} <= set(
+        funcs[funcs.index("rebuild_cluster_from_bucket") :]
+    )
     rollbacks = [a["provider"]["func"] for a in experiment["rollbacks"]]
     assert rollbacks == ["stop_load", "rebuild_if_destroyed"]
 
@@ -113,10 +122,13 @@ def test_committed_experiments_are_the_generated_ones():
     regenerating, fails here."""
     problems = generator.stale()
     if problems:
-        pytest.fail("experiments/*.json differ from what experiments/_template/ generates: "
-                    "edit the template (not the generated file), run `make experiments` (or "
-                    "`.venv/bin/python -m pgdrill.experiments`) and commit both\n"
-                    + "\n".join(problems), pytrace=False)
+        pytest.fail(
+            "experiments/*.json differ from what experiments/_template/ generates: "
+            "edit the template (not the generated file), run `make experiments` (or "
+            "`.venv/bin/python -m pgdrill.chaos.experiments`) and commit both\n"
+            + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 def test_every_experiment_has_a_drill_source_and_the_shared_blocks():
@@ -128,7 +140,7 @@ def test_every_experiment_has_a_drill_source_and_the_shared_blocks():
         for block in ("controls", "runtime", "steady-state-hypothesis", "contributions"):
             assert experiment[block] == skeleton[block], f"{path.stem}: {block}"
         shared = {k: v for k, v in skeleton["configuration"].items() if not k.startswith("{{")}
-        assert list(experiment["configuration"])[:len(shared)] == list(shared)
+        assert list(experiment["configuration"])[: len(shared)] == list(shared)
         assert {k: experiment["configuration"][k] for k in shared} == shared
 
 
@@ -150,9 +162,13 @@ def _template(tmp_path, drill, name="x"):
     return tmp_path / "experiments"
 
 
-MINIMAL = {"title": "t", "description": "d.", "tags": ["x"],
-           "method": ["start-load", {"$ref": "manual-backup", "pauses": {"after": 1}}],
-           "rollbacks": ["stop-load"]}
+MINIMAL = {
+    "title": "t",
+    "description": "d.",
+    "tags": ["x"],
+    "method": ["start-load", {"$ref": "manual-backup", "pauses": {"after": 1}}],
+    "rollbacks": ["stop-load"],
+}
 
 
 def test_generator_fills_the_skeleton(tmp_path):
@@ -163,8 +179,7 @@ def test_generator_fills_the_skeleton(tmp_path):
     assert text == json.dumps(experiment, indent=2) + "\n"
     assert list(experiment)[:5] == ["version", "title", "description", "tags", "contributions"]
     assert experiment["description"].startswith("d. The steady state is re-checked")
-    assert experiment["tags"] == ["postgresql", "cloudnativepg", "backup", "restore", "x",
-                                  "load"]
+    assert experiment["tags"] == ["postgresql", "cloudnativepg", "backup", "restore", "x", "load"]
     assert list(experiment["configuration"])[-1] == "own_key"
     assert experiment["method"][1]["provider"]["func"] == "trigger_backup"
     assert experiment["method"][1]["pauses"] == {"after": 1}
@@ -179,12 +194,15 @@ def test_generator_fills_the_skeleton(tmp_path):
     assert generator.main(["--check", "--dir", str(experiments)]) == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"method": ["no-such-activity"]}, "no shared activity 'no-such-activity'"),
-    ({"configuration": {"cluster": "other"}}, "configuration key 'cluster' is shared already"),
-    ({"secrets": {}}, "'secrets' not used by experiments/_template/experiment.json"),
-    ({"tags": "x"}, "'tags' must be a list"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"method": ["no-such-activity"]}, "no shared activity 'no-such-activity'"),
+        ({"configuration": {"cluster": "other"}}, "configuration key 'cluster' is shared already"),
+        ({"secrets": {}}, "'secrets' not used by experiments/_template/experiment.json"),
+        ({"tags": "x"}, "'tags' must be a list"),
+    ],
+)
 def test_generator_refuses_a_bad_drill_source(tmp_path, change, message):
     experiments = _template(tmp_path, {**MINIMAL, **change})
     with pytest.raises(BadInput, match=message.replace("(", r"\(")):
@@ -201,10 +219,9 @@ def test_generator_names_a_missing_key(tmp_path):
 def test_readme_lists_every_activity():
     """README, Writing experiments: a row per activity module naming each of its activities."""
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Writing experiments"):]
-    section = section[:section.index("\n## ", 1)]
-    rows = dict(re.findall(r"^\| `((?:actions|probes)\.\w+)` \| (.*) \|$", section,
-                           re.MULTILINE))
+    section = readme[readme.index("## Writing experiments") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = dict(re.findall(r"^\| `((?:actions|probes)\.\w+)` \| (.*) \|$", section, re.MULTILINE))
     assert sorted(rows) == ACTIVITY_MODULES
     for name in ACTIVITY_MODULES:
         listed = set(re.findall(r"`(\w+)\(", rows[name]))

@@ -9,10 +9,10 @@ import pytest
 from actions.faults import delete_primary_pod
 from actions.load import start_load, stop_load
 from pgdrill.chaos.writes import ack_log
-from pgdrill.evidence import judge
+from pgdrill.core.waiting import poll_until
+from pgdrill.evidence.build import judge
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.load.acklog import count_acks, read_acks
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
-from pgdrill.waiting import poll_until
 from probes.cluster import wait_until_healthy
 from probes.verify import lost_writes
 from tests.test_evidence import journal
@@ -26,13 +26,17 @@ def test_writes_lost_on_the_healed_primary_fail_the_drill(sandbox, sandbox_env, 
     sandbox.wait_ready(timeout=120)
     start_load(users=4, spawn_rate=4, configuration=cfg)
     try:
-        poll_until(lambda: count_acks(ack_log(tmp_path)) >= 300, timeout=60,
-                   what="300 acknowledged writes")
+        poll_until(
+            lambda: count_acks(ack_log(tmp_path)) >= 300, timeout=60, what="300 acknowledged writes"
+        )
         delete_primary_pod(configuration=cfg)
         wait_until_healthy(timeout_seconds=180, configuration=cfg)
         after_fault = count_acks(ack_log(tmp_path))
-        poll_until(lambda: count_acks(ack_log(tmp_path)) >= after_fault + 100, timeout=60,
-                   what="100 acknowledged writes on the new primary")
+        poll_until(
+            lambda: count_acks(ack_log(tmp_path)) >= after_fault + 100,
+            timeout=60,
+            what="100 acknowledged writes on the new primary",
+        )
     finally:
         stop_load(configuration=cfg)
 
@@ -51,14 +55,22 @@ def test_writes_lost_on_the_healed_primary_fail_the_drill(sandbox, sandbox_env, 
     with sandbox.connect(sandbox.primary(), "app") as conn:
         conn.autocommit = True
         for ack in newest:
-            assert conn.execute("DELETE FROM pgdrill_ledger WHERE client_id = %s AND seq = %s",
-                                (ack.client_id, ack.seq)).rowcount == 1
+            assert (
+                conn.execute(
+                    "DELETE FROM pgdrill_ledger WHERE client_id = %s AND seq = %s",
+                    (ack.client_id, ack.seq),
+                ).rowcount
+                == 1
+            )
     forced = lost_writes(on="primary", configuration=cfg)
     assert forced["lost_writes"] == real["lost_writes"] + 3
     verdict, reasons = judge(journal(), ctx.read())
     assert verdict == "failed"
-    assert any(f"{forced['lost_writes']} acknowledged writes were lost on the primary after "
-               f"the failover (objective: at most {real['lost_writes']}" in r for r in reasons)
+    assert any(
+        f"{forced['lost_writes']} acknowledged writes were lost on the primary after "
+        f"the failover (objective: at most {real['lost_writes']}" in r
+        for r in reasons
+    )
     # with no objective set, the default is 0
     ctx.update(objectives={})
     assert judge(journal(), ctx.read())[0] == "failed"

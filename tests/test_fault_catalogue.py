@@ -44,7 +44,8 @@ def test_experiment_passes_under_load(experiment, sandbox_env, tmp_path):
         assert evidence["failover"]["seconds"] > 0
         assert evidence["failover"]["acknowledged_writes"] > 0
         assert len(evidence["failover"]["lost_examples"]) == min(
-            5, evidence["failover"]["lost_writes"])
+            5, evidence["failover"]["lost_writes"]
+        )
 
 
 @pytest.mark.parametrize("mode", ["logical", "physical"])
@@ -61,7 +62,12 @@ def test_table_corruption_is_undone_by_pitr(mode, sandbox_env, tmp_path):
     assert evidence["restore"]["target"]["kind"] == "restore_point"
     point = evidence["restore_points"]["pre-corruption"]
     assert evidence["restore"]["reached"]["lsn"] == point["lsn"]
-    assert evidence["rpo"]["lost_writes"] == 0      # a restore point loses nothing acked before it
+    assert evidence["rpo"]["lost_writes"] == 0  # a restore point loses nothing acked before it
     # the repair ran only because the copy proved itself, and put back every row
-    assert evidence["repair"] == {"table": "pgbench_accounts", "reference": "pre-corruption",
-                                  "performed": True, "rows": 100000, "refused": []}
+    assert evidence["repair"] == {
+        "table": "pgbench_accounts",
+        "reference": "pre-corruption",
+        "performed": True,
+        "rows": 100000,
+        "refused": [],
+    }

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgdrill import fingerprint
-from pgdrill.errors import BadInput
-from pgdrill.fingerprint import (
+from pgdrill.core.errors import BadInput
+from pgdrill.verification import fingerprint
+from pgdrill.verification.fingerprint import (
     HASH_RECORD,
     MD5_TEXT,
     RangeFingerprint,
@@ -32,12 +32,19 @@ sandbox_test = pytest.mark.sandbox
 
 # -- pure: compare_fingerprints and serialisation ---------------------------------------------
 
-def table_fp(name: str, ranges: list[tuple], key: str | None = "id",
-             method: str = MD5_TEXT) -> TableFingerprint:
+
+def table_fp(
+    name: str, ranges: list[tuple], key: str | None = "id", method: str = MD5_TEXT
+) -> TableFingerprint:
     rs = tuple(RangeFingerprint(lo, hi, rows, digest) for lo, hi, rows, digest in ranges)
-    return TableFingerprint(table=name, key=key, rows=sum(r.rows for r in rs),
-                            digest=str(sum(int(r.digest) for r in rs)), ranges=rs,
-                            method=method)
+    return TableFingerprint(
+        table=name,
+        key=key,
+        rows=sum(r.rows for r in rs),
+        digest=str(sum(int(r.digest) for r in rs)),
+        ranges=rs,
+        method=method,
+    )
 
 
 BASE = [(None, 1, 0, "0"), (1, 51, 50, "1000"), (51, 101, 50, "2000"), (101, None, 0, "0")]
@@ -46,45 +53,63 @@ BASE = [(None, 1, 0, "0"), (1, 51, 50, "1000"), (51, 101, 50, "2000"), (101, Non
 def test_identical_fingerprints_match():
     fp = {"public.t": table_fp("public.t", BASE)}
     report = compare_fingerprints(fp, dict(fp))
-    assert report == {"match": True, "missing_tables": [], "unexpected_tables": [],
-                      "incomparable_tables": [],
-                      "tables": [{"table": "public.t", "match": True, "expected_rows": 100,
-                                  "actual_rows": 100, "compared_by": "ranges",
-                                  "differing_ranges": []}]}
+    assert report == {
+        "match": True,
+        "missing_tables": [],
+        "unexpected_tables": [],
+        "incomparable_tables": [],
+        "tables": [
+            {
+                "table": "public.t",
+                "match": True,
+                "expected_rows": 100,
+                "actual_rows": 100,
+                "compared_by": "ranges",
+                "differing_ranges": [],
+            }
+        ],
+    }
 
 
 def test_changed_range_is_named():
     changed = [BASE[0], BASE[1], (51, 101, 50, "2001"), BASE[3]]
-    report = compare_fingerprints({"public.t": table_fp("public.t", BASE)},
-                                  {"public.t": table_fp("public.t", changed)})
+    report = compare_fingerprints(
+        {"public.t": table_fp("public.t", BASE)}, {"public.t": table_fp("public.t", changed)}
+    )
     assert report["match"] is False
     [table] = report["tables"]
     assert table["match"] is False
-    assert table["differing_ranges"] == [{"lo": 51, "hi": 101, "expected_rows": 50,
-                                          "actual_rows": 50}]
+    assert table["differing_ranges"] == [
+        {"lo": 51, "hi": 101, "expected_rows": 50, "actual_rows": 50}
+    ]
 
 
 def test_row_count_counts_even_when_digest_is_equal():
     fewer = [BASE[0], (1, 51, 49, "1000"), BASE[2], BASE[3]]
-    report = compare_fingerprints({"public.t": table_fp("public.t", BASE)},
-                                  {"public.t": table_fp("public.t", fewer)})
+    report = compare_fingerprints(
+        {"public.t": table_fp("public.t", BASE)}, {"public.t": table_fp("public.t", fewer)}
+    )
     assert report["match"] is False
     assert report["tables"][0]["differing_ranges"] == [
-        {"lo": 1, "hi": 51, "expected_rows": 50, "actual_rows": 49}]
+        {"lo": 1, "hi": 51, "expected_rows": 50, "actual_rows": 49}
+    ]
 
 
 def test_different_boundaries_fall_back_to_whole_table():
     other = [(None, 1, 0, "0"), (1, 50, 49, "999"), (50, 100, 50, "2000"), (100, None, 0, "0")]
-    report = compare_fingerprints({"public.t": table_fp("public.t", BASE)},
-                                  {"public.t": table_fp("public.t", other)})
+    report = compare_fingerprints(
+        {"public.t": table_fp("public.t", BASE)}, {"public.t": table_fp("public.t", other)}
+    )
     [table] = report["tables"]
     assert table["compared_by"] == "table"
-    assert table["differing_ranges"] == [{"lo": None, "hi": None, "expected_rows": 100,
-                                          "actual_rows": 99}]
+    assert table["differing_ranges"] == [
+        {"lo": None, "hi": None, "expected_rows": 100, "actual_rows": 99}
+    ]
     # Same data under other boundaries is still a match.
     same = [(None, 1, 0, "0"), (1, 101, 100, "3000"), (101, None, 0, "0")]
-    report = compare_fingerprints({"public.t": table_fp("public.t", BASE)},
-                                  {"public.t": table_fp("public.t", same)})
+    report = compare_fingerprints(
+        {"public.t": table_fp("public.t", BASE)}, {"public.t": table_fp("public.t", same)}
+    )
     assert report["match"] is True
     assert report["tables"][0]["compared_by"] == "table"
 
@@ -125,18 +150,27 @@ def test_method_is_serialised_and_old_dicts_are_md5_text():
 
 def test_fingerprints_of_different_methods_are_never_compared():
     # Even identical digests do not match across methods: they are reported incomparable.
-    expected = {"public.t": table_fp("public.t", BASE, method=MD5_TEXT),
-                "public.u": table_fp("public.u", BASE, method=HASH_RECORD)}
-    actual = {"public.t": table_fp("public.t", BASE, method=HASH_RECORD),
-              "public.u": table_fp("public.u", BASE, method=HASH_RECORD)}
+    expected = {
+        "public.t": table_fp("public.t", BASE, method=MD5_TEXT),
+        "public.u": table_fp("public.u", BASE, method=HASH_RECORD),
+    }
+    actual = {
+        "public.t": table_fp("public.t", BASE, method=HASH_RECORD),
+        "public.u": table_fp("public.u", BASE, method=HASH_RECORD),
+    }
     report = compare_fingerprints(expected, actual)
     assert report["match"] is False
     assert report["incomparable_tables"] == ["public.t"]
     t, u = report["tables"]
-    assert t == {"table": "public.t", "match": False, "expected_rows": 100,
-                 "actual_rows": 100, "compared_by": "incomparable",
-                 "method_mismatch": {"expected": MD5_TEXT, "actual": HASH_RECORD},
-                 "differing_ranges": []}
+    assert t == {
+        "table": "public.t",
+        "match": False,
+        "expected_rows": 100,
+        "actual_rows": 100,
+        "compared_by": "incomparable",
+        "method_mismatch": {"expected": MD5_TEXT, "actual": HASH_RECORD},
+        "differing_ranges": [],
+    }
     assert u["match"] is True and u["compared_by"] == "ranges"
 
 
@@ -148,6 +182,7 @@ def test_bad_method_and_parallel_are_bad_input():
 
 
 # -- real PostgreSQL: a source database ("app") and a copy database ---------------------------
+
 
 @dataclass
 class Pair:
@@ -185,13 +220,16 @@ def pair(sandbox):
                     src.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
     finally:
         with sandbox.connect(primary, "postgres") as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(copy_db)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy_db))
+            )
 
 
 ACCOUNTS = "id int PRIMARY KEY, balance numeric NOT NULL, note text, at timestamptz"
-ROWS = ("SELECT g, g * 10, 'n' || g, timestamptz '2024-01-01' + g * interval '1 min' "
-        "FROM generate_series(1, 10000) AS g")
+ROWS = (
+    "SELECT g, g * 10, 'n' || g, timestamptz '2024-01-01' + g * interval '1 min' "
+    "FROM generate_series(1, 10000) AS g"
+)
 
 
 def _one_table(report: dict) -> dict:
@@ -228,8 +266,9 @@ def test_same_rows_in_any_order_and_layout_match(pair):
 @sandbox_test
 def test_updated_row_names_its_bucket_and_narrows_to_it(pair):
     name = pair.table(ACCOUNTS, ROWS)
-    pair.copy.execute(sql.SQL("UPDATE {} SET balance = balance + 1 WHERE id = 4321").format(
-        sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("UPDATE {} SET balance = balance + 1 WHERE id = 4321").format(sql.Identifier(name))
+    )
 
     src, copy = pair.fingerprints(name)
     report = compare_fingerprints({src.table: src}, {copy.table: copy})
@@ -244,8 +283,9 @@ def test_updated_row_names_its_bucket_and_narrows_to_it(pair):
     narrowed = narrow_difference(pair.src, pair.copy, name, diff["lo"], diff["hi"])
     [(lo, hi)] = narrowed
     assert lo <= 4321 < hi and hi - lo <= 64
-    assert narrow_difference(pair.src, pair.copy, name, diff["lo"], diff["hi"],
-                             min_span=1) == [(4321, 4322)]
+    assert narrow_difference(pair.src, pair.copy, name, diff["lo"], diff["hi"], min_span=1) == [
+        (4321, 4322)
+    ]
     # A range that does not differ narrows to nothing; depth 0 returns the range itself.
     assert narrow_difference(pair.src, pair.copy, name, 1, 4000) == []
     assert narrow_difference(pair.src, pair.copy, name, 1, 10001, max_depth=0) == [(1, 10001)]
@@ -254,8 +294,11 @@ def test_updated_row_names_its_bucket_and_narrows_to_it(pair):
 @sandbox_test
 def test_narrow_finds_every_differing_spot(pair):
     name = pair.table(ACCOUNTS, ROWS)
-    pair.copy.execute(sql.SQL("UPDATE {} SET note = 'changed' WHERE id IN (10, 5000, 9999)")
-                      .format(sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("UPDATE {} SET note = 'changed' WHERE id IN (10, 5000, 9999)").format(
+            sql.Identifier(name)
+        )
+    )
     found = narrow_difference(pair.src, pair.copy, name, None, None, min_span=8)
     assert len(found) == 3
     for key, (lo, hi) in zip((10, 5000, 9999), found):
@@ -266,15 +309,17 @@ def test_narrow_finds_every_differing_spot(pair):
 def test_deleted_rows_show_in_the_right_ranges(pair):
     name = pair.table(ACCOUNTS, ROWS)
     # Deleting the largest key changes max(key): the copy's own buckets no longer line up.
-    pair.copy.execute(sql.SQL("DELETE FROM {} WHERE id IN (77, 10000)").format(
-        sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("DELETE FROM {} WHERE id IN (77, 10000)").format(sql.Identifier(name))
+    )
 
     src, copy_own = pair.fingerprints(name)
     assert copy_own.boundaries != src.boundaries
     table = _one_table(compare_fingerprints({src.table: src}, {copy_own.table: copy_own}))
     assert table["match"] is False and table["compared_by"] == "table"
-    assert table["differing_ranges"] == [{"lo": None, "hi": None, "expected_rows": 10000,
-                                          "actual_rows": 9998}]
+    assert table["differing_ranges"] == [
+        {"lo": None, "hi": None, "expected_rows": 10000, "actual_rows": 9998}
+    ]
 
     # With the source's ranges, exactly the two ranges holding 77 and 10000 differ by one row.
     copy = fingerprint_like(pair.copy, src)
@@ -293,25 +338,33 @@ def test_deleted_rows_show_in_the_right_ranges(pair):
 @sandbox_test
 def test_rows_outside_the_source_key_range_show_in_the_tails(pair):
     name = pair.table(ACCOUNTS, ROWS)
-    pair.copy.execute(sql.SQL("INSERT INTO {} VALUES (-5, 0, 'x', now()), (20000, 0, 'y', now())")
-                      .format(sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("INSERT INTO {} VALUES (-5, 0, 'x', now()), (20000, 0, 'y', now())").format(
+            sql.Identifier(name)
+        )
+    )
     src = fingerprint_table(pair.src, name)
     copy = fingerprint_like(pair.copy, src)
     diffs = _one_table(compare_fingerprints({src.table: src}, {copy.table: copy}))[
-        "differing_ranges"]
-    assert diffs == [{"lo": None, "hi": 1, "expected_rows": 0, "actual_rows": 1},
-                     {"lo": 10001, "hi": None, "expected_rows": 0, "actual_rows": 1}]
-    [(lo, hi)] = narrow_difference(pair.src, pair.copy, name, 10001, None, min_span=1,
-                                   max_depth=20)
+        "differing_ranges"
+    ]
+    assert diffs == [
+        {"lo": None, "hi": 1, "expected_rows": 0, "actual_rows": 1},
+        {"lo": 10001, "hi": None, "expected_rows": 0, "actual_rows": 1},
+    ]
+    [(lo, hi)] = narrow_difference(pair.src, pair.copy, name, 10001, None, min_span=1, max_depth=20)
     assert (lo, hi) == (20000, 20001)
 
 
 @sandbox_test
-@pytest.mark.parametrize("columns", [
-    "code text PRIMARY KEY, n int",                  # non-integer key
-    "code text, n int",                              # no key at all
-    "code text, n int, PRIMARY KEY (code, n)",       # composite key
-])
+@pytest.mark.parametrize(
+    "columns",
+    [
+        "code text PRIMARY KEY, n int",  # non-integer key
+        "code text, n int",  # no key at all
+        "code text, n int, PRIMARY KEY (code, n)",  # composite key
+    ],
+)
 def test_table_without_integer_key_is_one_range_and_still_detects_change(pair, columns):
     name = pair.table(columns, "SELECT 'c' || g, g FROM generate_series(1, 500) AS g")
     src, copy = pair.fingerprints(name)
@@ -319,13 +372,15 @@ def test_table_without_integer_key_is_one_range_and_still_detects_change(pair, c
     assert src.key is None and src.rows == 500
     assert [(r.lo, r.hi) for r in src.ranges] == [(None, None)]
 
-    pair.copy.execute(sql.SQL("UPDATE {} SET n = n + 1 WHERE code = 'c250'").format(
-        sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("UPDATE {} SET n = n + 1 WHERE code = 'c250'").format(sql.Identifier(name))
+    )
     copy = fingerprint_like(pair.copy, src)
     table = _one_table(compare_fingerprints({src.table: src}, {copy.table: copy}))
     assert table["match"] is False
-    assert table["differing_ranges"] == [{"lo": None, "hi": None, "expected_rows": 500,
-                                          "actual_rows": 500}]
+    assert table["differing_ranges"] == [
+        {"lo": None, "hi": None, "expected_rows": 500, "actual_rows": 500}
+    ]
     with pytest.raises(BadInput, match="no single-column integer primary key"):
         narrow_difference(pair.src, pair.copy, name, 0, 10)
 
@@ -343,9 +398,11 @@ def test_unknown_table_is_bad_input_naming_it(pair):
 
 @sandbox_test
 def test_awkward_identifiers_are_quoted(pair):
-    name = pair.table('"Key; Col" smallint PRIMARY KEY, "select" text',
-                      "SELECT g, 'v' || g FROM generate_series(1, 300) AS g",
-                      name=f'fp_test_Odd "Na me" {uuid.uuid4().hex[:4]}')
+    name = pair.table(
+        '"Key; Col" smallint PRIMARY KEY, "select" text',
+        "SELECT g, 'v' || g FROM generate_series(1, 300) AS g",
+        name=f'fp_test_Odd "Na me" {uuid.uuid4().hex[:4]}',
+    )
     src = fingerprint_table(pair.src, f"public.{name}", buckets=4)
     assert src.table == f"public.{name}" and src.key == "Key; Col" and src.rows == 300
     assert src.boundaries == ((None, 1), (1, 76), (76, 151), (151, 226), (226, 301), (301, None))
@@ -406,15 +463,18 @@ def test_empty_table_with_key_is_one_range_and_rows_in_the_copy_differ(pair):
     name = pair.table(ACCOUNTS, ROWS + " LIMIT 0")
     src = fingerprint_table(pair.src, name)
     assert src.key == "id" and src.rows == 0 and src.boundaries == ((None, None),)
-    pair.copy.execute(sql.SQL("INSERT INTO {} VALUES (1, 0, 'x', now())").format(
-        sql.Identifier(name)))
+    pair.copy.execute(
+        sql.SQL("INSERT INTO {} VALUES (1, 0, 'x', now())").format(sql.Identifier(name))
+    )
     copy = fingerprint_like(pair.copy, src)
     table = _one_table(compare_fingerprints({src.table: src}, {copy.table: copy}))
-    assert table["differing_ranges"] == [{"lo": None, "hi": None, "expected_rows": 0,
-                                          "actual_rows": 1}]
+    assert table["differing_ranges"] == [
+        {"lo": None, "hi": None, "expected_rows": 0, "actual_rows": 1}
+    ]
 
 
 # -- the hash_record_v1 method, its md5_text fallback, parallel readers -----------------------
+
 
 def _ident(name: str) -> sql.Identifier:
     return sql.Identifier(name)
@@ -426,12 +486,15 @@ def _compare(src: TableFingerprint, copy: TableFingerprint) -> dict:
 
 @sandbox_test
 @pytest.mark.parametrize("method", [None, MD5_TEXT])
-@pytest.mark.parametrize("change", [
-    "UPDATE {} SET note = 'n' || id + 1 WHERE id = 500",       # a changed value
-    "DELETE FROM {} WHERE id = 500",                             # a deleted row
-    "INSERT INTO {} VALUES (10001, 0, 'extra', now())",          # an added row
-    "UPDATE {} SET id = -id WHERE id = 500",                     # a changed key
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE {} SET note = 'n' || id + 1 WHERE id = 500",  # a changed value
+        "DELETE FROM {} WHERE id = 500",  # a deleted row
+        "INSERT INTO {} VALUES (10001, 0, 'extra', now())",  # an added row
+        "UPDATE {} SET id = -id WHERE id = 500",  # a changed key
+    ],
+)
 def test_each_method_detects_changed_deleted_and_added_rows(pair, method, change):
     name = pair.table(ACCOUNTS, ROWS)
     src = fingerprint_table(pair.src, name, method=method)
@@ -449,12 +512,15 @@ def test_each_method_detects_changed_deleted_and_added_rows(pair, method, change
 def test_values_swapped_between_rows_are_detected(pair):
     # hash_record_extended combines column hashes linearly, so a plain sum of row hashes
     # cannot see two rows swapping one column's values; the digest's second sum can.
-    name = pair.table("a int, b int, c text",
-                      "SELECT g, g * 10, 't' || g FROM generate_series(1, 1000) AS g")
-    pair.copy.execute(sql.SQL("UPDATE {} SET b = CASE a WHEN 10 THEN 200 ELSE 100 END "
-                              "WHERE a IN (10, 20)").format(_ident(name)))
-    plain = sql.SQL("SELECT sum(hash_record_extended(r.*, 0)) FROM {} AS r").format(
-        _ident(name))
+    name = pair.table(
+        "a int, b int, c text", "SELECT g, g * 10, 't' || g FROM generate_series(1, 1000) AS g"
+    )
+    pair.copy.execute(
+        sql.SQL(
+            "UPDATE {} SET b = CASE a WHEN 10 THEN 200 ELSE 100 END WHERE a IN (10, 20)"
+        ).format(_ident(name))
+    )
+    plain = sql.SQL("SELECT sum(hash_record_extended(r.*, 0)) FROM {} AS r").format(_ident(name))
     [(src_sum,)], [(copy_sum,)] = (c.execute(plain).fetchall() for c in (pair.src, pair.copy))
     assert int(src_sum) % 2**64 == int(copy_sum) % 2**64  # equal modulo 2^64, as in digests
     src, copy = pair.fingerprints(name)
@@ -467,32 +533,51 @@ def test_values_swapped_between_rows_are_detected(pair):
 def test_swapped_payloads_and_duplicates_are_detected_and_bisected(pair):
     name = pair.table(ACCOUNTS, ROWS)
     # Two rows exchange everything but their keys: same multiset of values, other rows.
-    pair.copy.execute(sql.SQL(
-        "UPDATE {t} AS x SET balance = y.balance, note = y.note, at = y.at FROM {t} AS y "
-        "WHERE (x.id, y.id) IN ((3000, 7000), (7000, 3000))").format(t=_ident(name)))
+    pair.copy.execute(
+        sql.SQL(
+            "UPDATE {t} AS x SET balance = y.balance, note = y.note, at = y.at FROM {t} AS y "
+            "WHERE (x.id, y.id) IN ((3000, 7000), (7000, 3000))"
+        ).format(t=_ident(name))
+    )
     src, copy = pair.fingerprints(name)
     table = _compare(src, copy)
-    assert [d["lo"] <= k < d["hi"] for d, k in zip(table["differing_ranges"], (3000, 7000))] \
-        == [True, True]
-    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
-                             max_depth=20) == [(3000, 3001), (7000, 7001)]
+    assert [d["lo"] <= k < d["hi"] for d, k in zip(table["differing_ranges"], (3000, 7000))] == [
+        True,
+        True,
+    ]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1, max_depth=20) == [
+        (3000, 3001),
+        (7000, 7001),
+    ]
 
     # Without a key: {A, A, B} against {A, B, B} has the same count and distinct rows.
     dup = pair.table("v text", "VALUES ('A'), ('A'), ('B')")
-    pair.copy.execute(sql.SQL("UPDATE {} SET v = 'B' WHERE ctid = (SELECT min(ctid) FROM {} "
-                              "WHERE v = 'A')").format(_ident(dup), _ident(dup)))
+    pair.copy.execute(
+        sql.SQL(
+            "UPDATE {} SET v = 'B' WHERE ctid = (SELECT min(ctid) FROM {} WHERE v = 'A')"
+        ).format(_ident(dup), _ident(dup))
+    )
     src, copy = pair.fingerprints(dup)
     assert src.rows == copy.rows == 3 and _compare(src, copy)["match"] is False
 
 
 @sandbox_test
-@pytest.mark.parametrize("column", [
-    "j json", "p point", "js json[]", "ts tsvector", "pair fp_test_pair",
-])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "j json",
+        "p point",
+        "js json[]",
+        "ts tsvector",
+        "pair fp_test_pair",
+    ],
+)
 def test_types_without_an_extended_hash_fall_back_to_md5_text(pair, column):
     for conn in (pair.src, pair.copy):
-        conn.execute("DO $$ BEGIN CREATE TYPE fp_test_pair AS (n int, j json); "
-                     "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        conn.execute(
+            "DO $$ BEGIN CREATE TYPE fp_test_pair AS (n int, j json); "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
     name = pair.table(f"id int PRIMARY KEY, {column}", "SELECT g FROM generate_series(1, 300) g")
     col = column.split()[0]
     empty = pair.table(f"id int PRIMARY KEY, {column}", "SELECT 1 WHERE false")
@@ -500,61 +585,82 @@ def test_types_without_an_extended_hash_fall_back_to_md5_text(pair, column):
     assert fingerprint_table(pair.src, empty).method == MD5_TEXT
     src, copy = pair.fingerprints(name)
     assert src == copy and src.method == MD5_TEXT and src.key == "id"
-    value = {"j": "'{\"a\": 1}'", "p": "point(1, 2)", "js": "ARRAY['[1]'::json]",
-             "ts": "'a b'::tsvector", "pair": "ROW(1, '{}')"}[col]
-    pair.copy.execute(sql.SQL("UPDATE {} SET {} = ").format(_ident(name), _ident(col))
-                      + sql.SQL(value + " WHERE id = 123"))
+    value = {
+        "j": "'{\"a\": 1}'",
+        "p": "point(1, 2)",
+        "js": "ARRAY['[1]'::json]",
+        "ts": "'a b'::tsvector",
+        "pair": "ROW(1, '{}')",
+    }[col]
+    pair.copy.execute(
+        sql.SQL("UPDATE {} SET {} = ").format(_ident(name), _ident(col))
+        + sql.SQL(value + " WHERE id = 123")
+    )
     copy = fingerprint_like(pair.copy, src)
     assert copy.method == MD5_TEXT
     [diff] = _compare(src, copy)["differing_ranges"]
     assert diff["lo"] <= 123 < diff["hi"]
-    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
-                             max_depth=20) == [(123, 124)]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1, max_depth=20) == [
+        (123, 124)
+    ]
 
 
 @sandbox_test
 def test_not_null_domains_arrays_and_ranges_use_the_hash(pair):
     for conn in (pair.src, pair.copy):
-        conn.execute("DO $$ BEGIN CREATE DOMAIN fp_test_posint AS int NOT NULL CHECK (VALUE > 0);"
-                     " EXCEPTION WHEN duplicate_object THEN NULL; END $$")
-    name = pair.table("id bigint PRIMARY KEY, d fp_test_posint, a int[], r int4range, "
-                      "u uuid, j jsonb, n numeric",
-                      "SELECT g, g, ARRAY[g, g + 1], int4range(g, g + 5), "
-                      "md5(g::text)::uuid, jsonb_build_object('g', g), g / 3.0 "
-                      "FROM generate_series(1, 500) g")
+        conn.execute(
+            "DO $$ BEGIN CREATE DOMAIN fp_test_posint AS int NOT NULL CHECK (VALUE > 0);"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+    name = pair.table(
+        "id bigint PRIMARY KEY, d fp_test_posint, a int[], r int4range, u uuid, j jsonb, n numeric",
+        "SELECT g, g, ARRAY[g, g + 1], int4range(g, g + 5), "
+        "md5(g::text)::uuid, jsonb_build_object('g', g), g / 3.0 "
+        "FROM generate_series(1, 500) g",
+    )
     src, copy = pair.fingerprints(name)
     assert src == copy and src.method == HASH_RECORD
-    pair.copy.execute(sql.SQL("UPDATE {} SET a = ARRAY[7, 7] WHERE id = 42").format(
-        _ident(name)))
+    pair.copy.execute(sql.SQL("UPDATE {} SET a = ARRAY[7, 7] WHERE id = 42").format(_ident(name)))
     assert _compare(src, fingerprint_like(pair.copy, src))["match"] is False
 
 
 @sandbox_test
 @pytest.mark.parametrize("method", [None, MD5_TEXT])
-@pytest.mark.parametrize("column, storage", [
-    ("bytea", None),          # default storage (EXTENDED): random bytes do not compress
-    ("bytea", "EXTERNAL"),    # out of line, never compressed
-    ("text", "EXTERNAL"),
-])
-def test_one_byte_changed_inside_an_out_of_line_toast_value_is_detected(pair, method,
-                                                                         column, storage):
+@pytest.mark.parametrize(
+    "column, storage",
+    [
+        ("bytea", None),  # default storage (EXTENDED): random bytes do not compress
+        ("bytea", "EXTERNAL"),  # out of line, never compressed
+        ("text", "EXTERNAL"),
+    ],
+)
+def test_one_byte_changed_inside_an_out_of_line_toast_value_is_detected(
+    pair, method, column, storage
+):
     name = pair.table(f"id int PRIMARY KEY, v {column}", "SELECT 1, NULL WHERE false")
     raw = os.urandom(120_000)
     big = raw if column == "bytea" else raw.hex()  # 240,000 hex digits
     for conn in (pair.src, pair.copy):
         if storage:
-            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN v SET STORAGE " + storage)
-                         .format(_ident(name)))
-        conn.execute(sql.SQL("INSERT INTO {} VALUES (1, %s), (2, %s), (3, %s)").format(
-            _ident(name)), (big[:10], big, big[-10:]))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN v SET STORAGE " + storage).format(_ident(name))
+            )
+        conn.execute(
+            sql.SQL("INSERT INTO {} VALUES (1, %s), (2, %s), (3, %s)").format(_ident(name)),
+            (big[:10], big, big[-10:]),
+        )
 
     def out_of_line(conn) -> None:
         # stored whole (not compressed) and out of line: the TOAST relation holds it
-        stored, length, toast = conn.execute(sql.SQL(
-            "SELECT pg_column_size(v), octet_length(v), "
-            "       (SELECT pg_relation_size(reltoastrelid) FROM pg_class "
-            "        WHERE oid = %s::regclass) "
-            "FROM {} WHERE id = 2").format(_ident(name)), (name,)).fetchone()
+        stored, length, toast = conn.execute(
+            sql.SQL(
+                "SELECT pg_column_size(v), octet_length(v), "
+                "       (SELECT pg_relation_size(reltoastrelid) FROM pg_class "
+                "        WHERE oid = %s::regclass) "
+                "FROM {} WHERE id = 2"
+            ).format(_ident(name)),
+            (name,),
+        ).fetchone()
         assert stored >= length == len(big)
         assert toast >= length > 8192
 
@@ -569,10 +675,15 @@ def test_one_byte_changed_inside_an_out_of_line_toast_value_is_detected(pair, me
         replacement = bytes([big[at] ^ 0x01])
     else:
         replacement = "1" if big[at] == "0" else "0"
-    pair.copy.execute(sql.SQL("UPDATE {} SET v = overlay(v placing %s from %s for 1) "
-                              "WHERE id = 2").format(_ident(name)), (replacement, at + 1))
-    changed = pair.copy.execute(sql.SQL("SELECT v FROM {} WHERE id = 2").format(
-        _ident(name))).fetchone()[0]
+    pair.copy.execute(
+        sql.SQL("UPDATE {} SET v = overlay(v placing %s from %s for 1) WHERE id = 2").format(
+            _ident(name)
+        ),
+        (replacement, at + 1),
+    )
+    changed = pair.copy.execute(
+        sql.SQL("SELECT v FROM {} WHERE id = 2").format(_ident(name))
+    ).fetchone()[0]
     changed = bytes(changed) if column == "bytea" else changed
     assert len(changed) == len(big)
     assert [i for i in range(len(big)) if changed[i] != big[i]] == [at]
@@ -584,8 +695,9 @@ def test_one_byte_changed_inside_an_out_of_line_toast_value_is_detected(pair, me
     assert table["match"] is False and table["compared_by"] == "ranges"
     [diff] = table["differing_ranges"]
     assert diff["lo"] <= 2 < diff["hi"]
-    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1,
-                             method=method) == [(2, 3)]
+    assert narrow_difference(pair.src, pair.copy, name, None, None, min_span=1, method=method) == [
+        (2, 3)
+    ]
 
 
 @sandbox_test
@@ -593,21 +705,22 @@ def test_like_uses_the_references_method_and_a_changed_type_is_incomparable(pair
     name = pair.table(ACCOUNTS, ROWS)
     old = fingerprint_table(pair.src, name, method=MD5_TEXT)
     # A reference stored before methods existed is md5_text and is compared as such.
-    stored = TableFingerprint.from_dict(
-        {k: v for k, v in old.to_dict().items() if k != "method"})
+    stored = TableFingerprint.from_dict({k: v for k, v in old.to_dict().items() if k != "method"})
     assert fingerprint_like(pair.copy, stored) == old
     assert fingerprint_tables_like(pair.copy, {old.table: stored}) == {old.table: old}
 
     new = fingerprint_table(pair.src, name)
     assert new.method == HASH_RECORD and new.rows == old.rows and new.digest != old.digest
-    pair.copy.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN note TYPE json "
-                              "USING to_json(note)").format(_ident(name)))
+    pair.copy.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN note TYPE json USING to_json(note)").format(
+            _ident(name)
+        )
+    )
     copy = fingerprint_like(pair.copy, new)
     assert copy.method == MD5_TEXT
     report = compare_fingerprints({new.table: new}, {copy.table: copy})
     assert report["match"] is False and report["incomparable_tables"] == [new.table]
-    assert _one_table(report)["method_mismatch"] == {"expected": HASH_RECORD,
-                                                     "actual": MD5_TEXT}
+    assert _one_table(report)["method_mismatch"] == {"expected": HASH_RECORD, "actual": MD5_TEXT}
     # Bisection then compares both sides by md5(row::text).
     assert narrow_difference(pair.src, pair.copy, name, 1, 100, min_span=100) == [(1, 100)]
 
@@ -634,18 +747,21 @@ class Opener:
 
 @sandbox_test
 @pytest.mark.parametrize("method", [None, MD5_TEXT])
-def test_parallel_readers_give_the_same_fingerprint(pair, sandbox, every_size_in_parallel,
-                                                    method):
+def test_parallel_readers_give_the_same_fingerprint(pair, sandbox, every_size_in_parallel, method):
     a = pair.table(ACCOUNTS, ROWS)
     b = pair.table("code text, n int", "SELECT 'c' || g, g FROM generate_series(1, 3000) g")
     serial = fingerprint_tables(pair.src, [a, b], method=method, parallel=1)
     for parallel in (2, 3):
         opener = Opener(sandbox)
-        assert fingerprint_tables(pair.src, [a, b], method=method, parallel=parallel,
-                                  connect=opener) == serial
+        assert (
+            fingerprint_tables(pair.src, [a, b], method=method, parallel=parallel, connect=opener)
+            == serial
+        )
         assert opener.opened == parallel - 1  # once for both tables
-        assert fingerprint_tables_like(pair.src, serial, parallel=parallel,
-                                       connect=Opener(sandbox)) == serial
+        assert (
+            fingerprint_tables_like(pair.src, serial, parallel=parallel, connect=Opener(sandbox))
+            == serial
+        )
     opener = Opener(sandbox)
     assert fingerprint_table(pair.src, a, method=method, connect=opener) == serial[f"public.{a}"]
     assert opener.opened == fingerprint.DEFAULT_PARALLEL - 1
@@ -683,8 +799,9 @@ def test_no_extra_readers_inside_the_callers_transaction(pair, every_size_in_par
 
 
 @sandbox_test
-def test_readers_that_cannot_connect_leave_the_work_to_the_others(pair, sandbox,
-                                                                  every_size_in_parallel):
+def test_readers_that_cannot_connect_leave_the_work_to_the_others(
+    pair, sandbox, every_size_in_parallel
+):
     name = pair.table(ACCOUNTS, ROWS)
     serial = fingerprint_table(pair.src, name, parallel=1)
 
@@ -695,5 +812,6 @@ def test_readers_that_cannot_connect_leave_the_work_to_the_others(pair, sandbox,
     # A connection to another database cannot share the snapshot: that is an error.
     primary = sandbox.primary()
     with pytest.raises(psycopg.Error):
-        fingerprint_table(pair.src, name, parallel=2,
-                          connect=lambda: sandbox.connect(primary, "postgres"))
+        fingerprint_table(
+            pair.src, name, parallel=2, connect=lambda: sandbox.connect(primary, "postgres")
+        )

@@ -10,11 +10,11 @@ from chaoslib.exceptions import ActivityFailed
 from psycopg import sql
 
 from actions.restore import cleanup_restore, restore_latest_backup
-from pgdrill.fingerprint import user_tables
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.load.runner import create_ledger
 from pgdrill.load.writes import insert_sql, row_values
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.targets.sandbox.cluster import SandboxCluster
+from pgdrill.verification.fingerprint import user_tables
 from probes.sql import writes_succeed
 from probes.verify import DRILL_WRITTEN_TABLES, capture_fingerprints, fingerprints_match
 
@@ -32,12 +32,12 @@ def scratch_db(sandbox):
         yield name
     finally:
         with sandbox.connect(sandbox.primary(), "postgres") as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
-def test_user_tables_lists_every_permanent_table_outside_the_system_schemas(sandbox,
-                                                                           scratch_db):
+def test_user_tables_lists_every_permanent_table_outside_the_system_schemas(sandbox, scratch_db):
     with sandbox.connect(sandbox.primary(), scratch_db) as conn:
         for ddl in (
             "CREATE TABLE plain (id int PRIMARY KEY)",
@@ -62,20 +62,34 @@ def test_user_tables_lists_every_permanent_table_outside_the_system_schemas(sand
             conn.execute(ddl)
 
         assert user_tables(conn) == [
-            "Other Schema.Mixed Case", "public.parted", "public.pgdrill_ledger",
-            "public.plain", "public.skip", "public.toasty", "x.keep", "x.pgdrill_ledger",
-            "x.skip"]
+            "Other Schema.Mixed Case",
+            "public.parted",
+            "public.pgdrill_ledger",
+            "public.plain",
+            "public.skip",
+            "public.toasty",
+            "x.keep",
+            "x.pgdrill_ledger",
+            "x.skip",
+        ]
         # a bare name in every schema, a qualified name in its schema only
         assert user_tables(conn, exclude=["pgdrill_ledger", "x.skip"]) == [
-            "Other Schema.Mixed Case", "public.parted", "public.plain", "public.skip",
-            "public.toasty", "x.keep"]
+            "Other Schema.Mixed Case",
+            "public.parted",
+            "public.plain",
+            "public.skip",
+            "public.toasty",
+            "x.keep",
+        ]
 
 
-def test_default_is_every_user_table_of_the_checklists_database(sandbox, sandbox_env,
-                                                                scratch_db, tmp_path):
+def test_default_is_every_user_table_of_the_checklists_database(
+    sandbox, sandbox_env, scratch_db, tmp_path
+):
     checklist = tmp_path / "other.yaml"
-    checklist.write_text(f"database: {scratch_db}\nchecks:\n  - name: one\n"
-                         "    query: SELECT 1\n    expected: 1\n")
+    checklist.write_text(
+        f"database: {scratch_db}\nchecks:\n  - name: one\n    query: SELECT 1\n    expected: 1\n"
+    )
     cfg = {RUN_DIR_KEY: str(tmp_path), "checklist": str(checklist)}
     with sandbox.connect(sandbox.primary(), scratch_db) as conn:
         conn.execute("CREATE SCHEMA orders")
@@ -94,18 +108,25 @@ def test_default_is_every_user_table_of_the_checklists_database(sandbox, sandbox
     assert set(DRILL_WRITTEN_TABLES) == {"pgdrill_ledger", "pgdrill_heartbeat"}
 
     # an explicit list wins, even for a table the drill writes; `database` wins too
-    assert capture_fingerprints(tables=["pgdrill_ledger"], label="b",
-                                configuration=cfg) == {"public.pgdrill_ledger": 0}
+    assert capture_fingerprints(tables=["pgdrill_ledger"], label="b", configuration=cfg) == {
+        "public.pgdrill_ledger": 0
+    }
     app = capture_fingerprints(label="c", database="app", configuration=cfg)
-    assert {"public.pgbench_accounts", "public.pgbench_branches", "public.pgbench_tellers",
-            "public.pgbench_history", "public.pgdrill_sentinel"} <= app.keys()
+    assert {
+        "public.pgbench_accounts",
+        "public.pgbench_branches",
+        "public.pgbench_tellers",
+        "public.pgbench_history",
+        "public.pgdrill_sentinel",
+    } <= app.keys()
     assert not {"public.pgdrill_ledger", "public.pgdrill_heartbeat"} & app.keys()
     stored = RunContext.from_configuration(cfg).read()["fingerprints_reference"]
     assert sorted(stored["a"]) == ["orders.items", "public.pgdrill_sentinel"]
 
 
 def test_what_the_drill_writes_does_not_change_the_default_fingerprints(
-        sandbox, sandbox_env, scratch_db, tmp_path):
+    sandbox, sandbox_env, scratch_db, tmp_path
+):
     cfg = {RUN_DIR_KEY: str(tmp_path)}
     with sandbox.connect(sandbox.primary(), scratch_db) as conn:
         conn.execute("CREATE TABLE data (id int PRIMARY KEY, v text)")
@@ -129,8 +150,9 @@ def test_what_the_drill_writes_does_not_change_the_default_fingerprints(
     assert stored["changed"] != stored["before"]
 
 
-def test_a_damaged_table_outside_pgbench_fails_the_default_comparison(sandbox, sandbox_env,
-                                                                      tmp_path):
+def test_a_damaged_table_outside_pgbench_fails_the_default_comparison(
+    sandbox, sandbox_env, tmp_path
+):
     """A restored copy whose non-pgbench table (in a schema of its own) lost a row, or lost
     the whole table, fails fingerprints_match with the defaults."""
     cfg = {RUN_DIR_KEY: str(tmp_path)}
@@ -139,21 +161,28 @@ def test_a_damaged_table_outside_pgbench_fails_the_default_comparison(sandbox, s
         conn.execute("DROP SCHEMA IF EXISTS fp_defaults CASCADE")
         conn.execute("CREATE SCHEMA fp_defaults")
         conn.execute("CREATE TABLE fp_defaults.orders (id int PRIMARY KEY, v text)")
-        conn.execute("INSERT INTO fp_defaults.orders "
-                     "SELECT g, 'order ' || g FROM generate_series(1, 500) g")
+        conn.execute(
+            "INSERT INTO fp_defaults.orders SELECT g, 'order ' || g FROM generate_series(1, 500) g"
+        )
         conn.execute("CREATE TABLE fp_defaults.notes (v text)")  # no key: one range
-        conn.execute("INSERT INTO fp_defaults.notes SELECT 'note ' || g "
-                     "FROM generate_series(1, 50) g")
+        conn.execute(
+            "INSERT INTO fp_defaults.notes SELECT 'note ' || g FROM generate_series(1, 50) g"
+        )
     try:
         state = sandbox.layout.read()
         SandboxCluster(sandbox.layout, state, sandbox._cluster().run_as).wait_archiving(
-            state.primary_name)
+            state.primary_name
+        )
         restore_latest_backup(configuration=cfg)
         assert fingerprints_match(configuration=cfg) is True
         evidence = RunContext(tmp_path).read()["fingerprints"]
         compared = {t["table"] for t in evidence["tables"]}
-        assert {"fp_defaults.orders", "fp_defaults.notes", "public.pgbench_accounts",
-                "public.pgdrill_sentinel"} <= compared
+        assert {
+            "fp_defaults.orders",
+            "fp_defaults.notes",
+            "public.pgbench_accounts",
+            "public.pgdrill_sentinel",
+        } <= compared
         assert not compared & {"public.pgdrill_ledger", "public.pgdrill_heartbeat"}
 
         with sandbox.connect(sandbox.restored_instance(), "app") as conn:
@@ -161,16 +190,17 @@ def test_a_damaged_table_outside_pgbench_fails_the_default_comparison(sandbox, s
         with pytest.raises(ActivityFailed, match=r"fp_defaults\.orders key ranges"):
             fingerprints_match(configuration=cfg)
         evidence = RunContext(tmp_path).read()["fingerprints"]
-        assert [t["table"] for t in evidence["tables"] if not t["match"]] == [
-            "fp_defaults.orders"]
+        assert [t["table"] for t in evidence["tables"] if not t["match"]] == ["fp_defaults.orders"]
 
         with sandbox.connect(sandbox.restored_instance(), "app") as conn:
             conn.execute("DROP TABLE fp_defaults.notes")
-        with pytest.raises(ActivityFailed,
-                           match=r"fp_defaults\.notes missing from the restored copy"):
+        with pytest.raises(
+            ActivityFailed, match=r"fp_defaults\.notes missing from the restored copy"
+        ):
             fingerprints_match(configuration=cfg)
         assert RunContext(tmp_path).read()["fingerprints"]["missing_tables"] == [
-            "fp_defaults.notes"]
+            "fp_defaults.notes"
+        ]
     finally:
         cleanup_restore(configuration=cfg)
         with sandbox.connect(sandbox.primary(), "app") as conn:

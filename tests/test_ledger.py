@@ -11,19 +11,32 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill import ledger
-from pgdrill.errors import BadInput, PgdrillError
-from pgdrill.ledger import LedgerTampered, Problem, append_run, verified_entries, verify
+from pgdrill.core.errors import BadInput, PgdrillError
+from pgdrill.evidence import ledger
+from pgdrill.evidence.ledger import LedgerTampered, Problem, append_run, verified_entries, verify
 
 
 def record(run_id: str, **overrides) -> dict:
-    base = {"run_id": run_id, "experiment": "pvc-loss", "environment": "staging",
-            "target": "cnpg", "cluster": "pg-main", "cluster_identity": "7714097768629908191",
-            "backup": {"id": "20261130T223912", "begin_lsn": "0/4000028",
-                       "end_lsn": "0/4000120", "end_time": "2026-11-30T22:39:15.908022+00:00"},
-            "verdict": "passed", "started_at": "2026-11-30T22:00:00+00:00",
-            "ended_at": "2026-11-30T22:10:00+00:00", "rto_seconds": 42.5, "lost_writes": 0,
-            "restore_reached": {"kind": "latest", "lsn": "0/5000000"}}
+    base = {
+        "run_id": run_id,
+        "experiment": "pvc-loss",
+        "environment": "staging",
+        "target": "cnpg",
+        "cluster": "pg-main",
+        "cluster_identity": "7714097768629908191",
+        "backup": {
+            "id": "20261130T223912",
+            "begin_lsn": "0/4000028",
+            "end_lsn": "0/4000120",
+            "end_time": "2026-11-30T22:39:15.908022+00:00",
+        },
+        "verdict": "passed",
+        "started_at": "2026-11-30T22:00:00+00:00",
+        "ended_at": "2026-11-30T22:10:00+00:00",
+        "rto_seconds": 42.5,
+        "lost_writes": 0,
+        "restore_reached": {"kind": "latest", "lsn": "0/5000000"},
+    }
     return {**base, **overrides}
 
 
@@ -80,13 +93,21 @@ def test_an_untouched_ledger_verifies_and_chains_every_line(reports):
     for line, entry in zip(raw, entries):
         assert line == json.dumps(entry, sort_keys=True, separators=(",", ":"))
         body = {k: v for k, v in entry.items() if k != "line_sha256"}
-        assert entry["line_sha256"] == hashlib.sha256(
-            json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        assert (
+            entry["line_sha256"]
+            == hashlib.sha256(
+                json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+        )
         run_dir = reports / entry["run_id"]
-        assert entry["evidence_sha256"] == hashlib.sha256(
-            (run_dir / "evidence.json").read_bytes()).hexdigest()
-        assert entry["journal_sha256"] == hashlib.sha256(
-            (run_dir / "journal.json").read_bytes()).hexdigest()
+        assert (
+            entry["evidence_sha256"]
+            == hashlib.sha256((run_dir / "evidence.json").read_bytes()).hexdigest()
+        )
+        assert (
+            entry["journal_sha256"]
+            == hashlib.sha256((run_dir / "journal.json").read_bytes()).hexdigest()
+        )
         receipt = json.loads((run_dir / "ledger-receipt.json").read_text())
         assert receipt["seq"] == entry["seq"] and receipt["line"] == line
 
@@ -117,7 +138,7 @@ def test_concurrent_appends_are_serialised(tmp_path):
     def one(i: int) -> None:
         try:
             record_run(tmp_path, f"run-{i}")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
@@ -131,15 +152,18 @@ def test_concurrent_appends_are_serialised(tmp_path):
     assert {e["run_id"] for e in entries} == {f"run-{i}" for i in range(12)}
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"verdict": "maybe"}, "verdict"),
-    ({"ended_at": None}, "ended_at"),
-    ({"started_at": "2026-11-30T22:00:00"}, "offset"),
-    ({"seq": 7}, "seq"),
-    ({"backup": {"lsn": "0/1"}}, "backup"),
-    ({"rto_seconds": float("nan")}, "plain JSON"),
-    ({"restore_reached": {"at": object()}}, "plain JSON"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"verdict": "maybe"}, "verdict"),
+        ({"ended_at": None}, "ended_at"),
+        ({"started_at": "2026-11-30T22:00:00"}, "offset"),
+        ({"seq": 7}, "seq"),
+        ({"backup": {"lsn": "0/1"}}, "backup"),
+        ({"rto_seconds": float("nan")}, "plain JSON"),
+        ({"restore_reached": {"at": object()}}, "plain JSON"),
+    ],
+)
 def test_bad_records_are_refused(tmp_path, bad, match):
     (tmp_path / "r1").mkdir()
     with pytest.raises(BadInput, match=match):
@@ -229,8 +253,12 @@ def test_a_deleted_ledger_is_caught_by_the_receipts(reports):
 
 def test_an_inserted_line_is_named(reports):
     lines = lines_of(reports)
-    forged = rehashed(lines[0], run_id="20261130T220009Z-pvc-loss", seq=2,
-                      prev_sha256=hashlib.sha256(lines[0].encode()).hexdigest())
+    forged = rehashed(
+        lines[0],
+        run_id="20261130T220009Z-pvc-loss",
+        seq=2,
+        prev_sha256=hashlib.sha256(lines[0].encode()).hexdigest(),
+    )
     write_lines(reports, [lines[0], forged, *lines[1:]])
     # the forgery chains, but line 2's receipt holds another line (and line 3's seq is off)
     assert first_bad_line(reports) == 2
@@ -273,8 +301,9 @@ def test_a_torn_last_line_is_named_and_the_next_run_still_recorded(reports):
     record_run(reports, "after-the-crash")
     assert lines_of(reports)[-1].startswith("{") and json.loads(lines_of(reports)[-1])
     problems = verify(reports)
-    assert problems[0] == Problem(4, problems[0].message) and "not a valid JSON" in \
-        problems[0].message
+    assert (
+        problems[0] == Problem(4, problems[0].message) and "not a valid JSON" in problems[0].message
+    )
     assert all(p.line in (4, 5) for p in problems)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pgdrill import ledger
 from pgdrill.cli import main
+from pgdrill.evidence import ledger
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +26,27 @@ def record_run(reports: Path, run_id: str, **overrides) -> dict:
     (run_dir / "evidence.json").write_text(json.dumps({"verdict": "passed"}))
     (run_dir / "journal.json").write_text(json.dumps({"status": "completed"}))
     now = datetime.now(UTC).isoformat()
-    record = {"run_id": run_id, "experiment": "pvc-loss", "environment": "develop",
-              "target": "sandbox", "cluster": "sandbox", "cluster_identity": "1",
-              "backup": {"id": "20261130T223912", "begin_lsn": "0/4000028",
-                         "end_lsn": "0/4000120", "end_time": now},
-              "verdict": "passed", "started_at": now, "ended_at": now, "rto_seconds": 12.25,
-              "lost_writes": 0, "restore_reached": None, **overrides}
+    record = {
+        "run_id": run_id,
+        "experiment": "pvc-loss",
+        "environment": "develop",
+        "target": "sandbox",
+        "cluster": "sandbox",
+        "cluster_identity": "1",
+        "backup": {
+            "id": "20261130T223912",
+            "begin_lsn": "0/4000028",
+            "end_lsn": "0/4000120",
+            "end_time": now,
+        },
+        "verdict": "passed",
+        "started_at": now,
+        "ended_at": now,
+        "rto_seconds": 12.25,
+        "lost_writes": 0,
+        "restore_reached": None,
+        **overrides,
+    }
     return ledger.append_run(reports, run_dir, record)
 
 
@@ -44,32 +59,77 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 def test_ledger_verify_ok_and_runs_listing(tmp_path, capsys):
     reports = tmp_path / "reports"
     record_run(reports, "run-a")
-    record_run(reports, "run-b", verdict="failed", backup=None, rto_seconds=None,
-               lost_writes=None, environment="staging", target="cnpg")
+    record_run(
+        reports,
+        "run-b",
+        verdict="failed",
+        backup=None,
+        rto_seconds=None,
+        lost_writes=None,
+        environment="staging",
+        target="cnpg",
+    )
     code, out, _ = cli(capsys, "ledger", "verify", "--reports", str(reports))
     assert code == 0 and out.startswith("ledger OK: 2 runs")
 
     code, out, _ = cli(capsys, "runs", "--reports", str(reports))
     assert code == 0
     header, second, first = out.splitlines()  # newest first
-    assert header.split() == ["seq", "run", "experiment", "env", "target", "verdict", "rto_s",
-                              "lost", "backup", "ended_at"]
-    assert first.split()[:9] == ["1", "run-a", "pvc-loss", "develop", "sandbox", "passed",
-                                 "12.2", "0", "20261130T223912"]
-    assert second.split()[:9] == ["2", "run-b", "pvc-loss", "staging", "cnpg", "failed", "-",
-                                  "-", "-"]
+    assert header.split() == [
+        "seq",
+        "run",
+        "experiment",
+        "env",
+        "target",
+        "verdict",
+        "rto_s",
+        "lost",
+        "backup",
+        "ended_at",
+    ]
+    assert first.split()[:9] == [
+        "1",
+        "run-a",
+        "pvc-loss",
+        "develop",
+        "sandbox",
+        "passed",
+        "12.2",
+        "0",
+        "20261130T223912",
+    ]
+    assert second.split()[:9] == [
+        "2",
+        "run-b",
+        "pvc-loss",
+        "staging",
+        "cnpg",
+        "failed",
+        "-",
+        "-",
+        "-",
+    ]
 
     code, out, _ = cli(capsys, "runs", "--json")  # --reports defaults to $PGDRILL_REPORTS
     rows = json.loads(out)
     assert code == 0 and [r["run_id"] for r in rows] == ["run-b", "run-a"]  # newest first
     assert rows[1]["backup_id"] == "20261130T223912" and rows[1]["rto_seconds"] == 12.25
-    assert {"seq", "experiment", "environment", "target", "verdict", "lost_writes",
-            "ended_at"} <= set(rows[1])
+    assert {
+        "seq",
+        "experiment",
+        "environment",
+        "target",
+        "verdict",
+        "lost_writes",
+        "ended_at",
+    } <= set(rows[1])
 
 
 def test_an_empty_reports_folder_has_a_valid_empty_ledger(tmp_path, capsys):
-    assert cli(capsys, "ledger", "verify")[:2] == (0, f"ledger OK: 0 runs "
-                                                      f"({tmp_path}/reports/ledger.jsonl)\n")
+    assert cli(capsys, "ledger", "verify")[:2] == (
+        0,
+        f"ledger OK: 0 runs ({tmp_path}/reports/ledger.jsonl)\n",
+    )
     code, out, _ = cli(capsys, "runs", "--json")
     assert code == 0 and json.loads(out) == []
 
@@ -97,8 +157,9 @@ LSN = re.compile(r"^[0-9A-F]+/[0-9A-F]+$")
 
 
 @pytest.mark.sandbox
-def test_backups_are_verified_only_by_a_passing_restore_in_the_ledger(sandbox, sandbox_env,
-                                                                       tmp_path, capsys):
+def test_backups_are_verified_only_by_a_passing_restore_in_the_ledger(
+    sandbox, sandbox_env, tmp_path, capsys
+):
     from probes.backup import latest_backup_verified
 
     reports = tmp_path / "reports"
@@ -106,9 +167,18 @@ def test_backups_are_verified_only_by_a_passing_restore_in_the_ledger(sandbox, s
     identity = sandbox.cluster_identity()
     restored = sandbox.backup(timeout=300)
     run_id = "20261130T230000Z-backup-restore"
-    record_run(reports, run_id, experiment="backup-restore", cluster_identity=identity,
-               backup={"id": restored.id, "begin_lsn": restored.begin_lsn,
-                       "end_lsn": restored.end_lsn, "end_time": restored.end_time.isoformat()})
+    record_run(
+        reports,
+        run_id,
+        experiment="backup-restore",
+        cluster_identity=identity,
+        backup={
+            "id": restored.id,
+            "begin_lsn": restored.begin_lsn,
+            "end_lsn": restored.end_lsn,
+            "end_time": restored.end_time.isoformat(),
+        },
+    )
     newer = sandbox.backup(timeout=300)
     assert newer.id != restored.id
 
@@ -127,14 +197,24 @@ def test_backups_are_verified_only_by_a_passing_restore_in_the_ledger(sandbox, s
         assert row["status"] == "DONE"
     assert [b["id"] for b in data["backups"]] == sorted(rows)  # oldest first
 
-    code, out, err = cli(capsys, "backups", "--json", "--require-verified", "--home", home,
-                         "--reports", str(reports))
+    code, out, err = cli(
+        capsys, "backups", "--json", "--require-verified", "--home", home, "--reports", str(reports)
+    )
     gate = json.loads(out)["gate"]
     assert code == 1 and gate["passed"] is False and newer.id in gate["reason"]
     assert newer.id in err
 
-    code, out, _ = cli(capsys, "backups", "--require-verified", "--max-age-days", "1",
-                       "--home", home, "--reports", str(reports))
+    code, out, _ = cli(
+        capsys,
+        "backups",
+        "--require-verified",
+        "--max-age-days",
+        "1",
+        "--home",
+        home,
+        "--reports",
+        str(reports),
+    )
     assert code == 0 and f"verified by {run_id}" in out and "gate: passed" in out
 
     # the probe reads the same verified ledger, through the experiment's configuration

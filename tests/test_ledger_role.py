@@ -7,8 +7,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from pgdrill.core.model import LoadConnection
 from pgdrill.load import runner
-from pgdrill.model import LoadConnection
 
 pytestmark = pytest.mark.sandbox
 
@@ -25,11 +25,15 @@ def test_the_ledger_is_writable_by_the_role_the_load_writes_as(sandbox):
         try:
             # an older ledger that the superuser created: the role cannot write it
             admin.execute(runner.LEDGER_DDL)
-            owner = admin.execute("SELECT pg_get_userbyid(relowner) FROM pg_class "
-                                  "WHERE oid = 'pgdrill_ledger'::regclass").fetchone()[0]
+            owner = admin.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class "
+                "WHERE oid = 'pgdrill_ledger'::regclass"
+            ).fetchone()[0]
             assert owner != "drill_app"
-            conninfo = (f"host={primary.host} port={primary.port} dbname=app user=drill_app "
-                        f"connect_timeout=2")
+            conninfo = (
+                f"host={primary.host} port={primary.port} dbname=app user=drill_app "
+                f"connect_timeout=2"
+            )
             with psycopg.connect(conninfo, autocommit=True) as app:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     app.execute("INSERT INTO pgdrill_ledger (client_id, seq) VALUES ('x', 1)")
@@ -37,8 +41,9 @@ def test_the_ledger_is_writable_by_the_role_the_load_writes_as(sandbox):
             assert report == {"role": "drill_app", "owner": owner, "granted": True}
             with psycopg.connect(conninfo, autocommit=True) as app:
                 app.execute("INSERT INTO pgdrill_ledger (client_id, seq) VALUES ('x', 1)")
-                assert app.execute("SELECT count(*) FROM pgdrill_ledger WHERE client_id = 'x'"
-                                   ).fetchone() == (1,)
+                assert app.execute(
+                    "SELECT count(*) FROM pgdrill_ledger WHERE client_id = 'x'"
+                ).fetchone() == (1,)
             # once writable, nothing more is granted
             assert runner.ledger_writable(LoadConnection(conninfo), admin)["granted"] is False
         finally:

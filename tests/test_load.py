@@ -15,16 +15,22 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from actions.load import start_load, stop_load
-from pgdrill.errors import BadInput, TargetError
+from pgdrill.core.errors import BadInput, TargetError
+from pgdrill.core.waiting import poll_until
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.load import runner
 from pgdrill.load.acklog import (
-    Ack, AckLogBroken, AckWriter, complete_size, count_acks, read_acks,
+    Ack,
+    AckLogBroken,
+    AckWriter,
+    complete_size,
+    count_acks,
+    read_acks,
 )
 from pgdrill.load.bench import measure_load, slowest_second
 from pgdrill.load.pacing import LoadPlan, Pacer
 from pgdrill.load.writes import NotAcknowledged, commit_and_ack, insert_sql
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
-from pgdrill.waiting import poll_until
+from pgdrill.pg.conninfo import conninfo_for
 
 sandbox_test = pytest.mark.sandbox
 
@@ -46,8 +52,11 @@ def ledger(sandbox) -> set[tuple[str, int]]:
 def test_read_acks_skips_blanks_and_a_truncated_last_line(tmp_path):
     log = tmp_path / "acks.csv"
     log.write_text("a1,1,1700000000.5\n\na1,2,1700000001.25\nb2,1,1700000001.5\nb2,2,17000")
-    assert read_acks(log) == [Ack("a1", 1, 1700000000.5), Ack("a1", 2, 1700000001.25),
-                              Ack("b2", 1, 1700000001.5)]
+    assert read_acks(log) == [
+        Ack("a1", 1, 1700000000.5),
+        Ack("a1", 2, 1700000001.25),
+        Ack("b2", 1, 1700000001.5),
+    ]
     assert count_acks(log) == 4  # newlines, the blank one included
 
 
@@ -83,21 +92,25 @@ def test_a_transaction_is_acknowledged_by_all_its_rows_in_one_append(tmp_path, m
     writer = AckWriter(log)
     appends = []
     real_write = os.write
-    monkeypatch.setattr("pgdrill.load.acklog.os.write",
-                        lambda fd, data: appends.append(bytes(data)) or real_write(fd, data))
+    monkeypatch.setattr(
+        "pgdrill.load.acklog.os.write",
+        lambda fd, data: appends.append(bytes(data)) or real_write(fd, data),
+    )
     writer.ack_many("c1", range(5, 9), 1700000000.25)
     writer.ack("c1", 9, 1700000001.5)
     assert len(appends) == 2
     assert read_acks(log) == [Ack("c1", s, 1700000000.25) for s in range(5, 9)] + [
-        Ack("c1", 9, 1700000001.5)]
+        Ack("c1", 9, 1700000001.5)
+    ]
 
 
 def test_a_short_write_is_completed_not_left_torn(tmp_path, monkeypatch):
     log = tmp_path / "acks.csv"
     writer = AckWriter(log)
     real_write = os.write
-    monkeypatch.setattr("pgdrill.load.acklog.os.write",
-                        lambda fd, data: real_write(fd, bytes(data[:3])))  # 3 bytes at a time
+    monkeypatch.setattr(
+        "pgdrill.load.acklog.os.write", lambda fd, data: real_write(fd, bytes(data[:3]))
+    )  # 3 bytes at a time
     writer.ack_many("c1", [1, 2], 1.5)
     writer.ack("c2", 1, 2.5)
     assert read_acks(log) == [Ack("c1", 1, 1.5), Ack("c1", 2, 1.5), Ack("c2", 1, 2.5)]
@@ -148,8 +161,9 @@ def test_commit_and_ack_acknowledges_exactly_the_rows_of_the_committed_insert(tm
     assert sql == insert_sql(3) and sql.count("(%s, %s, %s)") == 3
     assert params[:3] == ["c1", 1, "pgdrill load c1 #1"] and len(params) == 9
     acks = read_acks(tmp_path / "acks.csv")
-    assert [(a.client_id, a.seq, a.acked_at) for a in acks] == [("c1", s, round(acked_at, 6))
-                                                               for s in (1, 2, 3)]
+    assert [(a.client_id, a.seq, a.acked_at) for a in acks] == [
+        ("c1", s, round(acked_at, 6)) for s in (1, 2, 3)
+    ]
     # sent before it was acknowledged, one time for the whole transaction
     assert len({a.sent_at for a in acks}) == 1 and acks[0].sent_at <= acks[0].acked_at
 
@@ -170,8 +184,9 @@ def test_a_failed_or_short_transaction_is_not_acknowledged(tmp_path):
 
     writer = AckWriter(tmp_path / "acks.csv")
     with pytest.raises(psycopg.OperationalError):  # e.g. the connection broke: outcome unknown
-        commit_and_ack(FakeConnection(error=psycopg.OperationalError("server closed")), writer,
-                       "c1", [1, 2])
+        commit_and_ack(
+            FakeConnection(error=psycopg.OperationalError("server closed")), writer, "c1", [1, 2]
+        )
     with pytest.raises(NotAcknowledged, match="reported 1"):  # committed, but not all rows
         commit_and_ack(FakeConnection(rowcount=1), writer, "c1", [3, 4])
     with pytest.raises(ValueError):
@@ -216,13 +231,16 @@ def test_the_slowest_complete_second_of_the_acks():
 def test_stats_from_locust_json_aggregate_like_locusts_aggregated_row():
     # as Locust writes them: response-time buckets keyed by strings in JSON
     entries = [
-        {"name": "write", "num_requests": 10, "num_failures": 1,
-         "response_times": {"1": 8, "2": 1, "10": 1}},
+        {
+            "name": "write",
+            "num_requests": 10,
+            "num_failures": 1,
+            "response_times": {"1": 8, "2": 1, "10": 1},
+        },
         {"name": "read", "num_requests": 10, "num_failures": 0, "response_times": {"1": 10}},
     ]
     stats = runner.stats_from_json(json.loads(json.dumps(entries)))
-    assert stats == {"requests": 20, "failures": 1,
-                     "latency_ms": {"p50": 1, "p95": 10, "p99": 10}}
+    assert stats == {"requests": 20, "failures": 1, "latency_ms": {"p50": 1, "p95": 10, "p99": 10}}
     assert runner.stats_from_json([])["latency_ms"] == {"p50": None, "p95": None, "p99": None}
 
 
@@ -230,16 +248,32 @@ def test_stats_from_the_csv_aggregated_row(tmp_path):
     path = tmp_path / "locust_stats.csv"
     path.write_text(
         "Type,Name,Request Count,Failure Count,Median Response Time,50%,95%,99%\n"
-        "SQL,write,90,3,1,1,4,9\n,Aggregated,120,4,1,1,5,11\n")
+        "SQL,write,90,3,1,1,4,9\n,Aggregated,120,4,1,1,5,11\n"
+    )
     assert runner.stats_from_csv_row(runner.aggregated_row(path)) == {
-        "requests": 120, "failures": 4, "latency_ms": {"p50": 1.0, "p95": 5.0, "p99": 11.0}}
+        "requests": 120,
+        "failures": 4,
+        "latency_ms": {"p50": 1.0, "p95": 5.0, "p99": 11.0},
+    }
 
 
 def test_load_handle_round_trips_through_json(tmp_path):
     handle = runner.LoadHandle(
-        pid=123, started_at=1.5, run_dir=str(tmp_path), ack_log=str(tmp_path / "acks.csv"),
-        ack_offset=0, locust_log="l", csv_prefix="c", json_file="j.json", users=4,
-        spawn_rate=4.0, run_time=3600.0, proc_start="42", rate=400.0, batch=4)
+        pid=123,
+        started_at=1.5,
+        run_dir=str(tmp_path),
+        ack_log=str(tmp_path / "acks.csv"),
+        ack_offset=0,
+        locust_log="l",
+        csv_prefix="c",
+        json_file="j.json",
+        users=4,
+        spawn_rate=4.0,
+        run_time=3600.0,
+        proc_start="42",
+        rate=400.0,
+        batch=4,
+    )
     assert runner.LoadHandle.from_dict(json.loads(json.dumps(handle.to_dict()))) == handle
     with pytest.raises(BadInput, match="missing"):
         runner.LoadHandle.from_dict({"pid": 1})
@@ -249,20 +283,44 @@ def test_load_handle_round_trips_through_json(tmp_path):
 
 
 def test_the_summary_of_a_finished_load(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (tmp_path / "acks.csv").write_text(
-        "c1,1,100.0\nc1,2,100.0\nc2,1,100.5\nc2,2,100.5\nc1,3,102.0\nc1,4,102.0\n")
-    (tmp_path / "locust_final.json").write_text(json.dumps([
-        {"name": "write", "num_requests": 4, "num_failures": 1,
-         "response_times": {"2": 2, "9": 1, "30": 1}},
-        {"name": "read", "num_requests": 2, "num_failures": 0, "response_times": {"1": 2}}]))
+        "c1,1,100.0\nc1,2,100.0\nc2,1,100.5\nc2,2,100.5\nc1,3,102.0\nc1,4,102.0\n"
+    )
+    (tmp_path / "locust_final.json").write_text(
+        json.dumps(
+            [
+                {
+                    "name": "write",
+                    "num_requests": 4,
+                    "num_failures": 1,
+                    "response_times": {"2": 2, "9": 1, "30": 1},
+                },
+                {"name": "read", "num_requests": 2, "num_failures": 0, "response_times": {"1": 2}},
+            ]
+        )
+    )
     handle = runner.LoadHandle(
-        pid=int(dead.stdout), started_at=99.0, run_dir=str(tmp_path),
-        ack_log=str(tmp_path / "acks.csv"), ack_offset=0, locust_log=str(tmp_path / "l"),
-        csv_prefix=str(tmp_path / "locust"), json_file=str(tmp_path / "locust_final.json"),
-        users=2, spawn_rate=2.0, run_time=60.0, proc_start="not this process", rate=3.0,
-        batch=2)
+        pid=int(dead.stdout),
+        started_at=99.0,
+        run_dir=str(tmp_path),
+        ack_log=str(tmp_path / "acks.csv"),
+        ack_offset=0,
+        locust_log=str(tmp_path / "l"),
+        csv_prefix=str(tmp_path / "locust"),
+        json_file=str(tmp_path / "locust_final.json"),
+        users=2,
+        spawn_rate=2.0,
+        run_time=60.0,
+        proc_start="not this process",
+        rate=3.0,
+        batch=2,
+    )
     summary = runner.stop(handle)
     assert summary["writes_acknowledged"] == 6 and summary["writes_per_second"] == 3.0
     assert (summary["requests"], summary["failures"]) == (6, 1)
@@ -279,7 +337,7 @@ def test_start_refuses_a_bad_rate_or_batch_before_starting_anything(tmp_path):
 
 
 def test_multi_host_conninfo_demands_a_writable_instance():
-    info = runner.conninfo_for([("10.0.0.1", 5432), ("10.0.0.2", 5433)], "app", "postgres")
+    info = conninfo_for([("10.0.0.1", 5432), ("10.0.0.2", 5433)], "app", "postgres")
     assert "host=10.0.0.1,10.0.0.2 port=5432,5433" in info
     assert "target_session_attrs=read-write" in info
 
@@ -316,8 +374,11 @@ def test_every_acknowledged_write_is_in_the_ledger(sandbox, sandbox_env, tmp_pat
         assert started["users"] == 4 and started["ack_log"] == str(tmp_path / "acks.csv")
         assert (started["rate"], started["batch"]) == (400.0, 4)  # the defaults
         assert count_acks(tmp_path / "acks.csv") >= 1  # start_load waited for the first ack
-        poll_until(lambda: count_acks(tmp_path / "acks.csv") >= 300, timeout=60,
-                   what="300 acknowledged writes")
+        poll_until(
+            lambda: count_acks(tmp_path / "acks.csv") >= 300,
+            timeout=60,
+            what="300 acknowledged writes",
+        )
         with pytest.raises(ActivityFailed, match="already runs"):
             start_load(configuration=cfg)
     finally:
@@ -349,8 +410,9 @@ def test_a_load_with_a_duration_stops_by_itself(sandbox, sandbox_env, tmp_path):
     sandbox.wait_ready(timeout=180)
     started = start_load(users=2, spawn_rate=2, duration=2, configuration=cfg)
     handle = runner.LoadHandle.from_dict(RunContext(tmp_path).read()["load"])
-    poll_until(lambda: not runner.running(handle), timeout=30,
-               what="Locust to stop after its duration")
+    poll_until(
+        lambda: not runner.running(handle), timeout=30, what="Locust to stop after its duration"
+    )
     summary = stop_load(configuration=cfg)
     assert gone(started["pid"])
     assert summary["writes_acknowledged"] == len(read_acks(tmp_path / "acks.csv")) > 0
@@ -371,8 +433,11 @@ def test_the_load_follows_the_primary_through_a_failover(sandbox, sandbox_env, t
         healed = sandbox.wait_ready(timeout=180)
         assert healed.primary != old_primary
         after_heal = count_acks(log)
-        poll_until(lambda: count_acks(log) >= after_heal + 200, timeout=60,
-                   what="200 acknowledged writes on the new primary")
+        poll_until(
+            lambda: count_acks(log) >= after_heal + 200,
+            timeout=60,
+            what="200 acknowledged writes on the new primary",
+        )
     finally:
         summary = stop_load(configuration=cfg)
     assert gone(started["pid"])
@@ -386,8 +451,7 @@ def test_the_load_follows_the_primary_through_a_failover(sandbox, sandbox_env, t
 
 
 @sandbox_test
-def test_a_transaction_that_fails_is_not_acknowledged_and_no_ack_lacks_its_row(sandbox,
-                                                                            tmp_path):
+def test_a_transaction_that_fails_is_not_acknowledged_and_no_ack_lacks_its_row(sandbox, tmp_path):
     """Against real PostgreSQL, on a scratch copy of the ledger: a batch refused at COMMIT (a
     deferred constraint trigger), a batch refused by the primary key, and a batch a rule cut
     short are not acknowledged; every acknowledged row is there."""
@@ -423,8 +487,7 @@ def test_a_transaction_that_fails_is_not_acknowledged_and_no_ack_lacks_its_row(s
             write([10, 11])
             rows = {(c, int(s)) for c, s in conn.execute(f"SELECT client_id, seq FROM {table}")}
         finally:
-            conn.execute(f"DROP TABLE IF EXISTS {table}; "
-                         f"DROP FUNCTION IF EXISTS {table}_refuse()")
+            conn.execute(f"DROP TABLE IF EXISTS {table}; DROP FUNCTION IF EXISTS {table}_refuse()")
     acked = {(a.client_id, a.seq) for a in read_acks(tmp_path / "acks.csv")}
     assert acked == {("c1", s) for s in (1, 2, 3, 4, 10, 11)}
     assert acked <= rows
@@ -463,10 +526,15 @@ def test_a_load_stops_when_the_process_that_started_it_is_gone(sandbox, tmp_path
     sandbox.wait_ready(timeout=180)
     script = (
         "import sys; from pathlib import Path; from pgdrill.load import runner; "
-        "h = runner.start(sys.argv[1], Path(sys.argv[2])); print(h.pid)")
+        "h = runner.start(sys.argv[1], Path(sys.argv[2])); print(h.pid)"
+    )
     parent = subprocess.run(
         [sys.executable, "-c", script, sandbox.load_connection("app").conninfo, str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert parent.returncode == 0, parent.stderr
     pid = int(parent.stdout.split()[-1])
     poll_until(lambda: gone(pid), timeout=60, what="the orphaned load to stop")

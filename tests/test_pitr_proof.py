@@ -44,17 +44,31 @@ def test_pitr_twice_without_a_new_backup_reaches_each_runs_own_point(sandbox_env
 
 def test_a_restore_point_name_used_twice_stops_at_the_first_and_fails(sandbox_env, tmp_path):
     experiment = json.loads((REPO / PITR).read_text())
-    mark = {"type": "action", "name": "mark-dup",
-            "provider": {"type": "python", "module": "actions.backup",
-                         "func": "mark_restore_point",
-                         "arguments": {"name": "dup-point", "exact": True}}}
-    write = {"type": "probe", "name": "a-write-between-the-two-points",
-             "provider": {"type": "python", "module": "probes.sql", "func": "writes_succeed",
-                          "arguments": {}}}
+    mark = {
+        "type": "action",
+        "name": "mark-dup",
+        "provider": {
+            "type": "python",
+            "module": "actions.backup",
+            "func": "mark_restore_point",
+            "arguments": {"name": "dup-point", "exact": True},
+        },
+    }
+    write = {
+        "type": "probe",
+        "name": "a-write-between-the-two-points",
+        "provider": {
+            "type": "python",
+            "module": "probes.sql",
+            "func": "writes_succeed",
+            "arguments": {},
+        },
+    }
     restore = next(a for a in experiment["method"] if a["name"] == "restore-to-the-restore-point")
     restore["provider"]["arguments"]["restore_point"] = "dup-point"
-    checklist = next(a for a in experiment["method"]
-                     if a["name"] == "verification-checklist-on-restored-copy")
+    checklist = next(
+        a for a in experiment["method"] if a["name"] == "verification-checklist-on-restored-copy"
+    )
     experiment["method"] = [mark, write, {**mark, "name": "mark-dup-again"}, restore, checklist]
     path = tmp_path / "dup-point.json"
     path.write_text(json.dumps(experiment))

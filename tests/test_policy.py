@@ -5,30 +5,64 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgdrill.model import Backup
-from pgdrill.policy import (
-    DEFAULT_ENVIRONMENT, backup_gate, environment_refusal, is_production,
-    normalize_environment, production_refusal, staging_proof, verified_backups,
+from pgdrill.core.model import Backup
+from pgdrill.evidence.policy import (
+    DEFAULT_ENVIRONMENT,
+    backup_gate,
+    environment_refusal,
+    is_production,
+    normalize_environment,
+    production_refusal,
+    staging_proof,
+    verified_backups,
 )
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 IDENTITY = "7714097768629908191"
 
 
-def entry(environment="staging", verdict="passed", days_ago=1.0, experiment="pvc-loss",
-          target="cnpg", seq=1, run_id=None, backup_id=None, identity=IDENTITY):
-    return {"seq": seq, "run_id": run_id or f"run-{seq}", "experiment": experiment,
-            "environment": environment, "target": target, "verdict": verdict,
-            "cluster_identity": identity,
-            "backup": {"id": backup_id, "begin_lsn": "0/4000028", "end_lsn": "0/4000120",
-                       "end_time": None} if backup_id else None,
-            "ended_at": (NOW - timedelta(days=days_ago)).isoformat()}
+def entry(
+    environment="staging",
+    verdict="passed",
+    days_ago=1.0,
+    experiment="pvc-loss",
+    target="cnpg",
+    seq=1,
+    run_id=None,
+    backup_id=None,
+    identity=IDENTITY,
+):
+    return {
+        "seq": seq,
+        "run_id": run_id or f"run-{seq}",
+        "experiment": experiment,
+        "environment": environment,
+        "target": target,
+        "verdict": verdict,
+        "cluster_identity": identity,
+        "backup": {
+            "id": backup_id,
+            "begin_lsn": "0/4000028",
+            "end_lsn": "0/4000120",
+            "end_time": None,
+        }
+        if backup_id
+        else None,
+        "ended_at": (NOW - timedelta(days=days_ago)).isoformat(),
+    }
 
 
 def backup(backup_id, days_ago, status="DONE"):
     end = NOW - timedelta(days=days_ago)
-    return Backup(id=backup_id, status=status, begin_time=end - timedelta(minutes=5),
-                  end_time=end, begin_lsn="0/4000028", end_lsn="0/4000120", size=4805220)
+    return Backup(
+        id=backup_id,
+        status=status,
+        begin_time=end - timedelta(minutes=5),
+        end_time=end,
+        begin_lsn="0/4000028",
+        end_lsn="0/4000120",
+        size=4805220,
+    )
 
 
 # -- environments -------------------------------------------------------------------------------
@@ -59,8 +93,9 @@ def test_real_clusters_take_every_known_environment_and_unknown_names_are_refuse
 
 # -- non-prod first -----------------------------------------------------------------------------
 def refusal(entries, environment="production", allow=True, kind="cnpg", **kw):
-    return production_refusal(environment, "pvc-loss", kind, entries, NOW,
-                              allow_production=allow, **kw)
+    return production_refusal(
+        environment, "pvc-loss", kind, entries, NOW, allow_production=allow, **kw
+    )
 
 
 def test_non_production_is_never_refused_here():
@@ -73,17 +108,27 @@ def test_production_needs_a_recent_passing_staging_run_and_allow_production():
     assert refusal([entry()], environment="prod") is None
 
 
-@pytest.mark.parametrize("bad", [
-    [], [entry(verdict="failed")], [entry(verdict="interrupted")], [entry(days_ago=31)],
-    [entry(environment="develop")], [entry(environment="production")],
-    [entry(experiment="table-corruption")], [entry(target="sandbox")],
-    [entry(days_ago=-1)],  # ended in the future: not a proof
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        [entry(verdict="failed")],
+        [entry(verdict="interrupted")],
+        [entry(days_ago=31)],
+        [entry(environment="develop")],
+        [entry(environment="production")],
+        [entry(experiment="table-corruption")],
+        [entry(target="sandbox")],
+        [entry(days_ago=-1)],  # ended in the future: not a proof
+    ],
+)
 def test_what_does_not_count_as_staging_proof(bad):
     reason = refusal(bad)
-    assert reason == ("production drill of 'pvc-loss' refused (guardrail: non-prod first): no "
-                      "passing staging run of 'pvc-loss' on a cnpg target in the ledger within "
-                      "the last 30 days")
+    assert reason == (
+        "production drill of 'pvc-loss' refused (guardrail: non-prod first): no "
+        "passing staging run of 'pvc-loss' on a cnpg target in the ledger within "
+        "the last 30 days"
+    )
 
 
 def test_the_refusal_names_everything_missing():
@@ -136,12 +181,14 @@ def test_the_gate_with_a_max_age_needs_some_recent_verified_backup():
     assert backup_gate(backups, {"b2": "run-2"}, NOW, max_age_days=35) is None
     reason = backup_gate(backups, {"b1": "run-1"}, NOW, max_age_days=35)
     assert "35 days" in reason and "b2, b3" in reason and "b1" in reason
-    assert "no backup ended in that period" in backup_gate([backup("b1", 40)], {"b1": "r"}, NOW,
-                                                           max_age_days=7)
+    assert "no backup ended in that period" in backup_gate(
+        [backup("b1", 40)], {"b1": "r"}, NOW, max_age_days=7
+    )
 
 
 def test_no_backup_fails_the_gate():
     for max_age in (None, 35):
         assert "no completed backup" in backup_gate([], {}, NOW, max_age_days=max_age)
-        assert "no completed backup" in backup_gate([backup("b1", 1, status="FAILED")],
-                                                    {"b1": "r"}, NOW, max_age_days=max_age)
+        assert "no completed backup" in backup_gate(
+            [backup("b1", 1, status="FAILED")], {"b1": "r"}, NOW, max_age_days=max_age
+        )

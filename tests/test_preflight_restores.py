@@ -33,20 +33,28 @@ def refused(out, tmp_path):
     return evidence["reasons"][0]
 
 
-def test_an_unknown_restore_point_is_refused_before_anything_runs(sandbox, sandbox_env,
-                                                                  tmp_path):
+def test_an_unknown_restore_point_is_refused_before_anything_runs(sandbox, sandbox_env, tmp_path):
     pid = postgres.postmaster_pid(sandbox.layout.data_dir(sandbox.primary().name))
-    path = variant(tmp_path, "experiments/pitr-restore-point.json", "unknown-point",
-                   restore_point="never-marked")
+    path = variant(
+        tmp_path,
+        "experiments/pitr-restore-point.json",
+        "unknown-point",
+        restore_point="never-marked",
+    )
     reason = refused(run_chaos(path, sandbox_env, tmp_path), tmp_path)
     assert "restore point 'never-marked' was not created in this run" in reason
     assert postgres.postmaster_pid(sandbox.layout.data_dir(sandbox.primary().name)) == pid
 
 
 def test_a_target_time_before_every_backup_is_refused_before_anything_runs(
-        sandbox, sandbox_env, tmp_path):
-    path = variant(tmp_path, "experiments/backup-restore.json", "too-old",
-                   target_time="2000-01-01T00:00:00+00:00")
+    sandbox, sandbox_env, tmp_path
+):
+    path = variant(
+        tmp_path,
+        "experiments/backup-restore.json",
+        "too-old",
+        target_time="2000-01-01T00:00:00+00:00",
+    )
     reason = refused(run_chaos(path, sandbox_env, tmp_path), tmp_path)
     assert "no backup ended before the recovery target 2000-01-01T00:00:00+00:00" in reason
 
@@ -62,7 +70,8 @@ def test_the_shipped_restores_pass_the_preflight(sandbox, sandbox_env, tmp_path)
 
 
 def test_a_cluster_the_sandbox_does_not_run_is_refused(sandbox, sandbox_env, tmp_path):
-    out = run_chaos("experiments/backup-restore.json",
-                    {**sandbox_env, "PGDRILL_CLUSTER": "pg-main"}, tmp_path)
+    out = run_chaos(
+        "experiments/backup-restore.json", {**sandbox_env, "PGDRILL_CLUSTER": "pg-main"}, tmp_path
+    )
     reason = refused(out, tmp_path)
     assert "runs cluster 'sandbox', not 'pg-main'" in reason

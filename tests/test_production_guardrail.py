@@ -20,13 +20,29 @@ EXPERIMENT = "experiments/primary-pod-loss.json"
 
 def run_production(env, tmp_path, *extra):
     return subprocess.run(
-        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
-         str(tmp_path / "journal.json"), "--var", "environment:str=production", *extra,
-         EXPERIMENT], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            "--var",
+            "environment:str=production",
+            *extra,
+            EXPERIMENT,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_production_is_refused_before_any_fault_and_nothing_unlocks_it(
-        sandbox, sandbox_env, tmp_path):
+    sandbox, sandbox_env, tmp_path
+):
     reports = tmp_path / "reports"
     sandbox.wait_ready(timeout=120)
     primary = sandbox.primary()
@@ -65,9 +81,23 @@ def test_production_is_refused_before_any_fault_and_nothing_unlocks_it(
 
     # staging itself is refused on the sandbox: a sandbox run can never become the proof
     out = subprocess.run(
-        [CHAOS, "--no-version-check", "--no-log-file", "run", "--journal-path",
-         str(tmp_path / "journal.json"), "--var", "environment:str=staging", EXPERIMENT],
-        cwd=REPO, env=sandbox_env, capture_output=True, text=True, timeout=600)
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            "--var",
+            "environment:str=staging",
+            EXPERIMENT,
+        ],
+        cwd=REPO,
+        env=sandbox_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode != 0
     assert "the sandbox is a develop environment" in out.stdout + out.stderr
     assert postgres.postmaster_pid(sandbox.layout.data_dir(primary.name)) == pid

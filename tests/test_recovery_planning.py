@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgdrill.errors import BadInput, TargetError
-from pgdrill.model import Backup, RecoveryTarget
-from pgdrill.restore_plan import choose_backup
+from pgdrill.core.errors import BadInput, TargetError
+from pgdrill.core.model import Backup, RecoveryTarget
+from pgdrill.restore.plan import choose_backup
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgdrill.errors import TargetError
-from pgdrill.model import RecoveryTarget
-from pgdrill.recovery_position import lsn_to_int, parse_history, position_mismatch
+from pgdrill.core.errors import TargetError
+from pgdrill.core.model import RecoveryTarget
+from pgdrill.restore.position import lsn_to_int, parse_history, position_mismatch
 
 POINT = RecoveryTarget(name="mid@run-1")
 
@@ -28,8 +28,7 @@ def test_each_reason_postgres_writes_is_understood():
         "after LSN 0/5000060": ("lsn", "0/5000060", "after"),
         "before transaction 1234": ("xid", "1234", "before"),
         "reached consistency": ("immediate", None, None),
-        "before 2026-11-30 20:15:27.547253+00": ("time", "2026-11-30 20:15:27.547253+00",
-                                                 "before"),
+        "before 2026-11-30 20:15:27.547253+00": ("time", "2026-11-30 20:15:27.547253+00", "before"),
     }
     for reason, (kind, value, edge) in cases.items():
         reached = parse_history(history(reason), timeline=2)
@@ -38,8 +37,9 @@ def test_each_reason_postgres_writes_is_understood():
 
 
 def test_the_last_switch_of_a_longer_history_is_the_one_recovery_made():
-    text = "1\t0/3000000\tno recovery target specified\n\n" + history('at restore point "x"',
-                                                                     parent=2)
+    text = "1\t0/3000000\tno recovery target specified\n\n" + history(
+        'at restore point "x"', parent=2
+    )
     reached = parse_history(text, timeline=3)
     assert (reached.parent_timeline, reached.stop_value) == (2, "x")
 
@@ -69,8 +69,9 @@ def test_restore_point_of_another_name_or_the_end_of_the_archive_fails():
 
 def test_latest_must_stop_at_the_end_of_the_archive():
     latest = RecoveryTarget()
-    assert position_mismatch(latest, parse_history(history("no recovery target specified"),
-                                                   2)) is None
+    assert (
+        position_mismatch(latest, parse_history(history("no recovery target specified"), 2)) is None
+    )
     assert position_mismatch(latest, parse_history(history('at restore point "x"'), 2))
 
 
@@ -79,7 +80,8 @@ def test_lsn_target_must_not_stop_before_the_requested_lsn():
     assert position_mismatch(target, parse_history(history("after LSN 0/5000060"), 2)) is None
     assert position_mismatch(target, parse_history(history("after LSN 0/5000100"), 2)) is None
     assert "before the requested LSN" in position_mismatch(
-        target, parse_history(history("after LSN 0/4FFFFF0"), 2))
+        target, parse_history(history("after LSN 0/4FFFFF0"), 2)
+    )
 
 
 def test_time_target_may_not_stop_before_the_target_beyond_the_tolerance():
@@ -95,18 +97,21 @@ def test_time_target_may_not_stop_before_the_target_beyond_the_tolerance():
 
 def test_latest_must_reach_the_archive_end_listed_when_the_restore_started():
     from pgdrill.bucket.restore_gate import archive_end
-    from pgdrill.recovery_position import ReachedPosition, archive_end_mismatch
+    from pgdrill.restore.position import ReachedPosition, archive_end_mismatch
 
     row = {"recoverable_to": {"segment": "000000010000000000000009", "lsn": "0/A000000"}}
     end = archive_end(row, 16 * 1024 * 1024)
-    assert end == {"segment": "000000010000000000000009", "begins_at": "0/9000000",
-                   "ends_at": "0/A000000"}
+    assert end == {
+        "segment": "000000010000000000000009",
+        "begins_at": "0/9000000",
+        "ends_at": "0/A000000",
+    }
 
     def reached(lsn):
         return ReachedPosition(2, 1, lsn, "no recovery target specified", "latest")
 
     assert archive_end_mismatch(reached("0/9000060"), end) is None
-    assert archive_end_mismatch(reached("0/B000028"), end) is None   # WAL archived since
+    assert archive_end_mismatch(reached("0/B000028"), end) is None  # WAL archived since
     early = archive_end_mismatch(reached("0/6FFFFE8"), end)
     assert early and "before the end of the archive" in early and "0/9000000" in early
     assert archive_end_mismatch(reached("0/6FFFFE8"), None) is None  # nothing listed

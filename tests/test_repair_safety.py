@@ -7,8 +7,8 @@ from chaoslib.exceptions import ActivityFailed
 
 from actions.backup import mark_restore_point
 from actions.restore import cleanup_restore, repair_table_from_restore, restore_latest_backup
-from pgdrill.fingerprint import fingerprint_tables
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
+from pgdrill.verification.fingerprint import fingerprint_tables
 from probes.verify import capture_fingerprints, checklist_passes, fingerprints_match
 
 pytestmark = pytest.mark.sandbox
@@ -34,16 +34,20 @@ def restore_to_point(sandbox, cfg):
 def test_repair_refuses_a_copy_that_failed_its_checklist(sandbox, sandbox_env, tmp_path):
     cfg = {RUN_DIR_KEY: str(tmp_path)}
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("checks:\n  - name: sentinel-row\n"
-                     "    query: SELECT value FROM pgdrill_sentinel WHERE key = 'drill'\n"
-                     "    expected: not-ok\n")
+    wrong.write_text(
+        "checks:\n  - name: sentinel-row\n"
+        "    query: SELECT value FROM pgdrill_sentinel WHERE key = 'drill'\n"
+        "    expected: not-ok\n"
+    )
     before = primary_print(sandbox)
     try:
         restore_to_point(sandbox, cfg)
         with pytest.raises(ActivityFailed, match="sentinel-row"):
             checklist_passes(checklist=str(wrong), configuration=cfg)
-        assert fingerprints_match(restore_point="pre-damage", tables=[TABLE],
-                                  configuration=cfg) is True
+        assert (
+            fingerprints_match(restore_point="pre-damage", tables=[TABLE], configuration=cfg)
+            is True
+        )
         with pytest.raises(ActivityFailed, match="refused.*failed its checklist: sentinel-row"):
             repair_table_from_restore(TABLE, configuration=cfg)
     finally:
@@ -75,7 +79,7 @@ def test_repair_refuses_a_copy_whose_fingerprints_differ(sandbox, sandbox_env, t
 
 
 def test_a_repair_whose_result_differs_is_rolled_back(sandbox, sandbox_env, tmp_path):
-    from pgdrill.repair import RepairRefused, copy_table_checked
+    from pgdrill.restore.repair import RepairRefused, copy_table_checked
 
     cfg = {RUN_DIR_KEY: str(tmp_path)}
     before = primary_print(sandbox)
@@ -84,8 +88,10 @@ def test_a_repair_whose_result_differs_is_rolled_back(sandbox, sandbox_env, tmp_
         restore_latest_backup(configuration=cfg)
         with sandbox.connect(sandbox.restored_instance()) as conn:
             conn.execute(f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = 4321")
-        with sandbox.connect(sandbox.restored_instance()) as src, \
-                sandbox.connect(sandbox.primary()) as dst:
+        with (
+            sandbox.connect(sandbox.restored_instance()) as src,
+            sandbox.connect(sandbox.primary()) as dst,
+        ):
             with pytest.raises(RepairRefused, match="rolled back"):
                 copy_table_checked(src, dst, TABLE, before)
     finally:

@@ -59,17 +59,20 @@ def chromium_binary() -> str:
     if found:
         return found
     if os.geteuid() != 0:
-        pytest.skip("chromium is not installed and installing it needs root: "
-                    "apt-get install -y --no-install-recommends chromium")
+        pytest.skip(
+            "chromium is not installed and installing it needs root: "
+            "apt-get install -y --no-install-recommends chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True,
-                          timeout=INSTALL_TIMEOUT)
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     if done.returncode != 0:  # stale package lists: update once and retry
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True,
-                       timeout=INSTALL_TIMEOUT)
-        done = subprocess.run(install, env=env, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT)
+        subprocess.run(
+            ["apt-get", "update"], env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT
+        )
+        done = subprocess.run(
+            install, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT
+        )
     assert done.returncode == 0, f"apt-get install chromium failed:\n{done.stderr[-3000:]}"
     found = shutil.which("chromium")
     assert found, "apt-get installed chromium but it is not on PATH"
@@ -78,12 +81,24 @@ def chromium_binary() -> str:
 
 def browse(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     """One headless chromium run, network cut off, killed with its children if it hangs."""
-    argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--no-first-run", "--disable-extensions", "--allow-file-access-from-files",
-            f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
-            f"--window-size={WINDOW[0]},{WINDOW[1]}", "--virtual-time-budget=10000", *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    argv = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-extensions",
+        "--allow-file-access-from-files",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--virtual-time-budget=10000",
+        *args,
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=BROWSER_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -108,8 +123,7 @@ def rendered(chromium, tmp_path_factory) -> dict:
     """A passed run's report.html, its DOM as chromium rendered it, a screenshot, and what
     the wrapper page measured inside it."""
     tmp = tmp_path_factory.mktemp("browser")
-    folder = make_run(tmp, "20261130T200000Z-primary-pod-loss", drill_journal(),
-                      drill_context())
+    folder = make_run(tmp, "20261130T200000Z-primary-pod-loss", drill_journal(), drill_context())
     evidence = json.loads((folder / "evidence.json").read_text())
     journal = json.loads((folder / "journal.json").read_text())
     human.write_reports(folder, evidence, journal)
@@ -152,8 +166,9 @@ def test_the_timeline_shows_in_the_screenshot(rendered):
     assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
     img = rendered["measured"]["img"]
     top, left = round(img["top"]), round(img["left"])
-    region = pixels[top + 10:top + round(img["height"]) - 10,
-                    left + 10:left + round(img["width"]) - 10, :3]
+    region = pixels[
+        top + 10 : top + round(img["height"]) - 10, left + 10 : left + round(img["width"]) - 10, :3
+    ]
     assert region.size, "the timeline lies outside the screenshot"
     colours = {tuple(p) for p in (region[::4, ::4] * 255).round().astype(int).reshape(-1, 3)}
     assert len(colours) > 50, "the timeline region of the screenshot is blank"

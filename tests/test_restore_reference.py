@@ -1,8 +1,9 @@
 """The instant a restored copy is judged against, and the refusal when there is no copy."""
+
 import pytest
 
 from pgdrill.chaos.writes import restore_reference
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 
 LATEST = {"kind": "latest", "lsn": None, "name": None, "time": None}
 

@@ -1,6 +1,6 @@
 from dataclasses import dataclass
 
-from pgdrill.rpo import HOLE_JITTER_SECONDS, measure_rpo
+from pgdrill.verification.rpo import HOLE_JITTER_SECONDS, measure_rpo
 
 
 @dataclass(frozen=True)
@@ -11,8 +11,14 @@ class A:
     sent_at: float | None = None
 
 
-ACKS = [A("c1", 1, 10.0), A("c1", 2, 11.0), A("c2", 1, 12.0), A("c2", 2, 13.0),
-        A("c1", 3, 14.0), A("c2", 3, 15.0)]
+ACKS = [
+    A("c1", 1, 10.0),
+    A("c1", 2, 11.0),
+    A("c2", 1, 12.0),
+    A("c2", 2, 13.0),
+    A("c1", 3, 14.0),
+    A("c2", 3, 15.0),
+]
 
 
 def test_nothing_lost_when_all_present():
@@ -34,8 +40,8 @@ def test_missing_before_the_reference_is_lost_and_rpo_is_the_gap():
     present = {("c1", 1), ("c1", 2)}
     r = measure_rpo(ACKS, present, reference=14.5, reference_kind="latest")
     assert r.lost_writes == 3
-    assert r.expected_absent == 1          # c2:3 acked after the restore began
-    assert r.rpo_seconds == 3.0            # newest acked before reference 14.0 - newest present 11.0
+    assert r.expected_absent == 1  # c2:3 acked after the restore began
+    assert r.rpo_seconds == 3.0  # newest acked before reference 14.0 - newest present 11.0
     assert r.lost_examples == ["c2:1", "c2:2", "c1:3"]
 
 
@@ -52,8 +58,10 @@ def test_a_write_lost_before_a_surviving_one_is_a_hole_and_rpo_counts_from_it():
 def sequential(n, clients=4, step=0.01, latency=0.002):
     """n writes of `clients` round-robin clients, one every `step` s, each sent `latency`
     before its ack."""
-    return [A(f"c{i % clients}", i // clients + 1, 100 + i * step, 100 + i * step - latency)
-            for i in range(n)]
+    return [
+        A(f"c{i % clients}", i // clients + 1, 100 + i * step, 100 + i * step - latency)
+        for i in range(n)
+    ]
 
 
 def test_500_of_1000_removed_from_the_middle_are_holes_not_a_zero_rpo():
@@ -68,8 +76,7 @@ def test_500_of_1000_removed_from_the_middle_are_holes_not_a_zero_rpo():
 
 def test_one_later_write_of_another_client_does_not_hide_a_lost_tail():
     acks = sequential(1000)
-    present = {(a.client_id, a.seq) for a in acks[:600]} | {(acks[-1].client_id,
-                                                              acks[-1].seq)}
+    present = {(a.client_id, a.seq) for a in acks[:600]} | {(acks[-1].client_id, acks[-1].seq)}
     r = measure_rpo(acks, present, reference=1000.0, reference_kind="restore start")
     assert r.lost_writes == 399 and r.holes == 399
     assert r.rpo_seconds == round(acks[-1].acked_at - acks[599].acked_at, 3)
@@ -92,8 +99,7 @@ def test_concurrent_writes_may_commit_in_either_order_without_a_hole():
     assert r.lost_writes == 1 and r.holes == 0
     # sent after a's ack: b committed after a, so a missing a is a hole
     late = A("b", 1, acked_at=10.007, sent_at=10.005)
-    assert measure_rpo([a, late], {("b", 1)}, reference=20.0,
-                       reference_kind="failover").holes == 1
+    assert measure_rpo([a, late], {("b", 1)}, reference=20.0, reference_kind="failover").holes == 1
 
 
 def test_without_send_times_the_hole_rule_allows_a_few_ms_of_ack_jitter():
@@ -126,19 +132,32 @@ def test_writes_after_a_fault_do_not_witness_holes_in_the_history_before_it():
     acks = sequential(20)
     fault = acks[10].acked_at + 0.001
     after = sequential(5)
-    after = [A("n", i + 1, fault + 1 + i * 0.01, fault + 1 + i * 0.01 - 0.002)
-             for i in range(5)]
+    after = [A("n", i + 1, fault + 1 + i * 0.01, fault + 1 + i * 0.01 - 0.002) for i in range(5)]
     present = {(a.client_id, a.seq) for a in acks[:9]} | {(a.client_id, a.seq) for a in after}
-    r = measure_rpo(acks[:11] + after, present, reference=fault + 10,
-                    reference_kind="failover check", witnesses_before=fault)
+    r = measure_rpo(
+        acks[:11] + after,
+        present,
+        reference=fault + 10,
+        reference_kind="failover check",
+        witnesses_before=fault,
+    )
     assert r.lost_writes == 2 and r.holes == 0
     # without the fault's instant the new writes would (wrongly) call them holes
-    assert measure_rpo(acks[:11] + after, present, reference=fault + 10,
-                       reference_kind="failover check").holes == 2
+    assert (
+        measure_rpo(
+            acks[:11] + after, present, reference=fault + 10, reference_kind="failover check"
+        ).holes
+        == 2
+    )
     # a write lost before a survivor sent before the fault is still a hole
     holed = present - {(acks[3].client_id, acks[3].seq)}
-    r = measure_rpo(acks[:11] + after, holed, reference=fault + 10,
-                    reference_kind="failover check", witnesses_before=fault)
+    r = measure_rpo(
+        acks[:11] + after,
+        holed,
+        reference=fault + 10,
+        reference_kind="failover check",
+        witnesses_before=fault,
+    )
     assert r.holes == 1 and r.hole_examples == [f"{acks[3].client_id}:{acks[3].seq}"]
 
 

@@ -9,9 +9,9 @@ from actions.backup import mark_restore_point
 from actions.load import start_load, stop_load
 from actions.restore import cleanup_restore, restore_latest_backup
 from pgdrill.chaos.writes import ack_log, present_writes
+from pgdrill.core.waiting import poll_until
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.load.acklog import read_acks
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
-from pgdrill.waiting import poll_until
 from probes.verify import lost_writes
 
 pytestmark = pytest.mark.sandbox
@@ -30,8 +30,11 @@ def test_lost_and_expected_absent_match_ground_truth(sandbox, sandbox_env, tmp_p
         poll_until(lambda: acked(tmp_path) >= 200, timeout=60, what="200 acknowledged writes")
         point = mark_restore_point("mid-load", configuration=cfg)
         before_point = acked(tmp_path)
-        poll_until(lambda: acked(tmp_path) >= before_point + 200, timeout=60,
-                   what="200 more acknowledged writes after the restore point")
+        poll_until(
+            lambda: acked(tmp_path) >= before_point + 200,
+            timeout=60,
+            what="200 more acknowledged writes after the restore point",
+        )
     finally:
         stop_load(configuration=cfg)
     try:
@@ -46,6 +49,7 @@ def test_lost_and_expected_absent_match_ground_truth(sandbox, sandbox_env, tmp_p
         assert {(a.client_id, a.seq) for a in acks} <= source, "an acked write is not in the source"
         assert copy <= source
         from datetime import datetime
+
         t_point = datetime.fromisoformat(point["time"]).timestamp()
         acked_before = {(a.client_id, a.seq) for a in acks if a.acked_at <= t_point}
         acked_after = {(a.client_id, a.seq) for a in acks if a.acked_at > t_point}
@@ -66,20 +70,22 @@ def delete_from_copy(sandbox, keys) -> None:
     with sandbox.connect(sandbox.restored_instance(), "app") as conn:
         conn.autocommit = True
         for client_id, seq in keys:
-            deleted = conn.execute("DELETE FROM pgdrill_ledger WHERE client_id = %s AND seq = %s",
-                                   (client_id, seq)).rowcount
+            deleted = conn.execute(
+                "DELETE FROM pgdrill_ledger WHERE client_id = %s AND seq = %s", (client_id, seq)
+            ).rowcount
             assert deleted == 1
 
 
 def verdict(cfg):
-    from pgdrill.evidence import judge
+    from pgdrill.evidence.build import judge
     from tests.test_evidence import journal
 
     return judge(journal(), RunContext(Path(cfg[RUN_DIR_KEY])).read())
 
 
-def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(sandbox, sandbox_env,
-                                                                     tmp_path):
+def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(
+    sandbox, sandbox_env, tmp_path
+):
     """The end-to-end control of the lost-write count and of the hole rule: the same
     restored copy passes, then loses exactly one acknowledged row (lost_writes == 1, FAILED),
     then 500 more from the middle of the ack log's range (FAILED, although the newest writes
@@ -91,8 +97,7 @@ def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(sandbox, sa
     sandbox.backup(timeout=300)
     start_load(users=4, spawn_rate=4, configuration=cfg)
     try:
-        poll_until(lambda: acked(tmp_path) >= 1200, timeout=120,
-                   what="1,200 acknowledged writes")
+        poll_until(lambda: acked(tmp_path) >= 1200, timeout=120, what="1,200 acknowledged writes")
     finally:
         stop_load(configuration=cfg)
     # the load's WAL into the archive, so that the copy holds it
@@ -122,10 +127,12 @@ def test_rows_deleted_from_the_middle_of_restore_test_fail_the_drill(sandbox, sa
         report = lost_writes(on="restore-test", configuration=cfg)
         assert report["holes"] == 501
         # RPO runs from the oldest lost write, not from the newest present one
-        assert report["rpo_seconds"] >= round(in_copy[-1].acked_at - in_copy[100].acked_at, 3) \
-            - 0.001
+        assert (
+            report["rpo_seconds"] >= round(in_copy[-1].acked_at - in_copy[100].acked_at, 3) - 0.001
+        )
         state, reasons = verdict(cfg)
-        assert state == "failed" and any("501 acknowledged writes are missing" in r
-                                         for r in reasons)
+        assert state == "failed" and any(
+            "501 acknowledged writes are missing" in r for r in reasons
+        )
     finally:
         cleanup_restore(configuration=cfg)

@@ -1,7 +1,7 @@
 import re
 from datetime import UTC, datetime
 
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, run_folder_name
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, run_folder_name
 
 
 def test_run_folder_name_is_utc_stamp_and_experiment():

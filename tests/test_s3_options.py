@@ -8,16 +8,21 @@ from __future__ import annotations
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from pgdrill.bucket.location import BucketLocation
-from pgdrill.credentials import S3Credentials
-from pgdrill.errors import BadInput
-from pgdrill.s3client import S3Options, endpoint_fix, in_cluster_endpoint, s3_client
+from pgdrill.core.errors import BadInput
+from pgdrill.credentials.location import BucketLocation
+from pgdrill.credentials.s3client import S3Options, endpoint_fix, in_cluster_endpoint, s3_client
+from pgdrill.credentials.secret import S3Credentials
 
 
 def credentials() -> S3Credentials:
-    return S3Credentials(access_key_id="AKIAEXAMPLE", secret_access_key="s3cr3t-value",
-                         bucket="backups", endpoint="http://minio.storage.svc:9000",
-                         region="us-east-1", source="cnpg-backup-s3.enc.yaml")
+    return S3Credentials(
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="s3cr3t-value",
+        bucket="backups",
+        endpoint="http://minio.storage.svc:9000",
+        region="us-east-1",
+        source="cnpg-backup-s3.enc.yaml",
+    )
 
 
 class _Raw:
@@ -44,24 +49,29 @@ def test_auto_sends_checksums_to_aws_only():
     assert auto.checksum_mode("https://s3.eu-west-1.amazonaws.com") == "when_supported"
     assert auto.checksum_mode("https://fsn1.your-objectstorage.com") == "when_required"
     assert auto.checksum_mode("http://minio.storage.svc:9000") == "when_required"
-    assert S3Options(checksums="when_supported").checksum_mode("http://x:9000") == \
-        "when_supported"
+    assert S3Options(checksums="when_supported").checksum_mode("http://x:9000") == "when_supported"
 
 
 def test_the_client_sends_no_crc_checksum_to_an_s3_compatible_endpoint(tmp_path):
     creds = credentials()
     minio = sent_headers(s3_client("http://127.0.0.1:9", creds))
     assert not any(h.startswith("x-amz-checksum-") for h in minio), minio
-    forced = sent_headers(s3_client("http://127.0.0.1:9", creds,
-                                    S3Options(checksums="when_supported")))
+    forced = sent_headers(
+        s3_client("http://127.0.0.1:9", creds, S3Options(checksums="when_supported"))
+    )
     assert any(h.startswith("x-amz-checksum-") for h in forced), forced
 
 
 def test_barman_cloud_gets_the_same_settings_and_the_ca_bundle(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    location = BucketLocation("s3://backups/", "pg-main", credentials(),
-                              "https://rgw.example.internal", S3Options(str(ca)))
+    location = BucketLocation(
+        "s3://backups/",
+        "pg-main",
+        credentials(),
+        "https://rgw.example.internal",
+        S3Options(str(ca)),
+    )
     env = location.process_env()
     assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
     assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
@@ -86,19 +96,28 @@ def test_an_in_cluster_endpoint_names_the_outside_endpoint_setting():
     assert not in_cluster_endpoint("https://s3.amazonaws.com")
     assert not in_cluster_endpoint("http://localhost:9000")
     assert "s3_endpoint_url" in endpoint_fix("http://minio.storage.svc:9000")
-    assert "in-cluster" not in endpoint_fix("http://minio.storage.svc:9000",
-                                            override="http://127.0.0.1:9000")
+    assert "in-cluster" not in endpoint_fix(
+        "http://minio.storage.svc:9000", override="http://127.0.0.1:9000"
+    )
 
 
 def test_the_cnpg_target_reads_outside_the_cluster_through_s3_endpoint_url(tmp_path):
     from pgdrill.targets.cnpg.config import CnpgConfig
 
-    cfg = CnpgConfig.from_configuration({"cluster": "pg-main", "namespace": "staging",
-                                         "s3_endpoint_url": "http://127.0.0.1:19000",
-                                         "s3_checksums": "when_required"})
-    assert cfg.s3_endpoint("http://minio.storage.svc:9000", "http://cred") == \
-        "http://127.0.0.1:19000"
+    cfg = CnpgConfig.from_configuration(
+        {
+            "cluster": "pg-main",
+            "namespace": "staging",
+            "s3_endpoint_url": "http://127.0.0.1:19000",
+            "s3_checksums": "when_required",
+        }
+    )
+    assert (
+        cfg.s3_endpoint("http://minio.storage.svc:9000", "http://cred") == "http://127.0.0.1:19000"
+    )
     plain = CnpgConfig.from_configuration({"cluster": "pg-main", "namespace": "staging"})
-    assert plain.s3_endpoint("http://minio.storage.svc:9000", "http://cred") == \
-        "http://minio.storage.svc:9000"
+    assert (
+        plain.s3_endpoint("http://minio.storage.svc:9000", "http://cred")
+        == "http://minio.storage.svc:9000"
+    )
     assert cfg.s3_options().checksum_mode("http://minio.storage.svc:9000") == "when_required"

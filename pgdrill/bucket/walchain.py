@@ -4,7 +4,7 @@ bucket holds (pure: no I/O; the caller lists the bucket and reads the history fi
 Input: the objects under `<destinationPath>/<serverName>/` as (key relative to that folder,
 size in bytes), e.g. ("wals/0000000100000000/000000010000000000000002.gz", 1234), or as
 (key, size, LastModified) when the listing has the upload times; the base
-backups as `pgdrill.model.Backup`; the text of the timeline history files by timeline; the
+backups as `pgdrill.core.model.Backup`; the text of the timeline history files by timeline; the
 cluster's `wal_segment_size`.
 
 Rules:
@@ -13,7 +13,7 @@ Rules:
   and `<segment>.<offset>.backup` files are not segments; `TTTTTTTT.history` are histories;
   everything else (base/…) is ignored here. A zero-byte segment object counts as missing.
 - Timelines: the newest timeline seen (in segments, history files, backups or the history
-  texts) is followed through its history, exactly as `pgdrill.walscan.plan_segments` does:
+  texts) is followed through its history, exactly as `pgdrill.restore.walscan.plan_segments` does:
   segment n is read from the newest timeline whose range covers n and whose file is there.
   So the segment holding a switch is wanted on the new timeline (the old timeline's copy
   would also do, as in plan_segments, but is not required), and an old timeline's segments
@@ -42,10 +42,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from pgdrill.model import Backup
-from pgdrill.recovery_position import lsn_to_int
-from pgdrill.walscan import (
-    covering_timelines, format_lsn, parse_history, segment_file, timeline_ranges,
+from pgdrill.core.model import Backup
+from pgdrill.restore.position import lsn_to_int
+from pgdrill.restore.walscan import (
+    covering_timelines,
+    format_lsn,
+    parse_history,
+    segment_file,
+    timeline_ranges,
 )
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -58,6 +62,7 @@ Listing = Iterable[tuple[str, int] | tuple[str, int, datetime | None]]
 
 
 # --- names -------------------------------------------------------------------------------
+
 
 def strip_compression(name: str) -> str:
     """'000000010000000000000002.gz' -> '000000010000000000000002'."""
@@ -106,6 +111,7 @@ def iso_time(when: datetime | None) -> str | None:
 
 # --- results -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TimelineWal:
     """The segments one timeline has in the bucket (non-empty ones in `segments`)."""
@@ -113,7 +119,7 @@ class TimelineWal:
     timeline: int
     segments: list[str]
     empty: list[str] = field(default_factory=list)
-    history: bool = False       # its TTTTTTTT.history is in the bucket
+    history: bool = False  # its TTTTTTTT.history is in the bucket
 
     @property
     def first(self) -> str | None:
@@ -124,43 +130,53 @@ class TimelineWal:
         return self.segments[-1] if self.segments else None
 
     def to_dict(self) -> dict:
-        return {"timeline": self.timeline, "segments": len(self.segments),
-                "first": self.first, "last": self.last, "empty": list(self.empty),
-                "history": self.history}
+        return {
+            "timeline": self.timeline,
+            "segments": len(self.segments),
+            "first": self.first,
+            "last": self.last,
+            "empty": list(self.empty),
+            "history": self.history,
+        }
 
 
 @dataclass(frozen=True)
 class Gap:
     """A run of segments needed but missing (or zero bytes) in the bucket."""
 
-    first_missing: str          # the file wanted for the run's first segment
+    first_missing: str  # the file wanted for the run's first segment
     last_missing: str
     segments: int
-    empty: list[str]            # of these, the ones whose object exists with zero bytes
+    empty: list[str]  # of these, the ones whose object exists with zero bytes
     last_recoverable: str | None  # the segment just before the run, None if none is needed
-    affected: list[str]         # backups whose point-in-time recovery stops here
-    broken: list[str]           # backups that cannot be restored at all because of it
-    last_lsn: str | None = None           # where replay ends: the end of last_recoverable
+    affected: list[str]  # backups whose point-in-time recovery stops here
+    broken: list[str]  # backups that cannot be restored at all because of it
+    last_lsn: str | None = None  # where replay ends: the end of last_recoverable
     last_archived_at: datetime | None = None  # LastModified of last_recoverable, if listed
-    problem: str | None = None            # THE sentence for this gap (when it cuts a window)
+    problem: str | None = None  # THE sentence for this gap (when it cuts a window)
     # the timeline that begins right after the run, when the run is the old timeline's last
     # segments before a switch: a failover hole (see `failover_phrase`)
     switch_to: int | None = None
 
     def missing_phrase(self) -> str:
-        what = ("an empty (zero-byte) object" if self.first_missing in self.empty
-                else "missing")
+        what = "an empty (zero-byte) object" if self.first_missing in self.empty else "missing"
         return f"{self.first_missing} is {what} ({_plural(self.segments, 'segment')})"
 
     def to_dict(self) -> dict:
-        return {"first_missing": self.first_missing, "last_missing": self.last_missing,
-                "segments": self.segments, "empty": list(self.empty),
-                "last_recoverable": self.last_recoverable, "last_lsn": self.last_lsn,
-                "last_archived_at": iso_time(self.last_archived_at),
-                "affected_backups": list(self.affected),
-                "unrestorable_backups": list(self.broken), "problem": self.problem,
-                "failover_hole": self.switch_to is not None,
-                "before_switch_to_timeline": self.switch_to}
+        return {
+            "first_missing": self.first_missing,
+            "last_missing": self.last_missing,
+            "segments": self.segments,
+            "empty": list(self.empty),
+            "last_recoverable": self.last_recoverable,
+            "last_lsn": self.last_lsn,
+            "last_archived_at": iso_time(self.last_archived_at),
+            "affected_backups": list(self.affected),
+            "unrestorable_backups": list(self.broken),
+            "problem": self.problem,
+            "failover_hole": self.switch_to is not None,
+            "before_switch_to_timeline": self.switch_to,
+        }
 
 
 @dataclass(frozen=True)
@@ -177,10 +193,16 @@ class BackupWindow:
     reaches_newest: bool = False
 
     def to_dict(self) -> dict:
-        return {"backup": self.backup, "begin_wal": self.begin_wal, "end_wal": self.end_wal,
-                "end_time": self.end_time.isoformat() if self.end_time else None,
-                "restorable": self.restorable, "last_segment": self.last_segment,
-                "last_lsn": self.last_lsn, "reaches_newest": self.reaches_newest}
+        return {
+            "backup": self.backup,
+            "begin_wal": self.begin_wal,
+            "end_wal": self.end_wal,
+            "end_time": self.end_time.isoformat() if self.end_time else None,
+            "restorable": self.restorable,
+            "last_segment": self.last_segment,
+            "last_lsn": self.last_lsn,
+            "reaches_newest": self.reaches_newest,
+        }
 
 
 @dataclass(frozen=True)
@@ -189,58 +211,73 @@ class RecoveryWindow:
     from the end of the oldest restorable backup to the newest WAL reachable without a gap."""
 
     first_backup: str
-    first_recoverability_point: datetime | None   # that backup's end_time
-    first_wal: str | None                          # that backup's end_wal
-    last_successful_backup_time: datetime | None   # the newest completed backup's end_time
+    first_recoverability_point: datetime | None  # that backup's end_time
+    first_wal: str | None  # that backup's end_wal
+    last_successful_backup_time: datetime | None  # the newest completed backup's end_time
     last_segment: str
     last_lsn: str
-    timeline: int                                  # the timeline of last_segment
+    timeline: int  # the timeline of last_segment
     reaches_newest: bool
 
     def to_dict(self) -> dict:
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
-        return {"first_backup": self.first_backup,
-                "first_recoverability_point": iso(self.first_recoverability_point),
-                "first_wal": self.first_wal,
-                "last_successful_backup_time": iso(self.last_successful_backup_time),
-                "last_segment": self.last_segment, "last_lsn": self.last_lsn,
-                "timeline": self.timeline, "reaches_newest": self.reaches_newest}
+
+        return {
+            "first_backup": self.first_backup,
+            "first_recoverability_point": iso(self.first_recoverability_point),
+            "first_wal": self.first_wal,
+            "last_successful_backup_time": iso(self.last_successful_backup_time),
+            "last_segment": self.last_segment,
+            "last_lsn": self.last_lsn,
+            "timeline": self.timeline,
+            "reaches_newest": self.reaches_newest,
+        }
 
 
 @dataclass(frozen=True)
 class WalChain:
-    timeline: int                       # the newest timeline, whose history is followed
+    timeline: int  # the newest timeline, whose history is followed
     timelines: list[TimelineWal]
-    first_needed: str | None            # the oldest backup's begin_wal
-    newest: str | None                  # the newest segment needed (archived or a backup's end)
+    first_needed: str | None  # the oldest backup's begin_wal
+    newest: str | None  # the newest segment needed (archived or a backup's end)
     gaps: list[Gap]
     backups: list[BackupWindow]
     window: RecoveryWindow | None
     problems: list[str]
-    ranges: Ranges = field(default_factory=list)   # the followed history, oldest first
+    ranges: Ranges = field(default_factory=list)  # the followed history, oldest first
     # backup id -> the sentence why a restore of it cannot replay to the newest WAL: the
     # gap's `problem`, or why it cannot be restored at all (the same text as in `problems`)
     restore_problems: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"timeline": self.timeline,
-                "timelines": [t.to_dict() for t in self.timelines],
-                "first_needed": self.first_needed, "newest": self.newest,
-                "gaps": [g.to_dict() for g in self.gaps],
-                "backups": [b.to_dict() for b in self.backups],
-                "window": self.window.to_dict() if self.window else None,
-                "problems": list(self.problems),
-                "history": [{"timeline": tli, "begin_lsn": format_lsn(begin),
-                             "end_lsn": format_lsn(end) if end is not None else None}
-                            for tli, begin, end in self.ranges],
-                "restore_problems": dict(self.restore_problems)}
+        return {
+            "timeline": self.timeline,
+            "timelines": [t.to_dict() for t in self.timelines],
+            "first_needed": self.first_needed,
+            "newest": self.newest,
+            "gaps": [g.to_dict() for g in self.gaps],
+            "backups": [b.to_dict() for b in self.backups],
+            "window": self.window.to_dict() if self.window else None,
+            "problems": list(self.problems),
+            "history": [
+                {
+                    "timeline": tli,
+                    "begin_lsn": format_lsn(begin),
+                    "end_lsn": format_lsn(end) if end is not None else None,
+                }
+                for tli, begin, end in self.ranges
+            ],
+            "restore_problems": dict(self.restore_problems),
+        }
 
 
 # --- the computation ---------------------------------------------------------------------
 
-def read_listing(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
-                 ) -> tuple[dict[int, dict[int, int]], set[int]]:
+
+def read_listing(
+    objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
+) -> tuple[dict[int, dict[int, int]], set[int]]:
     """({timeline: {segment number: size}}, timelines with a history file) of a listing."""
     segments: dict[int, dict[int, int]] = {}
     histories: set[int] = set()
@@ -260,8 +297,9 @@ def read_listing(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
     return segments, histories
 
 
-def segment_times(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
-                  ) -> dict[str, datetime]:
+def segment_times(
+    objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
+) -> dict[str, datetime]:
     """Segment file name (24 hex digits) -> when its non-empty object was uploaded
     (LastModified), for listings that carry times; the newest upload when several objects
     hold the same segment (e.g. .gz and uncompressed)."""
@@ -278,19 +316,24 @@ def segment_times(objects: Listing, segment_size: int = DEFAULT_SEGMENT_SIZE
 
 def _backup_segments(backup: Backup, segment_size: int) -> tuple[int | None, int | None]:
     """(begin, end) segment numbers of a backup, from begin_wal/end_wal or else the LSNs."""
+
     def one(wal: str | None, lsn: str | None) -> int | None:
         found = segment_of(wal, segment_size) if wal else None
         if found:
             return found[1]
         return lsn_to_int(lsn) // segment_size if lsn else None
+
     begin = one(backup.begin_wal, backup.begin_lsn)
     end = one(backup.end_wal, backup.end_lsn)
     return begin, end if end is not None else begin
 
 
-def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Backup],
-                      histories: dict[int, str] | None = None,
-                      wal_segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalChain:
+def analyse_wal_chain(
+    objects: Iterable[tuple[str, int]],
+    backups: Iterable[Backup],
+    histories: dict[int, str] | None = None,
+    wal_segment_size: int = DEFAULT_SEGMENT_SIZE,
+) -> WalChain:
     """WAL continuity and the recoverable window of one server's folder in the bucket (see
     the module docstring for the rules). `histories`: timeline -> its history file's text."""
     size = wal_segment_size
@@ -298,18 +341,22 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
     objects = list(objects)
     segments, history_files = read_listing(objects, size)
     archived_at = segment_times(objects, size)
-    done = sorted((b for b in backups if b.completed), key=lambda b: (b.end_time is None,
-                                                                    b.end_time, b.id))
-    current = max([1, *segments, *history_files, *histories,
-                   *(b.timeline for b in done if b.timeline)])
+    done = sorted(
+        (b for b in backups if b.completed), key=lambda b: (b.end_time is None, b.end_time, b.id)
+    )
+    current = max(
+        [1, *segments, *history_files, *histories, *(b.timeline for b in done if b.timeline)]
+    )
     problems: list[str] = []
     history: list[tuple[int, int]] = []
     if current > 1:
         if current in histories:
             history = parse_history(histories[current])
         else:
-            problems.append(f"the history of timeline {current} ({current:08X}.history) was "
-                            f"not given: the WAL of earlier timelines cannot be followed")
+            problems.append(
+                f"the history of timeline {current} ({current:08X}.history) was "
+                f"not given: the WAL of earlier timelines cannot be followed"
+            )
     ranges = timeline_ranges(current, history)
 
     def wanted(segno: int) -> str:
@@ -321,25 +368,46 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
                 return segment_file(tli, segno, size)
         return None
 
-    timelines = [TimelineWal(tli, [segment_file(tli, n, size) for n in sorted(seen) if seen[n]],
-                             [segment_file(tli, n, size) for n in sorted(seen) if not seen[n]],
-                             tli in history_files)
-                 for tli, seen in sorted(segments.items())]
-    archived = [n for tli, seen in segments.items() for n in seen
-                if tli in covering_timelines(ranges, n, size)]
+    timelines = [
+        TimelineWal(
+            tli,
+            [segment_file(tli, n, size) for n in sorted(seen) if seen[n]],
+            [segment_file(tli, n, size) for n in sorted(seen) if not seen[n]],
+            tli in history_files,
+        )
+        for tli, seen in sorted(segments.items())
+    ]
+    archived = [
+        n
+        for tli, seen in segments.items()
+        for n in seen
+        if tli in covering_timelines(ranges, n, size)
+    ]
     spans = {b.id: _backup_segments(b, size) for b in done}
     for b in done:
         if spans[b.id][0] is None:
-            problems.append(f"backup {b.id} names no begin WAL or LSN: whether it can be "
-                            f"restored cannot be told")
+            problems.append(
+                f"backup {b.id} names no begin WAL or LSN: whether it can be "
+                f"restored cannot be told"
+            )
     usable = [b for b in done if spans[b.id][0] is not None]
     if not usable:
-        problems.insert(0, "the bucket holds no completed base backup: there is nothing to "
-                           "recover from" + (" (the WAL archive alone cannot be restored)"
-                                             if archived else ""))
-        return WalChain(current, timelines, None,
-                        wanted(max(archived)) if archived else None, [], [], None, problems,
-                        ranges)
+        problems.insert(
+            0,
+            "the bucket holds no completed base backup: there is nothing to "
+            "recover from" + (" (the WAL archive alone cannot be restored)" if archived else ""),
+        )
+        return WalChain(
+            current,
+            timelines,
+            None,
+            wanted(max(archived)) if archived else None,
+            [],
+            [],
+            None,
+            problems,
+            ranges,
+        )
 
     first = min(spans[b.id][0] for b in usable)
     last = max([*archived, *(spans[b.id][1] for b in usable)])
@@ -360,38 +428,65 @@ def analyse_wal_chain(objects: Iterable[tuple[str, int]], backups: Iterable[Back
             windows.append(BackupWindow(b.id, b.begin_wal, b.end_wal, b.end_time, False))
             continue
         stop = cut[0] - 1 if cut else last
-        windows.append(BackupWindow(b.id, b.begin_wal, b.end_wal, b.end_time, True,
-                                    present_file(stop), segment_end_lsn(stop, size), cut is None))
+        windows.append(
+            BackupWindow(
+                b.id,
+                b.begin_wal,
+                b.end_wal,
+                b.end_time,
+                True,
+                present_file(stop),
+                segment_end_lsn(stop, size),
+                cut is None,
+            )
+        )
 
     gaps, restore_problems = [], {}
     for run in runs:
         hit = [w for w in windows if first_gap[w.backup] == run]
         before = present_file(run[0] - 1) if run[0] > first else None
-        gap = Gap(wanted(run[0]), wanted(run[1]), run[1] - run[0] + 1,
-                  [wanted(n) for n in range(run[0], run[1] + 1)
-                   if any(n in segments.get(t, {}) for t in covering_timelines(ranges, n, size))],
-                  before,
-                  [w.backup for w in hit if w.restorable],
-                  [w.backup for w in hit if not w.restorable],
-                  segment_end_lsn(run[0] - 1, size) if before else None,
-                  archived_at.get(before) if before else None)
+        gap = Gap(
+            wanted(run[0]),
+            wanted(run[1]),
+            run[1] - run[0] + 1,
+            [
+                wanted(n)
+                for n in range(run[0], run[1] + 1)
+                if any(n in segments.get(t, {}) for t in covering_timelines(ranges, n, size))
+            ],
+            before,
+            [w.backup for w in hit if w.restorable],
+            [w.backup for w in hit if not w.restorable],
+            segment_end_lsn(run[0] - 1, size) if before else None,
+            archived_at.get(before) if before else None,
+        )
         gap = replace(gap, switch_to=_switch_after(ranges, run[1], size))
         if gap.affected:
             gap = replace(gap, problem=gap_problem(gap))
         gaps.append(gap)
         for w in windows:
             if w.backup in gap.broken:
-                sentence = _unrestorable(w, gap, wanted(spans[w.backup][0])
-                                         if run[0] <= spans[w.backup][0] else None)
+                sentence = _unrestorable(
+                    w, gap, wanted(spans[w.backup][0]) if run[0] <= spans[w.backup][0] else None
+                )
                 problems.append(sentence)
                 restore_problems[w.backup] = sentence
         if gap.problem:
             problems.append(gap.problem)
             restore_problems.update((backup_id, gap.problem) for backup_id in gap.affected)
 
-    return WalChain(current, timelines, wanted(first),
-                    wanted(last), gaps, windows, _window(windows, done, spans, size), problems,
-                    ranges, restore_problems)
+    return WalChain(
+        current,
+        timelines,
+        wanted(first),
+        wanted(last),
+        gaps,
+        windows,
+        _window(windows, done, spans, size),
+        problems,
+        ranges,
+        restore_problems,
+    )
 
 
 def _switch_after(ranges: Ranges, segno: int, size: int) -> int | None:
@@ -406,13 +501,15 @@ def _switch_after(ranges: Ranges, segno: int, size: int) -> int | None:
 
 def failover_phrase(gap: Gap) -> str:
     """Why a hole right before a timeline switch is there, and what closes it."""
-    return (f"these are the last segments of timeline {int(gap.first_missing[:8], 16)} "
-            f"before the switch to timeline {gap.switch_to} (a failover): the primary that "
-            f"was lost had not archived them yet, and PostgreSQL never archives WAL that the "
-            f"promoted replica received by streaming (archive_mode=on); while they are still "
-            f"in the new primary's pg_wal, pgdrill's backfill-wal-archive action "
-            f"(actions.backup.backfill_wal_archive) has PostgreSQL archive them, otherwise only "
-            f"a new backup restores past the failover")
+    return (
+        f"these are the last segments of timeline {int(gap.first_missing[:8], 16)} "
+        f"before the switch to timeline {gap.switch_to} (a failover): the primary that "
+        f"was lost had not archived them yet, and PostgreSQL never archives WAL that the "
+        f"promoted replica received by streaming (archive_mode=on); while they are still "
+        f"in the new primary's pg_wal, pgdrill's backfill-wal-archive action "
+        f"(actions.backup.backfill_wal_archive) has PostgreSQL archive them, otherwise only "
+        f"a new backup restores past the failover"
+    )
 
 
 def gap_problem(gap: Gap) -> str:
@@ -420,13 +517,17 @@ def gap_problem(gap: Gap) -> str:
     recoverable segment, the backups it stops, what is missing, and (when the listing had
     upload times) where replay ends and the last recoverable instant, honestly as a bound;
     for a failover hole, why it is there and what closes it."""
-    sentence = (f"point-in-time recovery past {gap.last_recoverable} is impossible for "
-                f"{_backups_phrase(gap.affected)}: {gap.missing_phrase()}")
+    sentence = (
+        f"point-in-time recovery past {gap.last_recoverable} is impossible for "
+        f"{_backups_phrase(gap.affected)}: {gap.missing_phrase()}"
+    )
     if gap.last_archived_at is not None:
-        sentence = (f"{sentence}; replay ends at LSN {gap.last_lsn}, so the last recoverable "
-                    f"instant is at the latest {iso_time(gap.last_archived_at)}, when "
-                    f"{gap.last_recoverable} was archived (the bucket keeps no commit times: "
-                    f"the segment's upload time bounds the last commit it holds)")
+        sentence = (
+            f"{sentence}; replay ends at LSN {gap.last_lsn}, so the last recoverable "
+            f"instant is at the latest {iso_time(gap.last_archived_at)}, when "
+            f"{gap.last_recoverable} was archived (the bucket keeps no commit times: "
+            f"the segment's upload time bounds the last commit it holds)"
+        )
     return f"{sentence}; {failover_phrase(gap)}" if gap.switch_to is not None else sentence
 
 
@@ -435,14 +536,22 @@ def _unrestorable(window: BackupWindow, gap: Gap, begin: str | None) -> str:
     file when that one is missing itself."""
     if begin is not None:
         what = "an empty (zero-byte) object" if begin in gap.empty else "missing"
-        return (f"backup {window.backup} cannot be restored at all: its first WAL segment "
-                f"{begin} is {what}")
-    return (f"backup {window.backup} cannot be restored at all: {gap.missing_phrase()}, "
-            f"needed to reach the backup's end ({window.end_wal})")
+        return (
+            f"backup {window.backup} cannot be restored at all: its first WAL segment "
+            f"{begin} is {what}"
+        )
+    return (
+        f"backup {window.backup} cannot be restored at all: {gap.missing_phrase()}, "
+        f"needed to reach the backup's end ({window.end_wal})"
+    )
 
 
-def _window(windows: list[BackupWindow], done: list[Backup],
-            spans: dict[str, tuple[int | None, int | None]], size: int) -> RecoveryWindow | None:
+def _window(
+    windows: list[BackupWindow],
+    done: list[Backup],
+    spans: dict[str, tuple[int | None, int | None]],
+    size: int,
+) -> RecoveryWindow | None:
     """The overall window: the oldest restorable backup's end to the furthest WAL any
     restorable backup reaches without a gap."""
     ok = [w for w in windows if w.restorable]
@@ -451,7 +560,13 @@ def _window(windows: list[BackupWindow], done: list[Backup],
     oldest = min(ok, key=lambda w: (spans[w.backup][1], w.end_time is None, w.end_time))
     furthest = max(ok, key=lambda w: lsn_to_int(w.last_lsn))
     times = [b.end_time for b in done if b.end_time]
-    return RecoveryWindow(oldest.backup, oldest.end_time, oldest.end_wal,
-                          max(times) if times else None, furthest.last_segment,
-                          furthest.last_lsn, int(furthest.last_segment[:8], 16),
-                          furthest.reaches_newest)
+    return RecoveryWindow(
+        oldest.backup,
+        oldest.end_time,
+        oldest.end_wal,
+        max(times) if times else None,
+        furthest.last_segment,
+        furthest.last_lsn,
+        int(furthest.last_segment[:8], 16),
+        furthest.reaches_newest,
+    )

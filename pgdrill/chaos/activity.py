@@ -4,15 +4,15 @@ turning pgdrill's expected errors into ActivityFailed with a one-line message.""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from chaoslib.exceptions import ActivityFailed
 
-from pgdrill.console import say
-from pgdrill.errors import PgdrillError
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext
+from pgdrill.core.console import say
+from pgdrill.core.errors import PgdrillError
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext
 from pgdrill.targets import get_target, target_kind
 from pgdrill.targets.base import Target
 

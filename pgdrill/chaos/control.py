@@ -24,24 +24,36 @@ from pathlib import Path
 
 from chaoslib.exceptions import InterruptExecution
 
-from pgdrill.chaos.preflight import (
-    apply_environment_file, check_cluster_name, check_credentials_file, check_environment,
-    check_flux_owner, check_no_plaintext_credentials, environment_of,
-)
 from pgdrill.chaos.plan_check import check_restores
-from pgdrill.chaos.runfiles import finish_run, write_partial_evidence
-from pgdrill.chaos.stale import recover_stale_runs, write_lock
-from pgdrill.console import say
-from pgdrill.errors import PgdrillError
-from pgdrill.evidence import exception_line
-from pgdrill.ledger import default_reports_dir
-from pgdrill.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
+from pgdrill.chaos.preflight import (
+    apply_environment_file,
+    check_cluster_name,
+    check_credentials_file,
+    check_environment,
+    check_flux_owner,
+    check_no_plaintext_credentials,
+    environment_of,
+)
+from pgdrill.core.console import say
+from pgdrill.core.errors import PgdrillError
+from pgdrill.evidence.build import exception_line
+from pgdrill.evidence.ledger import default_reports_dir
+from pgdrill.evidence.runcontext import RUN_DIR_KEY, RunContext, create_run_dir, slug
+from pgdrill.runs.finish import finish_run, write_partial_evidence
+from pgdrill.runs.stale import recover_stale_runs, write_lock
 from pgdrill.targets import get_target, target_kind
 from pgdrill.targets.sandbox.state import sandbox_home
 
-__all__ = ["before_experiment_control", "after_experiment_control",
-           "before_hypothesis_control", "after_hypothesis_control", "before_method_control",
-           "before_rollback_control", "before_activity_control", "after_activity_control"]
+__all__ = [
+    "before_experiment_control",
+    "after_experiment_control",
+    "before_hypothesis_control",
+    "after_hypothesis_control",
+    "before_method_control",
+    "before_rollback_control",
+    "before_activity_control",
+    "after_activity_control",
+]
 
 
 def experiment_name(experiment: dict, explicit: str | None = None) -> str:
@@ -80,9 +92,13 @@ def _context(configuration: dict | None) -> RunContext | None:
     return RunContext(Path(run_dir)) if run_dir else None
 
 
-def before_experiment_control(context: dict, configuration: dict | None = None,
-                              secrets: dict | None = None,
-                              experiment_name_override: str | None = None, **_: object) -> None:
+def before_experiment_control(
+    context: dict,
+    configuration: dict | None = None,
+    secrets: dict | None = None,
+    experiment_name_override: str | None = None,
+    **_: object,
+) -> None:
     """Finish stale runs, create the run folder and its lock, run the preflight checks."""
     _interrupt_on_sigterm()
     if configuration is None:
@@ -98,20 +114,27 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
     write_lock(run_dir, _lock_target(configuration, kind))
     ctx = RunContext(run_dir)
     ctx.update(
-        experiment=name, title=context.get("title"), target=kind,
+        experiment=name,
+        title=context.get("title"),
+        target=kind,
         environment=environment_of(configuration),
         cluster=configuration.get("cluster") or "sandbox",
-        started_at=datetime.now(UTC).isoformat(), objectives=_objectives(configuration))
+        started_at=datetime.now(UTC).isoformat(),
+        objectives=_objectives(configuration),
+    )
     say(f"run folder {run_dir}")
     try:
         environment_file = apply_environment_file(configuration)
         if environment_file:
             kind = target_kind(configuration)
             write_lock(run_dir, _lock_target(configuration, kind))
-            ctx.update(environment_file=environment_file, target=kind,
-                       environment=environment_of(configuration),
-                       cluster=configuration.get("cluster") or "sandbox",
-                       objectives=_objectives(configuration))
+            ctx.update(
+                environment_file=environment_file,
+                target=kind,
+                environment=environment_of(configuration),
+                cluster=configuration.get("cluster") or "sandbox",
+                objectives=_objectives(configuration),
+            )
         check_no_plaintext_credentials(configuration, secrets)
         target = get_target(configuration, secrets)
         # the ledger the non-prod gate reads may live in the evidence sink (another runner)
@@ -130,11 +153,13 @@ def before_experiment_control(context: dict, configuration: dict | None = None,
         if sink is not None:
             sink.check_outside(target.archive())
             ctx.update(evidence_sink_checked=True)
-        ctx.update(preflight_repairs=list(repairs or []),
-                   target_facts=target.facts(),
-                   credentials=target.credentials_source(),
-                   cluster_identity=target.cluster_identity(),
-                   preflight_restores=check_restores(context, configuration, target))
+        ctx.update(
+            preflight_repairs=list(repairs or []),
+            target_facts=target.facts(),
+            credentials=target.credentials_source(),
+            cluster_identity=target.cluster_identity(),
+            preflight_restores=check_restores(context, configuration, target),
+        )
     except PgdrillError as exc:
         say(f"preflight refused: {exc}")
         ctx.update(refused=exc.message, refused_fix=exc.fix)
@@ -146,8 +171,8 @@ _SINKS: dict[str, object] = {}
 
 
 def _sink(configuration: dict | None, target=None):
-    """The run's evidence sink (pgdrill.sink), decrypted once per process; None without."""
-    from pgdrill.sink import SINK_KEY, sink_from_configuration
+    """The run's evidence sink (pgdrill.evidence.sink), decrypted once per process; None without."""
+    from pgdrill.evidence.sink import SINK_KEY, sink_from_configuration
 
     url = (configuration or {}).get(SINK_KEY)
     if not url:
@@ -167,8 +192,10 @@ def _upload(configuration: dict | None, ctx: RunContext, *, final: bool) -> bool
         count = sink.upload_run(ctx.run_dir)
         if final:
             sink.upload_ledger(ctx.run_dir.parent)
-            say(f"evidence sink: uploaded {count} files of {ctx.run_dir.name} and the ledger "
-                f"to {sink.url}")
+            say(
+                f"evidence sink: uploaded {count} files of {ctx.run_dir.name} and the ledger "
+                f"to {sink.url}"
+            )
         return True
     except PgdrillError as exc:
         say(f"evidence sink: {exc}")
@@ -184,8 +211,7 @@ def _save_logs(configuration: dict, ctx: RunContext) -> None:
         return
     try:
         target = get_target(configuration)
-        written = target.save_logs(ctx.run_dir / "logs",
-                                   datetime.fromisoformat(data["started_at"]))
+        written = target.save_logs(ctx.run_dir / "logs", datetime.fromisoformat(data["started_at"]))
     except PgdrillError as exc:
         say(f"could not save the target's logs: {exc.message}")
         return
@@ -195,16 +221,31 @@ def _save_logs(configuration: dict, ctx: RunContext) -> None:
 
 def _lock_target(configuration: dict, kind: str) -> dict:
     """What a later process needs to clean up after this run if it dies."""
-    keys = ("cluster", "namespace", "restore_namespace", "restore_cluster", "cnpg_connection",
-            "cnpg_operator_namespace", "sandbox_home")
-    return {"pgdrill_target": kind, **{k: configuration[k] for k in keys
-                                       if configuration.get(k) is not None}}
+    keys = (
+        "cluster",
+        "namespace",
+        "restore_namespace",
+        "restore_cluster",
+        "cnpg_connection",
+        "cnpg_operator_namespace",
+        "sandbox_home",
+    )
+    return {
+        "pgdrill_target": kind,
+        **{k: configuration[k] for k in keys if configuration.get(k) is not None},
+    }
 
 
 def _objectives(configuration: dict) -> dict:
-    return {k: configuration[k] for k in ("rpo_objective_seconds", "rto_objective_seconds",
-                                          "failover_lost_writes_objective")
-            if configuration.get(k) is not None}
+    return {
+        k: configuration[k]
+        for k in (
+            "rpo_objective_seconds",
+            "rto_objective_seconds",
+            "failover_lost_writes_objective",
+        )
+        if configuration.get(k) is not None
+    }
 
 
 def _phase(configuration: dict | None, phase: str) -> None:
@@ -213,8 +254,9 @@ def _phase(configuration: dict | None, phase: str) -> None:
         ctx.update(phase=phase)
 
 
-def before_hypothesis_control(context: dict, configuration: dict | None = None,
-                              **_: object) -> None:
+def before_hypothesis_control(
+    context: dict, configuration: dict | None = None, **_: object
+) -> None:
     """Note which steady-state check runs (before or after the method)."""
     ctx = _context(configuration)
     if ctx is not None:
@@ -222,23 +264,22 @@ def before_hypothesis_control(context: dict, configuration: dict | None = None,
         ctx.update(phase="steady-state-after" if after else "steady-state-before")
 
 
-def after_hypothesis_control(context: dict, state: dict | None = None,
-                             configuration: dict | None = None, **_: object) -> None:
+def after_hypothesis_control(
+    context: dict, state: dict | None = None, configuration: dict | None = None, **_: object
+) -> None:
     """Partial evidence after a steady-state check."""
     ctx = _context(configuration)
     if ctx is not None:
         write_partial_evidence(ctx.run_dir)
 
 
-def before_method_control(context: dict, configuration: dict | None = None,
-                          **_: object) -> None:
+def before_method_control(context: dict, configuration: dict | None = None, **_: object) -> None:
     ctx = _context(configuration)
     if ctx is not None:
         ctx.update(phase="method", method_started=True)
 
 
-def before_rollback_control(context: dict, configuration: dict | None = None,
-                            **_: object) -> None:
+def before_rollback_control(context: dict, configuration: dict | None = None, **_: object) -> None:
     """Save the logs before the rollbacks remove restore-test (its recovery logs go with it)."""
     _phase(configuration, "rollbacks")
     ctx = _context(configuration)
@@ -246,8 +287,7 @@ def before_rollback_control(context: dict, configuration: dict | None = None,
         _save_logs(configuration, ctx)
 
 
-def before_activity_control(context: dict, configuration: dict | None = None,
-                            **_: object) -> None:
+def before_activity_control(context: dict, configuration: dict | None = None, **_: object) -> None:
     """Record the activity about to run (named as interrupted if the run dies in it)."""
     ctx = _context(configuration)
     if ctx is None:
@@ -255,29 +295,43 @@ def before_activity_control(context: dict, configuration: dict | None = None,
     data = ctx.read()
     _note_interrupted(ctx, data)
     phase = data.get("phase") or "method"
-    ctx.update(current_activity={"name": context.get("name"), "type": context.get("type"),
-                                 "phase": phase, "start": datetime.now(UTC).isoformat()})
+    ctx.update(
+        current_activity={
+            "name": context.get("name"),
+            "type": context.get("type"),
+            "phase": phase,
+            "start": datetime.now(UTC).isoformat(),
+        }
+    )
 
 
 def _note_interrupted(ctx: RunContext, data: dict) -> None:
     """An activity that started but never finished was cut short (a signal): remember the
     first such one and what had completed before it, before the rollbacks move on."""
     if data.get("current_activity") and not data.get("interrupted_activity"):
-        ctx.update(interrupted_activity=data["current_activity"],
-                   last_completed_before_interruption=data.get("last_completed_activity"))
+        ctx.update(
+            interrupted_activity=data["current_activity"],
+            last_completed_before_interruption=data.get("last_completed_activity"),
+        )
 
 
-def after_activity_control(context: dict, state: dict | None = None,
-                           configuration: dict | None = None, **_: object) -> None:
+def after_activity_control(
+    context: dict, state: dict | None = None, configuration: dict | None = None, **_: object
+) -> None:
     """Log the finished activity and write partial evidence."""
     ctx = _context(configuration)
     if ctx is None:
         return
     state = state or {}
     current = ctx.read().get("current_activity") or {}
-    entry = {"name": context.get("name"), "type": context.get("type"),
-             "phase": current.get("phase", "method"), "status": state.get("status"),
-             "start": state.get("start"), "end": state.get("end")}
+    entry = {
+        "name": context.get("name"),
+        "type": context.get("type"),
+        "phase": current.get("phase", "method"),
+        "status": state.get("status"),
+        "start": state.get("start"),
+        "end": state.get("end"),
+    }
     if state.get("exception"):
         entry["exception"] = exception_line(state["exception"])
     if "tolerance_met" in state:
@@ -296,8 +350,9 @@ def after_activity_control(context: dict, state: dict | None = None,
     _upload(configuration, ctx, final=False)
 
 
-def after_experiment_control(context: dict, state: dict, configuration: dict | None = None,
-                             **_: object) -> None:
+def after_experiment_control(
+    context: dict, state: dict, configuration: dict | None = None, **_: object
+) -> None:
     """Write the evidence, summary, journal and ledger line; fail the run unless `passed`."""
     ctx = _context(configuration)
     if ctx is None:
@@ -306,7 +361,7 @@ def after_experiment_control(context: dict, state: dict, configuration: dict | N
     _save_logs(configuration, ctx)
     try:
         evidence = finish_run(ctx.run_dir, state, pushgateway=configuration.get("pushgateway"))
-    except Exception as exc:  # noqa: BLE001 - Chaos Toolkit would swallow it silently
+    except Exception as exc:
         say(f"could not write the evidence: {exc}")
         state["status"] = "failed"
         return

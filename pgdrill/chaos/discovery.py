@@ -11,7 +11,9 @@ import importlib
 import pkgutil
 
 from chaoslib.discovery.discover import (
-    discover_actions, discover_probes, initialize_discovery_result,
+    discover_actions,
+    discover_probes,
+    initialize_discovery_result,
 )
 
 from pgdrill import __version__
@@ -24,8 +26,11 @@ ACTIVITY_PACKAGES = {"actions": discover_actions, "probes": discover_probes}
 def activity_modules(package: str) -> list[str]:
     """Every public module of an activity package (`actions` or `probes`), sorted."""
     path = importlib.import_module(package).__path__
-    return sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path)
-                  if not info.name.startswith("_"))
+    return sorted(
+        f"{package}.{info.name}"
+        for info in pkgutil.iter_modules(path)
+        if not info.name.startswith("_")
+    )
 
 
 def discover(discover_system: bool = True) -> dict:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from chaoslib import substitute
 
-from pgdrill.model import RecoveryTarget
-from pgdrill.restore_checks import backup_destination, check_restore_point_in_wal
-from pgdrill.restore_plan import choose_backup
+from pgdrill.core.model import RecoveryTarget
+from pgdrill.restore.checks import backup_destination, check_restore_point_in_wal
+from pgdrill.restore.plan import choose_backup
 
 
 def _python(activity: dict, module: str, func: str) -> dict | None:
     provider = activity.get("provider") or {}
-    if provider.get("type") == "python" and provider.get("module") == module \
-            and provider.get("func") == func:
+    if (
+        provider.get("type") == "python"
+        and provider.get("module") == module
+        and provider.get("func") == func
+    ):
         return provider
     return None
 
@@ -32,23 +35,33 @@ def check_restores(experiment: dict, configuration: dict, target) -> list[dict]:
             backup_taken = True
         mark = _python(activity, "actions.backup", "mark_restore_point")
         if mark:
-            marked.add(str(substitute(mark.get("arguments") or {}, configuration, {})
-                           .get("name", "pgdrill")))
+            marked.add(
+                str(
+                    substitute(mark.get("arguments") or {}, configuration, {}).get(
+                        "name", "pgdrill"
+                    )
+                )
+            )
         restore = _python(activity, "actions.restore", "restore_latest_backup")
         if not restore:
             continue
         args = substitute(restore.get("arguments") or {}, configuration, {})
-        recovery = RecoveryTarget.parse(args.get("target_time"), args.get("target_lsn"),
-                                        args.get("restore_point"))
+        recovery = RecoveryTarget.parse(
+            args.get("target_time"), args.get("target_lsn"), args.get("restore_point")
+        )
         if backup_taken and recovery.kind != "time":
-            checked.append({"activity": activity.get("name"), "checked": "after the "
-                            "method's own backup"})
+            checked.append(
+                {"activity": activity.get("name"), "checked": "after the method's own backup"}
+            )
             continue
         if backups is None:
             backups = target.list_backups()
         backup = choose_backup(backups, recovery, where=backup_destination(target))
-        entry = {"activity": activity.get("name"), "target": recovery.to_dict(),
-                 "backup": backup.id}
+        entry = {
+            "activity": activity.get("name"),
+            "target": recovery.to_dict(),
+            "backup": backup.id,
+        }
         if recovery.kind == "restore_point" and recovery.name not in marked:
             entry["restore_point"] = check_restore_point_in_wal(target, recovery.name, backup)
         checked.append(entry)

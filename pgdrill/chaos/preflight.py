@@ -9,18 +9,19 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgdrill import policy
-from pgdrill.console import say
-from pgdrill.credentials import SOPS_WAY, plaintext_credentials
-from pgdrill.errors import PgdrillError, PreflightRefused
+from pgdrill.core.console import say
+from pgdrill.core.errors import PgdrillError, PreflightRefused
+from pgdrill.credentials.secret import SOPS_WAY, plaintext_credentials
+from pgdrill.evidence import policy
 
 
 def environment_of(configuration: dict) -> str:
     return str(configuration.get("environment") or policy.DEFAULT_ENVIRONMENT).strip().lower()
 
 
-def check_environment(configuration: dict, experiment: str, target_kind: str,
-                      reports: Path) -> None:
+def check_environment(
+    configuration: dict, experiment: str, target_kind: str, reports: Path
+) -> None:
     """Raise PreflightRefused naming everything missing (guardrail 3: non-prod first)."""
     environment = environment_of(configuration)
     reasons = []
@@ -31,7 +32,7 @@ def check_environment(configuration: dict, experiment: str, target_kind: str,
     if destructive:
         reasons.append(destructive)
     elif policy.is_production(environment):
-        from pgdrill import ledger
+        from pgdrill.evidence import ledger
 
         window = float(configuration.get("nonprod_window_days") or 30)
         try:
@@ -40,22 +41,31 @@ def check_environment(configuration: dict, experiment: str, target_kind: str,
             entries = []
             reasons.append(f"the ledger does not verify, so no staging run counts: {exc.message}")
         why = policy.production_refusal(
-            environment, experiment, target_kind, entries, datetime.now(UTC),
-            window_days=window, allow_production=_truthy(configuration.get("allow_production")))
+            environment,
+            experiment,
+            target_kind,
+            entries,
+            datetime.now(UTC),
+            window_days=window,
+            allow_production=_truthy(configuration.get("allow_production")),
+        )
         if why:
             reasons.append(why)
     if reasons and destructive:
-        raise PreflightRefused("; ".join(reasons),
-                               fix="run it in develop (the sandbox) or staging (a real cluster "
-                                   "you may lose): production clusters are never destroyed")
+        raise PreflightRefused(
+            "; ".join(reasons),
+            fix="run it in develop (the sandbox) or staging (a real cluster "
+            "you may lose): production clusters are never destroyed",
+        )
     if reasons:
         raise PreflightRefused(
             "; ".join(reasons),
             fix=f"run it in staging on a real cluster first (chaos run experiments/{experiment}"
             f".json --var environment:str=staging with pgdrill_target cnpg) so that its passing "
             f"run is in {reports}/ledger.jsonl, then set allow_production: true"
-            if policy.is_production(environment) else
-            "use environment develop on the sandbox (the default)")
+            if policy.is_production(environment)
+            else "use environment develop on the sandbox (the default)",
+        )
 
 
 def check_no_plaintext_credentials(configuration: dict, secrets: dict | None) -> None:
@@ -64,8 +74,10 @@ def check_no_plaintext_credentials(configuration: dict, secrets: dict | None) ->
     variables refuse the drill, naming where (never the value)."""
     found = plaintext_credentials(configuration, secrets, dict(os.environ))
     if found:
-        raise PreflightRefused("plaintext S3 credentials are not accepted: " + ", ".join(found),
-                               fix=f"remove them; {SOPS_WAY}")
+        raise PreflightRefused(
+            "plaintext S3 credentials are not accepted: " + ", ".join(found),
+            fix=f"remove them; {SOPS_WAY}",
+        )
 
 
 def _truthy(value) -> bool:
@@ -78,7 +90,7 @@ def apply_environment_file(configuration: dict) -> str | None:
     """Load `environment_file` (PGDRILL_ENVIRONMENT_FILE) into the configuration: its
     environment, target, cluster, credentials file and settings win over the experiment's
     defaults. Returns the file's path, or None when there is none."""
-    from pgdrill.environments import ENV_VAR, environment_configuration
+    from pgdrill.credentials.environments import ENV_VAR, environment_configuration
 
     path = configuration.get("environment_file") or os.environ.get(ENV_VAR)
     if not path:
@@ -109,7 +121,8 @@ def check_cluster_name(configuration: dict, target) -> None:
         raise PreflightRefused(
             f"the sandbox in {layout.home} runs cluster {state.cluster!r}, not {asked!r}",
             fix=f"set cluster (PGDRILL_CLUSTER) to {state.cluster!r}, or use another "
-            "PGDRILL_HOME for another sandbox")
+            "PGDRILL_HOME for another sandbox",
+        )
 
 
 def check_credentials_file(configuration: dict, secrets: dict | None, target) -> None:
@@ -121,15 +134,15 @@ def check_credentials_file(configuration: dict, secrets: dict | None, target) ->
             f"the sandbox reads its S3 credentials from its own SOPS file {own}; the "
             f"credentials file {named} is for a real cluster (pgdrill_target: cnpg)",
             fix="drop the credentials file from the environment file or secrets block for "
-            "sandbox drills")
+            "sandbox drills",
+        )
 
 
 def destroys_cluster(experiment: dict) -> bool:
     """Whether the experiment's method destroys the whole cluster (the cluster-loss drill)."""
     for step in experiment.get("method") or []:
         provider = step.get("provider") or {}
-        if provider.get("module") == "actions.faults" \
-                and provider.get("func") == "destroy_cluster":
+        if provider.get("module") == "actions.faults" and provider.get("func") == "destroy_cluster":
             return True
     return False
 
@@ -145,8 +158,9 @@ def flux_owner_to_suspend(configuration: dict | None, target) -> dict | None:
     if owner is None:
         return None
     if not _truthy((configuration or {}).get("flux_suspend")):
-        raise PreflightRefused(refusal_message(owner, (configuration or {}).get("cluster")),
-                               fix=refusal_fix(owner))
+        raise PreflightRefused(
+            refusal_message(owner, (configuration or {}).get("cluster")), fix=refusal_fix(owner)
+        )
     return owner
 
 
@@ -160,6 +174,8 @@ def check_flux_owner(experiment: dict, configuration: dict, target) -> dict | No
         return None
     owner = flux_owner_to_suspend(configuration, target)
     if owner is not None:
-        say(f"the Cluster is applied by Flux {describe(owner)}: flux_suspend is set, so "
-            f"pgdrill suspends it right before destroying the Cluster and leaves it suspended")
+        say(
+            f"the Cluster is applied by Flux {describe(owner)}: flux_suspend is set, so "
+            f"pgdrill suspends it right before destroying the Cluster and leaves it suspended"
+        )
     return owner

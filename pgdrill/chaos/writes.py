@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
+from pgdrill.core.model import Instance
 from pgdrill.load.acklog import read_acks
-from pgdrill.model import Instance
-from pgdrill.rpo import RpoReport, measure_rpo
 from pgdrill.targets.base import Target
+from pgdrill.verification.rpo import RpoReport, measure_rpo
 
 ACK_LOG = "acks.csv"
 
@@ -32,15 +32,20 @@ def present_writes(target: Target, instance: Instance) -> set[tuple[str, int]]:
 
 
 def restore_reference(context: dict) -> tuple[float, str]:
-    """The instant the restored copy is supposed to be complete up to (see pgdrill.rpo)."""
+    """The instant the restored copy is supposed to be complete up to (see
+    pgdrill.verification.rpo)."""
     restore = context.get("restore")
     if not restore:
-        raise BadInput("there is no restore in this run to measure RPO on",
-                       fix="run actions.restore.restore_latest_backup first")
+        raise BadInput(
+            "there is no restore in this run to measure RPO on",
+            fix="run actions.restore.restore_latest_backup first",
+        )
     if not restore.get("started_at"):
-        raise BadInput("the restore of this run never completed (see its activity in the "
-                       "journal), so there is no restored copy to measure RPO on",
-                       fix="fix what stopped the restore, then run the drill again")
+        raise BadInput(
+            "the restore of this run never completed (see its activity in the "
+            "journal), so there is no restored copy to measure RPO on",
+            fix="fix what stopped the restore, then run the drill again",
+        )
     target = restore["target"]
     if target["kind"] == "latest":
         return datetime.fromisoformat(restore["started_at"]).timestamp(), "restore start"
@@ -49,30 +54,48 @@ def restore_reference(context: dict) -> tuple[float, str]:
     if target["kind"] == "restore_point":
         point = (context.get("restore_points") or {}).get(target["name"])
         if not point:
-            raise BadInput(f"restore point {target['name']!r} was not created in this run, so "
-                           "the instant it stands for is unknown",
-                           fix="create it with actions.backup.mark_restore_point")
+            raise BadInput(
+                f"restore point {target['name']!r} was not created in this run, so "
+                "the instant it stands for is unknown",
+                fix="create it with actions.backup.mark_restore_point",
+            )
         return datetime.fromisoformat(point["time"]).timestamp(), "restore point"
-    raise BadInput("RPO cannot be measured for an LSN recovery target (no time to compare "
-                   "acknowledgements with)", fix="use a time or a named restore point")
+    raise BadInput(
+        "RPO cannot be measured for an LSN recovery target (no time to compare "
+        "acknowledgements with)",
+        fix="use a time or a named restore point",
+    )
 
 
-def lost_writes_on(target: Target, instance: Instance, run_dir: Path,
-                   reference: float | None, reference_kind: str, *,
-                   witnesses_before: float | None = None,
-                   source: Instance | None = None) -> RpoReport:
+def lost_writes_on(
+    target: Target,
+    instance: Instance,
+    run_dir: Path,
+    reference: float | None,
+    reference_kind: str,
+    *,
+    witnesses_before: float | None = None,
+    source: Instance | None = None,
+) -> RpoReport:
     """Read the ack log *before* the copy, so every ack read was committed before the query.
     `reference=None` means "now": every acknowledged write should be there (failover).
-    `witnesses_before`: the fault's instant, for a copy written after it (pgdrill.rpo);
+    `witnesses_before`: the fault's instant, for a copy written after it (pgdrill.verification.rpo);
     `source`: the source primary of a restored copy, whose own losses are not the copy's."""
     log = ack_log(run_dir)
     if not log.exists():
-        raise BadInput(f"no ack log at {log}: there was no load in this run",
-                       fix="start it with actions.load.start_load")
+        raise BadInput(
+            f"no ack log at {log}: there was no load in this run",
+            fix="start it with actions.load.start_load",
+        )
     snapshot = time.time()
     acks = read_acks(log)
     present = present_writes(target, instance)
     on_source = present_writes(target, source) if source is not None else None
-    return measure_rpo(acks, present, snapshot if reference is None else reference,
-                       reference_kind=reference_kind, witnesses_before=witnesses_before,
-                       source=on_source)
+    return measure_rpo(
+        acks,
+        present,
+        snapshot if reference is None else reference,
+        reference_kind=reference_kind,
+        witnesses_before=witnesses_before,
+        source=on_source,
+    )

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from pgdrill.commands.bucket_args import bucket_arguments, open_location
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 
 
 def _policy(args: argparse.Namespace):
@@ -28,15 +28,22 @@ def _policy(args: argparse.Namespace):
         try:
             schedule = parse_schedule(args.schedule)
         except ScheduleError as err:
-            raise BadInput(f"--schedule {args.schedule!r} is not a schedule CNPG accepts: {err}",
-                           fix="give the ScheduledBackup's spec.schedule: six fields, seconds "
-                               "first (e.g. '0 0 2 * * *' daily at 02:00 UTC), or @daily, "
-                               "@every 6h") from None
+            raise BadInput(
+                f"--schedule {args.schedule!r} is not a schedule CNPG accepts: {err}",
+                fix="give the ScheduledBackup's spec.schedule: six fields, seconds "
+                "first (e.g. '0 0 2 * * *' daily at 02:00 UTC), or @daily, "
+                "@every 6h",
+            ) from None
         if schedule.period(datetime.now(UTC)) is None:
-            raise BadInput(f"--schedule {args.schedule!r} never fires (CNPG would schedule "
-                           f"nothing)", fix="check the schedule's fields")
-    lag = (timedelta(minutes=args.max_archive_lag) if args.max_archive_lag is not None
-           else DEFAULT_MAX_ARCHIVE_LAG)
+            raise BadInput(
+                f"--schedule {args.schedule!r} never fires (CNPG would schedule nothing)",
+                fix="check the schedule's fields",
+            )
+    lag = (
+        timedelta(minutes=args.max_archive_lag)
+        if args.max_archive_lag is not None
+        else DEFAULT_MAX_ARCHIVE_LAG
+    )
     age = timedelta(hours=args.max_backup_age) if args.max_backup_age is not None else None
     return Policy(max_archive_lag=lag, max_backup_age=age, schedule=schedule)
 
@@ -51,15 +58,25 @@ def run(args: argparse.Namespace) -> int:
     credentials = location.credentials
     report = report_bucket(location, policy)
     if args.json:
-        print(json.dumps({"destination_path": location.destination_path,
-                          "server_name": location.server_name,
-                          "credentials": credentials.describe(), **report.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "destination_path": location.destination_path,
+                    "server_name": location.server_name,
+                    "credentials": credentials.describe(),
+                    **report.to_dict(),
+                },
+                indent=2,
+            )
+        )
     else:
         print(render_markdown(report), end="")
     if report.verdict != "passed":
         if args.json:
-            print(f"pgdrill: bucket report failed: {'; '.join(f.text for f in report.findings)}",
-                  file=sys.stderr)
+            print(
+                f"pgdrill: bucket report failed: {'; '.join(f.text for f in report.findings)}",
+                file=sys.stderr,
+            )
         return 1
     return 0
 
@@ -69,17 +86,32 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "bucket-report",
         help="what a barman-cloud bucket can restore: backups, WAL gaps, recoverable window, "
-             "archive lag, backup age (exit 1 when a gap or staleness fails it)")
+        "archive lag, backup age (exit 1 when a gap or staleness fails it)",
+    )
     bucket_arguments(parser)
     fresh = parser.add_mutually_exclusive_group()
-    fresh.add_argument("--schedule", metavar="CRON", default=None,
-                       help="the ScheduledBackup's schedule, read as CNPG does (six fields, "
-                            "seconds first; @daily, @every 6h): the newest backup may be at "
-                            "most its period plus 1h old")
-    fresh.add_argument("--max-backup-age", metavar="HOURS", type=float, default=None,
-                       help="the newest completed backup may be at most this old (default 25)")
-    parser.add_argument("--max-archive-lag", metavar="MINUTES", type=float, default=None,
-                        help="the newest archived WAL segment may be at most this old "
-                             "(default 30; CNPG's archive_timeout is 5 min)")
+    fresh.add_argument(
+        "--schedule",
+        metavar="CRON",
+        default=None,
+        help="the ScheduledBackup's schedule, read as CNPG does (six fields, "
+        "seconds first; @daily, @every 6h): the newest backup may be at "
+        "most its period plus 1h old",
+    )
+    fresh.add_argument(
+        "--max-backup-age",
+        metavar="HOURS",
+        type=float,
+        default=None,
+        help="the newest completed backup may be at most this old (default 25)",
+    )
+    parser.add_argument(
+        "--max-archive-lag",
+        metavar="MINUTES",
+        type=float,
+        default=None,
+        help="the newest archived WAL segment may be at most this old "
+        "(default 30; CNPG's archive_timeout is 5 min)",
+    )
     parser.add_argument("--json", action="store_true", help="as JSON")
     parser.set_defaults(func=run)

@@ -5,24 +5,40 @@ from __future__ import annotations
 import argparse
 import json
 
-from pgdrill import ledger
+from pgdrill.evidence import ledger
 
-RUN_COLUMNS = ("seq", "run_id", "experiment", "environment", "target", "verdict", "rto_seconds",
-               "lost_writes", "backup_id", "ended_at")
+RUN_COLUMNS = (
+    "seq",
+    "run_id",
+    "experiment",
+    "environment",
+    "target",
+    "verdict",
+    "rto_seconds",
+    "lost_writes",
+    "backup_id",
+    "ended_at",
+)
 
 
 def reports_arg(parser: argparse.ArgumentParser) -> None:
     """Add `--reports DIR` (default $PGDRILL_REPORTS or ./reports)."""
-    parser.add_argument("--reports", default=None,
-                        help="reports folder holding ledger.jsonl "
-                             "(default $PGDRILL_REPORTS or ./reports)")
+    parser.add_argument(
+        "--reports",
+        default=None,
+        help="reports folder holding ledger.jsonl (default $PGDRILL_REPORTS or ./reports)",
+    )
 
 
 def environment_arg(parser: argparse.ArgumentParser) -> None:
     """Add `--environment-file FILE` (default $PGDRILL_ENVIRONMENT_FILE): its evidence sink."""
-    parser.add_argument("--environment-file", metavar="FILE", default=None,
-                        help="an environment file whose evidence_sink holds the ledger "
-                             "(default $PGDRILL_ENVIRONMENT_FILE)")
+    parser.add_argument(
+        "--environment-file",
+        metavar="FILE",
+        default=None,
+        help="an environment file whose evidence_sink holds the ledger "
+        "(default $PGDRILL_ENVIRONMENT_FILE)",
+    )
 
 
 def reports_dir(args: argparse.Namespace):
@@ -36,8 +52,8 @@ def reports_dir(args: argparse.Namespace):
 
 
 def _pull_from_sink(args: argparse.Namespace, reports) -> None:
-    from pgdrill.environments import environment_configuration
-    from pgdrill.sink import sink_from_configuration
+    from pgdrill.credentials.environments import environment_configuration
+    from pgdrill.evidence.sink import sink_from_configuration
 
     configuration = environment_configuration(getattr(args, "environment_file", None))
     if configuration is None:
@@ -52,8 +68,10 @@ def verify(args: argparse.Namespace) -> int:
     reports = reports_dir(args)
     problems = ledger.verify(reports)
     if problems:
-        print(f"ledger {ledger.ledger_path(reports)} does NOT verify "
-              f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
+        print(
+            f"ledger {ledger.ledger_path(reports)} does NOT verify "
+            f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+        )
         for problem in problems:
             print(f"  {problem}")
         return 1
@@ -65,12 +83,19 @@ def verify(args: argparse.Namespace) -> int:
 def run_row(entry: dict) -> dict:
     """One ledger entry as the row `pgdrill runs` shows."""
     backup = entry.get("backup") or {}
-    return {"seq": entry.get("seq"), "run_id": entry.get("run_id"),
-            "experiment": entry.get("experiment"), "environment": entry.get("environment"),
-            "target": entry.get("target"), "cluster": entry.get("cluster"),
-            "verdict": entry.get("verdict"), "rto_seconds": entry.get("rto_seconds"),
-            "lost_writes": entry.get("lost_writes"), "backup_id": backup.get("id"),
-            "ended_at": entry.get("ended_at")}
+    return {
+        "seq": entry.get("seq"),
+        "run_id": entry.get("run_id"),
+        "experiment": entry.get("experiment"),
+        "environment": entry.get("environment"),
+        "target": entry.get("target"),
+        "cluster": entry.get("cluster"),
+        "verdict": entry.get("verdict"),
+        "rto_seconds": entry.get("rto_seconds"),
+        "lost_writes": entry.get("lost_writes"),
+        "backup_id": backup.get("id"),
+        "ended_at": entry.get("ended_at"),
+    }
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -84,13 +109,35 @@ def runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs recorded in {ledger.ledger_path(reports_dir(args))}")
         return 0
-    table = [["seq", "run", "experiment", "env", "target", "verdict", "rto_s", "lost",
-              "backup", "ended_at"]]
+    table = [
+        [
+            "seq",
+            "run",
+            "experiment",
+            "env",
+            "target",
+            "verdict",
+            "rto_s",
+            "lost",
+            "backup",
+            "ended_at",
+        ]
+    ]
     for r in rows:
-        table.append([str(r["seq"]), r["run_id"], r["experiment"], r["environment"], r["target"],
-                      r["verdict"], "-" if r["rto_seconds"] is None else f"{r['rto_seconds']:.1f}",
-                      "-" if r["lost_writes"] is None else str(r["lost_writes"]),
-                      r["backup_id"] or "-", r["ended_at"]])
+        table.append(
+            [
+                str(r["seq"]),
+                r["run_id"],
+                r["experiment"],
+                r["environment"],
+                r["target"],
+                r["verdict"],
+                "-" if r["rto_seconds"] is None else f"{r['rto_seconds']:.1f}",
+                "-" if r["lost_writes"] is None else str(r["lost_writes"]),
+                r["backup_id"] or "-",
+                r["ended_at"],
+            ]
+        )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -1,40 +1,15 @@
 """`pgdrill report RUN_DIR`: regenerate a run's reports from its evidence.json and
-journal.json (report.html, report.md and timeline.png; the machine reports through WRITERS)."""
+journal.json (pgdrill.reports.writers: report.html, report.md, timeline.png, JUnit and
+metrics.prom)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from pgdrill.errors import BadInput
-from pgdrill.reports import human
-
-# Each writer gets (run folder, evidence, journal) and returns the files it wrote.
-Writer = Callable[[Path, dict, dict], list[Path]]
-def _junit(run_dir: Path, evidence: dict, journal: dict) -> list[Path]:
-    from pgdrill.reports.junit import write_junit
-
-    return [write_junit(run_dir, evidence, journal)]
-
-
-def _metrics(run_dir: Path, evidence: dict, journal: dict) -> list[Path]:
-    """metrics.prom; the last success comes from the verified ledger beside the run, and is
-    left out (with a note) when that ledger does not verify."""
-    from pgdrill.console import say
-    from pgdrill.ledger import LedgerTampered, verified_entries
-    from pgdrill.reports.metrics import write_metrics
-
-    try:
-        entries = verified_entries(run_dir.parent)
-    except LedgerTampered as exc:
-        say(f"metrics.prom without the last success: {exc.message}")
-        entries = None
-    return [write_metrics(run_dir, evidence, ledger_entries=entries)]
-
-
-WRITERS: list[Writer] = [human.write_reports, _junit, _metrics]
+from pgdrill.core.errors import BadInput
+from pgdrill.reports.writers import WRITERS, Writer
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict]:
@@ -43,25 +18,36 @@ def load_run(run_dir: Path) -> tuple[dict, dict]:
     journal.json (a run killed before its journal was written) gives an empty journal."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise BadInput(f"{run_dir} is not a folder",
-                       fix="name a run folder, e.g. reports/<UTC stamp>-<experiment> "
-                           "(`pgdrill runs` lists them)")
+        raise BadInput(
+            f"{run_dir} is not a folder",
+            fix="name a run folder, e.g. reports/<UTC stamp>-<experiment> "
+            "(`pgdrill runs` lists them)",
+        )
     path = run_dir / "evidence.json"
     if not path.is_file():
-        raise BadInput(f"{run_dir} holds no evidence.json, so it is not a drill's run folder",
-                       fix="name a run folder, e.g. reports/<UTC stamp>-<experiment> "
-                           "(`pgdrill runs` lists them)")
+        raise BadInput(
+            f"{run_dir} holds no evidence.json, so it is not a drill's run folder",
+            fix="name a run folder, e.g. reports/<UTC stamp>-<experiment> "
+            "(`pgdrill runs` lists them)",
+        )
     evidence = _read(path)
-    if not isinstance(evidence, dict) or not str(evidence.get("schema", "")).startswith(
-            "pgdrill.evidence/") or "verdict" not in evidence:
-        raise BadInput(f"{path} is not pgdrill evidence (no schema pgdrill.evidence/1 with a "
-                       "verdict)", fix="name the run folder a drill wrote")
+    if (
+        not isinstance(evidence, dict)
+        or not str(evidence.get("schema", "")).startswith("pgdrill.evidence/")
+        or "verdict" not in evidence
+    ):
+        raise BadInput(
+            f"{path} is not pgdrill evidence (no schema pgdrill.evidence/1 with a verdict)",
+            fix="name the run folder a drill wrote",
+        )
     journal_path = run_dir / "journal.json"
     journal = _read(journal_path) if journal_path.is_file() else {}
     if not isinstance(journal, dict):
-        raise BadInput(f"{journal_path} is not a Chaos Toolkit journal (not a JSON object)",
-                       fix="it was edited or truncated; `pgdrill ledger verify` tells whether "
-                           "it still matches the ledger")
+        raise BadInput(
+            f"{journal_path} is not a Chaos Toolkit journal (not a JSON object)",
+            fix="it was edited or truncated; `pgdrill ledger verify` tells whether "
+            "it still matches the ledger",
+        )
     return evidence, journal
 
 
@@ -71,9 +57,11 @@ def _read(path: Path):
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
     except ValueError as exc:
-        raise BadInput(f"{path} is not valid JSON: {exc}",
-                       fix="it was edited or truncated; `pgdrill ledger verify` tells "
-                           "whether it still matches the ledger") from None
+        raise BadInput(
+            f"{path} is not valid JSON: {exc}",
+            fix="it was edited or truncated; `pgdrill ledger verify` tells "
+            "whether it still matches the ledger",
+        ) from None
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
 
@@ -93,15 +81,21 @@ def run(args: argparse.Namespace) -> int:
     for path in regenerate(run_dir):
         print(path)
     if not (run_dir / "journal.json").is_file():
-        print(f"note: {run_dir} has no journal.json; the timeline and activities show only "
-              "what the evidence holds")
+        print(
+            f"note: {run_dir} has no journal.json; the timeline and activities show only "
+            "what the evidence holds"
+        )
     return 0
 
 
 def register(sub) -> None:
     """Add `report` to the `pgdrill` subcommands."""
-    parser = sub.add_parser("report", help="regenerate a run's reports (report.html, "
-                                           "report.md, ...) from its evidence and journal")
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="the run folder, e.g. reports/20261130T201500Z-pvc-loss")
+    parser = sub.add_parser(
+        "report",
+        help="regenerate a run's reports (report.html, "
+        "report.md, ...) from its evidence and journal",
+    )
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run folder, e.g. reports/20261130T201500Z-pvc-loss"
+    )
     parser.set_defaults(func=run)

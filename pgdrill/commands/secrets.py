@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from pgdrill import sops
+from pgdrill.credentials import sops
 
 
 def key_names(node, prefix: str = "") -> list[str]:
@@ -15,8 +15,7 @@ def key_names(node, prefix: str = "") -> list[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            names += key_names(value, path) if isinstance(value, (dict, list)) and value \
-                else [path]
+            names += key_names(value, path) if isinstance(value, (dict, list)) and value else [path]
     elif isinstance(node, list):
         inner: list[str] = []
         for item in node:
@@ -27,17 +26,24 @@ def key_names(node, prefix: str = "") -> list[str]:
 
 
 def _is_secret(document) -> bool:
-    return isinstance(document, dict) and document.get("kind") == "Secret" \
+    return (
+        isinstance(document, dict)
+        and document.get("kind") == "Secret"
         and str(document.get("apiVersion", "")).startswith("v1")
+    )
 
 
 def describe_secret(document: dict) -> list[str]:
     metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
     name = metadata.get("name", "?")
     namespace = metadata.get("namespace")
-    lines = [(f"Kubernetes Secret: {namespace + '/' if namespace else ''}{name}"
-              f" (metadata.name {name}, metadata.namespace {namespace or '(none)'}, "
-              f"type {document.get('type', 'Opaque')})")]
+    lines = [
+        (
+            f"Kubernetes Secret: {namespace + '/' if namespace else ''}{name}"
+            f" (metadata.name {name}, metadata.namespace {namespace or '(none)'}, "
+            f"type {document.get('type', 'Opaque')})"
+        )
+    ]
     for field in ("data", "stringData"):
         entries = document.get(field)
         if isinstance(entries, dict):
@@ -76,12 +82,19 @@ def register(sub) -> None:
     secrets = sub.add_parser("secrets", help="SOPS/age-encrypted files (credentials)")
     actions = secrets.add_subparsers(dest="action", required=True)
     checker = actions.add_parser(
-        "check", help="decrypt and MAC-verify a SOPS file; print its format, recipients and "
-                      "key names (never values)")
-    checker.add_argument("file", help="the SOPS-encrypted file (.yaml, .json, .env, .ini, "
-                                      "other = binary)")
-    checker.add_argument("--identity", metavar="KEYFILE", default=None,
-                         help="age key file to decrypt with (default: SOPS_AGE_KEY, "
-                              "SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, then "
-                              "~/.config/sops/age/keys.txt)")
+        "check",
+        help="decrypt and MAC-verify a SOPS file; print its format, recipients and "
+        "key names (never values)",
+    )
+    checker.add_argument(
+        "file", help="the SOPS-encrypted file (.yaml, .json, .env, .ini, other = binary)"
+    )
+    checker.add_argument(
+        "--identity",
+        metavar="KEYFILE",
+        default=None,
+        help="age key file to decrypt with (default: SOPS_AGE_KEY, "
+        "SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, then "
+        "~/.config/sops/age/keys.txt)",
+    )
     checker.set_defaults(func=check)

@@ -5,9 +5,9 @@ lost-write counts are measured against, so it must never claim a write that did 
 `sent_at` is when the transaction's INSERT was sent (before `execute`), `acked_at` when its
 COMMIT returned. Together they give a happens-before order that needs no clock jitter: a
 transaction sent after another's COMMIT returned committed after it, so a copy that holds
-the later one and lacks the earlier has a hole (pgdrill.rpo). Logs written before `sent_at`
-existed have three fields; they still read (`sent_at` None). A client_id never contains a
-comma.
+the later one and lacks the earlier has a hole (pgdrill.verification.rpo). Logs written
+before `sent_at` existed have three fields; they still read (`sent_at` None). A client_id
+never contains a comma.
 
 Rules that keep it exact (the load generator's side is in `pgdrill/load/locustfile.py`):
 
@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -74,31 +74,34 @@ class AckWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.broken: OSError | None = None
 
-    def ack(self, client_id: str, seq: int, acked_at: float | None = None,
-            sent_at: float | None = None) -> None:
+    def ack(
+        self, client_id: str, seq: int, acked_at: float | None = None, sent_at: float | None = None
+    ) -> None:
         self.ack_many(client_id, (seq,), acked_at, sent_at)
 
-    def ack_many(self, client_id: str, seqs, acked_at: float | None = None,
-                 sent_at: float | None = None) -> None:
+    def ack_many(
+        self, client_id: str, seqs, acked_at: float | None = None, sent_at: float | None = None
+    ) -> None:
         """Acknowledge every row `(client_id, seq)` of one committed transaction, in one
         append. Call it only once the transaction's COMMIT returned; `sent_at`: when the
         transaction was sent."""
         if "," in client_id or not client_id:
             raise ValueError(f"a client_id is non-empty and has no comma: {client_id!r}")
         when = time.time() if acked_at is None else acked_at
-        self._append("".join(format_ack(client_id, seq, when, sent_at)
-                             for seq in seqs).encode())
+        self._append("".join(format_ack(client_id, seq, when, sent_at) for seq in seqs).encode())
 
     def _append(self, data: bytes) -> None:
         if self.broken is not None:
-            raise AckLogBroken(f"the ack log {self.path} is broken since an append failed "
-                               f"({self.broken}); acks are no longer recorded")
+            raise AckLogBroken(
+                f"the ack log {self.path} is broken since an append failed "
+                f"({self.broken}); acks are no longer recorded"
+            )
         if self._fd < 0:
             raise AckLogBroken(f"the ack log {self.path} is closed")
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError as exc:
             self.broken = exc
             raise AckLogBroken(f"appending to the ack log {self.path} failed: {exc}") from exc
@@ -120,7 +123,9 @@ def read_acks(path: str | os.PathLike, start: int = 0) -> list[Ack]:
             f.seek(start)
             text = f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
-        raise BadInput(f"no ack log at {path}", fix="start the load with actions.load.start_load")
+        raise BadInput(
+            f"no ack log at {path}", fix="start the load with actions.load.start_load"
+        ) from None
     lines = text.split("\n")
     lines.pop()  # text after the last newline: "" or a truncated line
     acks = []
@@ -131,8 +136,10 @@ def read_acks(path: str | os.PathLike, start: int = 0) -> list[Ack]:
         try:
             acks.append(parse_ack(line))
         except ValueError as exc:
-            raise BadInput(f"{path}:{number} is not an ack line "
-                           f"(client_id,seq,acked_at[,sent_at]): {line[:80]!r} ({exc})") from None
+            raise BadInput(
+                f"{path}:{number} is not an ack line "
+                f"(client_id,seq,acked_at[,sent_at]): {line[:80]!r} ({exc})"
+            ) from None
     return acks
 
 

@@ -8,7 +8,7 @@ Runs the same load a drill runs (`pgdrill.load.runner`, Locust in a subprocess, 
 defaults unless told otherwise) with no fault injected, stops it, then reads the ledger rows of
 its clients from the source primary. With no fault every acknowledged write must be there:
 `lost_write_count_error` is the number that are not (the goal is 0), counted by the same code
-the drills count lost writes with (`pgdrill.rpo.measure_rpo`).
+the drills count lost writes with (`pgdrill.verification.rpo.measure_rpo`).
 """
 
 from __future__ import annotations
@@ -22,19 +22,26 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.errors import TargetError
+from pgdrill.core.errors import TargetError
 from pgdrill.load import runner
 from pgdrill.load.acklog import Ack, read_acks
 from pgdrill.load.pacing import DEFAULT_BATCH, DEFAULT_RATE, DEFAULT_USERS
-from pgdrill.rpo import measure_rpo
+from pgdrill.verification.rpo import measure_rpo
 
 __all__ = ["measure_load", "slowest_second", "source_rows"]
 
 
-def measure_load(target, seconds: float = 20.0, *, users: int = DEFAULT_USERS,
-                 rate: float | None = DEFAULT_RATE, batch: int = DEFAULT_BATCH,
-                 dbname: str = "app", run_dir: str | os.PathLike | None = None,
-                 extra_env: dict[str, str] | None = None) -> dict:
+def measure_load(
+    target,
+    seconds: float = 20.0,
+    *,
+    users: int = DEFAULT_USERS,
+    rate: float | None = DEFAULT_RATE,
+    batch: int = DEFAULT_BATCH,
+    dbname: str = "app",
+    run_dir: str | os.PathLike | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     """Run the load for `seconds` against `target` and measure it. Returns:
 
     - acked_writes_per_second: acknowledged writes over the span from the first to the last
@@ -73,8 +80,9 @@ def measure_load(target, seconds: float = 20.0, *, users: int = DEFAULT_USERS,
     keep = run_dir is not None
     folder = Path(run_dir) if keep else Path(tempfile.mkdtemp(prefix="pgdrill-load-bench-"))
     try:
-        handle = runner.start(conninfo, folder, users=users, spawn_rate=users, rate=rate,
-                              batch=batch, extra_env=env)
+        handle = runner.start(
+            conninfo, folder, users=users, spawn_rate=users, rate=rate, batch=batch, extra_env=env
+        )
         deadline = time.monotonic() + float(seconds)
         while time.monotonic() < deadline:
             if not runner.running(handle):
@@ -84,15 +92,17 @@ def measure_load(target, seconds: float = 20.0, *, users: int = DEFAULT_USERS,
         ran = time.time() - handle.started_at
         summary = runner.stop(handle)
         if cpu is None:
-            raise TargetError("the load stopped before the measurement ended",
-                              fix=f"read {handle.locust_log}")
+            raise TargetError(
+                "the load stopped before the measurement ended", fix=f"read {handle.locust_log}"
+            )
         acks = read_acks(handle.ack_log, start=handle.ack_offset)
         with source() as conn:
             present = source_rows(conn, {a.client_id for a in acks})
             sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
         checked = time.time()
-        report = measure_rpo(acks, present, checked,
-                             reference_kind="source primary after the load stopped")
+        report = measure_rpo(
+            acks, present, checked, reference_kind="source primary after the load stopped"
+        )
         acked = {(a.client_id, a.seq) for a in acks}
         return {
             "acked_writes_per_second": summary["writes_per_second"],
@@ -122,8 +132,9 @@ def source_rows(conn: psycopg.Connection, clients: set[str]) -> set[tuple[str, i
     """`(client_id, seq)` of every ledger row of `clients` (the primary key's prefix)."""
     if not clients:
         return set()
-    rows = conn.execute("SELECT client_id, seq FROM pgdrill_ledger WHERE client_id = ANY(%s)",
-                        (sorted(clients),)).fetchall()
+    rows = conn.execute(
+        "SELECT client_id, seq FROM pgdrill_ledger WHERE client_id = ANY(%s)", (sorted(clients),)
+    ).fetchall()
     return {(client, int(seq)) for client, seq in rows}
 
 

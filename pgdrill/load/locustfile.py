@@ -36,10 +36,9 @@ import uuid
 # Locust monkey-patches the process with gevent when imported; psycopg must be imported
 # after that, so that it picks a gevent-friendly wait function instead of its C one.
 import gevent
+import psycopg
 from locust import User, events, task
 from locust.exception import StopUser
-
-import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from pgdrill.load.acklog import AckLogBroken, AckWriter
@@ -66,8 +65,9 @@ _stopping = False  # the load is stopping: start no new transaction
 def conninfo() -> dict:
     raw = os.environ.get("PGDRILL_LOAD_CONNINFO")
     if not raw:
-        raise RuntimeError("PGDRILL_LOAD_CONNINFO is not set: start the load with "
-                           "pgdrill.load.runner.start")
+        raise RuntimeError(
+            "PGDRILL_LOAD_CONNINFO is not set: start the load with pgdrill.load.runner.start"
+        )
     params = conninfo_to_dict(raw)
     for key, value in CONNECT_DEFAULTS.items():
         params.setdefault(key, value)
@@ -98,8 +98,9 @@ def ack_writer() -> AckWriter:
     if _acks is None:
         path = os.environ.get("PGDRILL_ACK_LOG")
         if not path:
-            raise RuntimeError("PGDRILL_ACK_LOG is not set: start the load with "
-                               "pgdrill.load.runner.start")
+            raise RuntimeError(
+                "PGDRILL_ACK_LOG is not set: start the load with pgdrill.load.runner.start"
+            )
         _acks = AckWriter(path)
     return _acks
 
@@ -130,8 +131,7 @@ def _quit_when_gone(environment, pid: int) -> None:
     Locust is its direct child, so its parent pid changes when that process exits."""
     while os.getppid() == pid:
         gevent.sleep(1)
-    logging.getLogger(__name__).warning("process %s that started this load is gone: stopping",
-                                        pid)
+    logging.getLogger(__name__).warning("process %s that started this load is gone: stopping", pid)
     if environment.runner is not None:
         environment.runner.quit()
 
@@ -168,12 +168,14 @@ class LedgerWriter(User):
             except Exception:
                 pass
 
-    def _report(self, name: str, started: float, exc: BaseException | None,
-                rows: int = 0) -> None:
+    def _report(self, name: str, started: float, exc: BaseException | None, rows: int = 0) -> None:
         self.environment.events.request.fire(
-            request_type="SQL", name=name,
+            request_type="SQL",
+            name=name,
             response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=rows, exception=exc, context={"client_id": self.client_id},
+            response_length=rows,
+            exception=exc,
+            context={"client_id": self.client_id},
         )
 
     @task
@@ -191,8 +193,13 @@ class LedgerWriter(User):
         self.seq += self.batch  # never reused: a failed write's outcome is unknown
         started = time.perf_counter()
         try:
-            commit_and_ack(self._connection(), self.acks, self.client_id,
-                           range(first, first + self.batch), self.insert)
+            commit_and_ack(
+                self._connection(),
+                self.acks,
+                self.client_id,
+                range(first, first + self.batch),
+                self.insert,
+            )
         except psycopg.Error as exc:  # the outcome is unknown: not acknowledged
             self._failed("write", started, exc)
             return False
@@ -216,8 +223,8 @@ class LedgerWriter(User):
         started = time.perf_counter()
         try:
             self._connection().execute(
-                "SELECT max(seq) FROM pgdrill_ledger WHERE client_id = %s",
-                (self.client_id,)).fetchone()
+                "SELECT max(seq) FROM pgdrill_ledger WHERE client_id = %s", (self.client_id,)
+            ).fetchone()
         except psycopg.Error as exc:
             self._failed("read", started, exc)
             return

@@ -24,5 +24,9 @@ def write_outage(ack_times: list[float], fault_epoch: float, until_epoch: float)
     def iso(epoch: float) -> str:
         return datetime.fromtimestamp(epoch, UTC).isoformat()
 
-    return {"seconds": round(gap, 3), "last_ack_before": iso(last), "first_ack_after": iso(first),
-            "measured_by": "acknowledged writes of the load (client side)"}
+    return {
+        "seconds": round(gap, 3),
+        "last_ack_before": iso(last),
+        "first_ack_after": iso(first),
+        "measured_by": "acknowledged writes of the load (client side)",
+    }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 
 DEFAULT_USERS = 4
 DEFAULT_RATE = 400.0  # acknowledged writes (rows) per second, the whole load
@@ -43,11 +43,15 @@ class LoadPlan:
         if int(self.users) != self.users or self.users < 1:
             raise BadInput(f"users ({self.users}) must be a whole number of at least 1")
         if int(self.batch) != self.batch or not 1 <= self.batch <= MAX_BATCH:
-            raise BadInput(f"batch ({self.batch}) must be a whole number of rows per transaction "
-                           f"from 1 to {MAX_BATCH}")
+            raise BadInput(
+                f"batch ({self.batch}) must be a whole number of rows per transaction "
+                f"from 1 to {MAX_BATCH}"
+            )
         if self.rate is not None and not float(self.rate) > 0:
-            raise BadInput(f"rate ({self.rate}) must be a positive number of writes per second, "
-                           "or None for an unpaced load")
+            raise BadInput(
+                f"rate ({self.rate}) must be a positive number of writes per second, "
+                "or None for an unpaced load"
+            )
 
     @property
     def interval(self) -> float:

@@ -41,11 +41,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgdrill.errors import BadInput, DeadlineExceeded, TargetError
+from pgdrill.core.errors import BadInput, DeadlineExceeded, TargetError
+from pgdrill.core.procs import pid_alive, process_start
+from pgdrill.core.waiting import poll_until
 from pgdrill.load.acklog import complete_size, count_acks, read_acks
 from pgdrill.load.pacing import DEFAULT_BATCH, DEFAULT_RATE, DEFAULT_USERS, LoadPlan
-from pgdrill.procs import pid_alive, process_start
-from pgdrill.waiting import poll_until
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SAFETY_RUN_TIME = 3600  # seconds: the cap when no duration is given
@@ -87,22 +87,12 @@ class LoadHandle:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LoadHandle":
+    def from_dict(cls, data: dict) -> LoadHandle:
         names = {f.name for f in fields(cls)}
         missing = {f.name for f in fields(cls) if f.default is MISSING} - set(data)
         if missing:
             raise BadInput(f"not a load handle: missing {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def conninfo_for(hosts: list[tuple[str, int]], dbname: str, user: str,
-                 connect_timeout: int = 2) -> str:
-    """A libpq multi-host connection string that always lands on the writable instance."""
-    if not hosts:
-        raise BadInput("no instances to send the load to")
-    return (f"host={','.join(h for h, _ in hosts)} port={','.join(str(p) for _, p in hosts)} "
-            f"dbname={dbname} user={user} target_session_attrs=read-write "
-            f"connect_timeout={connect_timeout}")
 
 
 def create_ledger(conn: psycopg.Connection) -> None:
@@ -111,8 +101,12 @@ def create_ledger(conn: psycopg.Connection) -> None:
 
 
 # libpq environment variables a LoadConnection may carry, as connection keywords
-_LIBPQ_ENV = {"PGPASSWORD": "password", "PGUSER": "user", "PGSSLMODE": "sslmode",
-              "PGSSLROOTCERT": "sslrootcert"}
+_LIBPQ_ENV = {
+    "PGPASSWORD": "password",
+    "PGUSER": "user",
+    "PGSSLMODE": "sslmode",
+    "PGSSLROOTCERT": "sslrootcert",
+}
 
 
 def ledger_writable(connection, admin: psycopg.Connection) -> dict:
@@ -127,33 +121,45 @@ def ledger_writable(connection, admin: psycopg.Connection) -> dict:
             try:
                 create_ledger(conn)
             except psycopg.errors.InsufficientPrivilege:
-                pass   # the superuser creates it below, and grants
+                pass  # the superuser creates it below, and grants
             role = conn.execute("SELECT current_user").fetchone()[0]
     except psycopg.OperationalError as exc:
         secret = [v for k, v in (connection.env or {}).items() if k == "PGPASSWORD"]
-        from pgdrill.credentials import redact
+        from pgdrill.credentials.secret import redact
 
-        raise TargetError(f"the load cannot connect as the application user: "
-                          f"{redact(str(exc).strip(), secret)}",
-                          fix="check the <cluster>-app Secret and pg_hba") from None
+        raise TargetError(
+            f"the load cannot connect as the application user: {redact(str(exc).strip(), secret)}",
+            fix="check the <cluster>-app Secret and pg_hba",
+        ) from None
     create_ledger(admin)
     owner, can = admin.execute(
         "SELECT pg_get_userbyid(c.relowner), has_table_privilege(%s, c.oid, 'INSERT') AND "
         "has_table_privilege(%s, c.oid, 'SELECT') FROM pg_class c "
-        "WHERE c.oid = 'pgdrill_ledger'::regclass", (role, role)).fetchone()
+        "WHERE c.oid = 'pgdrill_ledger'::regclass",
+        (role, role),
+    ).fetchone()
     granted = False
     if not can:
-        admin.execute(sql.SQL("GRANT SELECT, INSERT ON pgdrill_ledger TO {}").format(
-            sql.Identifier(role)))
+        admin.execute(
+            sql.SQL("GRANT SELECT, INSERT ON pgdrill_ledger TO {}").format(sql.Identifier(role))
+        )
         granted = True
     return {"role": role, "owner": owner, "granted": granted}
 
 
-def start(conninfo: str, run_dir: Path, users: int = DEFAULT_USERS, spawn_rate: float = 4,
-          duration: float | None = None, *, rate: float | None = DEFAULT_RATE,
-          batch: int = DEFAULT_BATCH, stop_with_parent: bool = True,
-          start_timeout: float = START_TIMEOUT,
-          extra_env: dict[str, str] | None = None) -> LoadHandle:
+def start(
+    conninfo: str,
+    run_dir: Path,
+    users: int = DEFAULT_USERS,
+    spawn_rate: float = 4,
+    duration: float | None = None,
+    *,
+    rate: float | None = DEFAULT_RATE,
+    batch: int = DEFAULT_BATCH,
+    stop_with_parent: bool = True,
+    start_timeout: float = START_TIMEOUT,
+    extra_env: dict[str, str] | None = None,
+) -> LoadHandle:
     """Start Locust and return once its first write was acknowledged.
 
     `rate`: acknowledged writes (rows) per second wanted from the whole load, None for no
@@ -165,8 +171,7 @@ def start(conninfo: str, run_dir: Path, users: int = DEFAULT_USERS, spawn_rate: 
     Raises TargetError naming the Locust log if Locust exits or nothing is acknowledged
     within `start_timeout` seconds (Locust is then stopped). `extra_env`: the target's
     environment for libpq (PGPASSWORD…), passed to Locust only, never recorded."""
-    plan = LoadPlan(users=int(users), rate=None if rate is None else float(rate),
-                    batch=int(batch))
+    plan = LoadPlan(users=int(users), rate=None if rate is None else float(rate), batch=int(batch))
     users, spawn_rate = plan.users, float(spawn_rate)
     if spawn_rate <= 0:
         raise BadInput(f"spawn_rate ({spawn_rate}) must be positive")
@@ -184,47 +189,95 @@ def start(conninfo: str, run_dir: Path, users: int = DEFAULT_USERS, spawn_rate: 
 
     # reproducible (no LOCUST_* settings), and no cloud credentials: the load never needs them
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "AWS_"))}
-    env |= {**(extra_env or {}), "PGDRILL_LOAD_CONNINFO": conninfo,
-            "PGDRILL_ACK_LOG": str(ack_log), "PGDRILL_LOAD_BATCH": str(plan.batch),
-            "PGDRILL_LOAD_INTERVAL": repr(plan.interval)}
+    env |= {
+        **(extra_env or {}),
+        "PGDRILL_LOAD_CONNINFO": conninfo,
+        "PGDRILL_ACK_LOG": str(ack_log),
+        "PGDRILL_LOAD_BATCH": str(plan.batch),
+        "PGDRILL_LOAD_INTERVAL": repr(plan.interval),
+    }
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     if stop_with_parent:
         env["PGDRILL_LOAD_PARENT_PID"] = str(os.getpid())
     else:
         env.pop("PGDRILL_LOAD_PARENT_PID", None)
-    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", str(users), "-r", f"{spawn_rate:g}", "--run-time", f"{max(1, round(run_time))}s",
-            "--csv", str(csv_prefix), "--json-file", str(json_base), "--only-summary",
-            "--exit-code-on-error", "0", "--stop-timeout", f"{USER_STOP_TIMEOUT:g}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        f"{spawn_rate:g}",
+        "--run-time",
+        f"{max(1, round(run_time))}s",
+        "--csv",
+        str(csv_prefix),
+        "--json-file",
+        str(json_base),
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        "--stop-timeout",
+        f"{USER_STOP_TIMEOUT:g}",
+    ]
     with open(locust_log, "ab") as log:
         log.write(f"\n# pgdrill: {' '.join(argv)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=run_dir,
+            start_new_session=True,
+        )
     _CHILDREN[proc.pid] = proc
-    handle = LoadHandle(pid=proc.pid, started_at=time.time(), run_dir=str(run_dir),
-                        ack_log=str(ack_log), ack_offset=ack_offset, locust_log=str(locust_log),
-                        csv_prefix=str(csv_prefix), json_file=str(json_file), users=users,
-                        spawn_rate=spawn_rate, run_time=run_time,
-                        proc_start=process_start(proc.pid), rate=plan.rate, batch=plan.batch)
+    handle = LoadHandle(
+        pid=proc.pid,
+        started_at=time.time(),
+        run_dir=str(run_dir),
+        ack_log=str(ack_log),
+        ack_offset=ack_offset,
+        locust_log=str(locust_log),
+        csv_prefix=str(csv_prefix),
+        json_file=str(json_file),
+        users=users,
+        spawn_rate=spawn_rate,
+        run_time=run_time,
+        proc_start=process_start(proc.pid),
+        rate=plan.rate,
+        batch=plan.batch,
+    )
 
     def first_ack() -> bool:
         if proc.poll() is not None:
-            raise TargetError(f"Locust exited with code {proc.returncode} before any write was "
-                              f"acknowledged{_log_tail(locust_log)}", fix=f"read {locust_log}")
+            raise TargetError(
+                f"Locust exited with code {proc.returncode} before any write was "
+                f"acknowledged{_log_tail(locust_log)}",
+                fix=f"read {locust_log}",
+            )
         return count_acks(ack_log) > initial
 
     try:
-        poll_until(first_ack, timeout=start_timeout, interval=0.1,
-                   what="the load's first acknowledged write")
+        poll_until(
+            first_ack,
+            timeout=start_timeout,
+            interval=0.1,
+            what="the load's first acknowledged write",
+        )
     except DeadlineExceeded:
         _terminate(handle)
-        raise TargetError(f"no write of the load was acknowledged within {start_timeout:.0f}s"
-                          f"{_failures_hint(handle)}",
-                          fix=f"check that the database accepts writes; read {locust_log}"
-                          ) from None
+        raise TargetError(
+            f"no write of the load was acknowledged within {start_timeout:.0f}s"
+            f"{_failures_hint(handle)}",
+            fix=f"check that the database accepts writes; read {locust_log}",
+        ) from None
     except BaseException:
         _terminate(handle)
         raise
@@ -250,8 +303,9 @@ def stop(handle: LoadHandle, *, grace: float = STOP_GRACE) -> dict:
     stopped = _terminate(handle, grace=grace)
     stats, source = _final_stats(handle)
     writes, _ = _final_stats(handle, name="write")
-    acks = read_acks(handle.ack_log, start=handle.ack_offset) if Path(handle.ack_log).exists() \
-        else []
+    acks = (
+        read_acks(handle.ack_log, start=handle.ack_offset) if Path(handle.ack_log).exists() else []
+    )
     span = (acks[-1].acked_at - acks[0].acked_at) if len(acks) > 1 else 0.0
     return {
         "requests": stats["requests"],
@@ -277,13 +331,21 @@ def _terminate(handle: LoadHandle, grace: float = STOP_GRACE) -> float:
         return _ended_at(handle)
     _signal(handle.pid, signal.SIGTERM)
     try:
-        poll_until(lambda: not running(handle), timeout=grace, interval=0.1,
-                   what=f"Locust (pid {handle.pid}) to shut down after SIGTERM")
+        poll_until(
+            lambda: not running(handle),
+            timeout=grace,
+            interval=0.1,
+            what=f"Locust (pid {handle.pid}) to shut down after SIGTERM",
+        )
     except DeadlineExceeded:
         _signal(handle.pid, signal.SIGKILL)
-        poll_until(lambda: not running(handle), timeout=10, interval=0.1,
-                   what=f"Locust (pid {handle.pid}) to die after SIGKILL",
-                   fix=f"kill -9 {handle.pid}")
+        poll_until(
+            lambda: not running(handle),
+            timeout=10,
+            interval=0.1,
+            what=f"Locust (pid {handle.pid}) to die after SIGKILL",
+            fix=f"kill -9 {handle.pid}",
+        )
     ended = time.time()
     if proc is not None:
         _reap(handle.pid)
@@ -292,8 +354,11 @@ def _terminate(handle: LoadHandle, grace: float = STOP_GRACE) -> float:
 
 def _ended_at(handle: LoadHandle) -> float:
     """For a load that ended by itself: when Locust last wrote its statistics."""
-    times = [Path(p).stat().st_mtime for p in (handle.json_file, f"{handle.csv_prefix}_stats.csv")
-             if Path(p).exists()]
+    times = [
+        Path(p).stat().st_mtime
+        for p in (handle.json_file, f"{handle.csv_prefix}_stats.csv")
+        if Path(p).exists()
+    ]
     return max(times) if times else time.time()
 
 
@@ -328,8 +393,11 @@ def _final_stats(handle: LoadHandle, name: str | None = None) -> tuple[dict, str
     row = aggregated_row(Path(f"{handle.csv_prefix}_stats.csv"), name or "Aggregated")
     if row is not None:
         return stats_from_csv_row(row), "locust csv (may lag the end by ~1s)"
-    return {"requests": 0, "failures": 0,
-            "latency_ms": {"p50": None, "p95": None, "p99": None}}, "none"
+    return {
+        "requests": 0,
+        "failures": 0,
+        "latency_ms": {"p50": None, "p95": None, "p99": None},
+    }, "none"
 
 
 def percentile(response_times: dict[int, int], total: int, percent: float) -> int:
@@ -354,8 +422,10 @@ def stats_from_json(entries: list[dict]) -> dict:
             key = int(float(value))
             merged[key] = merged.get(key, 0) + int(count)
     timed = sum(merged.values())
-    latency = {name: (percentile(merged, timed, p) if timed else None)
-               for name, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+    latency = {
+        name: (percentile(merged, timed, p) if timed else None)
+        for name, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
     return {"requests": requests, "failures": failures, "latency_ms": latency}
 
 
@@ -380,9 +450,14 @@ def stats_from_csv_row(row: dict) -> dict:
             return None
 
     requests = int(number("Request Count") or 0)
-    return {"requests": requests, "failures": int(number("Failure Count") or 0),
-            "latency_ms": {k: (number(col) if requests else None)
-                           for k, col in (("p50", "50%"), ("p95", "95%"), ("p99", "99%"))}}
+    return {
+        "requests": requests,
+        "failures": int(number("Failure Count") or 0),
+        "latency_ms": {
+            k: (number(col) if requests else None)
+            for k, col in (("p50", "50%"), ("p95", "95%"), ("p99", "99%"))
+        },
+    }
 
 
 # -- diagnostics -------------------------------------------------------------------------

@@ -19,8 +19,9 @@ class NotAcknowledged(Exception):
 
 def insert_sql(batch: int, table: str = LEDGER) -> str:
     """One INSERT of `batch` rows: in autocommit, a transaction of its own."""
-    return (f"INSERT INTO {table} (client_id, seq, payload) VALUES "
-            + ", ".join(["(%s, %s, %s)"] * batch))
+    return f"INSERT INTO {table} (client_id, seq, payload) VALUES " + ", ".join(
+        ["(%s, %s, %s)"] * batch
+    )
 
 
 def row_values(client_id: str, seqs: Sequence[int]) -> list:
@@ -30,8 +31,9 @@ def row_values(client_id: str, seqs: Sequence[int]) -> list:
     return values
 
 
-def commit_and_ack(conn, acks: AckWriter, client_id: str, seqs: Sequence[int],
-                   sql: str | None = None) -> float:
+def commit_and_ack(
+    conn, acks: AckWriter, client_id: str, seqs: Sequence[int], sql: str | None = None
+) -> float:
     """Insert the rows `(client_id, seq)` for `seqs` in one transaction on the autocommit
     connection `conn` and, once its COMMIT returned, acknowledge exactly those rows in one
     append to the ack log, with the time it was sent; returns the ack time.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pgdrill.reports.document import MAX_LISTED, Code, Line, Section, Table, more, shown
 
-# the bucket findings that fail a drill (pgdrill.evidence.BUCKET_GAP_KINDS)
+# the bucket findings that fail a drill (pgdrill.evidence.build.BUCKET_GAP_KINDS)
 GAP_KINDS = ("gap", "unrestorable")
 
 

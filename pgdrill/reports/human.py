@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from pgdrill.files import write_atomically
+from pgdrill.core.files import write_atomically
 from pgdrill.reports import timeline
 from pgdrill.reports.facts import build_report
 from pgdrill.reports.guardrails import GUARDRAILS

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 
-from pgdrill.times import parse_time
-from pgdrill.files import write_atomically
+from pgdrill.core.times import parse_time
+from pgdrill.core.files import write_atomically
 
 JUNIT_NAME = "junit.xml"
 
@@ -38,8 +38,8 @@ GUARDRAIL_CREDENTIALS = "2 S3 credentials from SOPS/age files"
 GUARDRAIL_NONPROD = "3 non-prod first"
 GUARDRAIL_EVIDENCE = "4 evidence-first"
 
-# words by which a preflight refusal names the guardrail that refused (pgdrill.policy,
-# pgdrill.chaos.preflight, pgdrill.credentials, pgdrill.sops)
+# words by which a preflight refusal names the guardrail that refused (pgdrill.evidence.policy,
+# pgdrill.chaos.preflight, pgdrill.credentials.secret, pgdrill.credentials.sops)
 _NONPROD_WORDS = ("non-prod first", "unknown environment", "is a develop environment",
                   "production drill")
 _CREDENTIAL_WORDS = ("credential", "sops", "age identit", "age key", "mac mismatch")

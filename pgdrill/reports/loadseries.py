@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 from pgdrill.load.acklog import read_acks
 
 ACK_LOG = "acks.csv"

@@ -32,9 +32,9 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
-from pgdrill.times import parse_time
-from pgdrill.errors import TargetError
-from pgdrill.policy import normalize_environment
+from pgdrill.core.times import parse_time
+from pgdrill.core.errors import TargetError
+from pgdrill.evidence.policy import normalize_environment
 
 METRICS_NAME = "metrics.prom"
 PREFIX = "pgdrill_"
@@ -228,7 +228,7 @@ def _entries(source: LedgerSource) -> list[Mapping] | None:
     if source is None:
         return None
     if isinstance(source, (str, os.PathLike)):
-        from pgdrill.ledger import verified_entries
+        from pgdrill.evidence.ledger import verified_entries
 
         return verified_entries(source)
     return list(source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 from pgdrill.targets.base import Target
 
 TARGET_KEY = "pgdrill_target"
@@ -12,8 +12,9 @@ KNOWN = ("sandbox", "cnpg")
 
 
 def target_kind(configuration: dict | None) -> str:
-    return str((configuration or {}).get(TARGET_KEY) or os.environ.get("PGDRILL_TARGET")
-               or "sandbox")
+    return str(
+        (configuration or {}).get(TARGET_KEY) or os.environ.get("PGDRILL_TARGET") or "sandbox"
+    )
 
 
 def get_target(configuration: dict | None = None, secrets: dict | None = None) -> Target:
@@ -24,8 +25,9 @@ def get_target(configuration: dict | None = None, secrets: dict | None = None) -
     if kind == "sandbox":
         from pgdrill.targets.sandbox.target import SandboxTarget
 
-        return SandboxTarget(home=cfg.get("sandbox_home"),
-                             cluster=str(cfg.get("cluster") or "sandbox"))
+        return SandboxTarget(
+            home=cfg.get("sandbox_home"), cluster=str(cfg.get("cluster") or "sandbox")
+        )
     if kind == "cnpg":
         from pgdrill.targets.cnpg.target import CnpgTarget
 

@@ -6,15 +6,15 @@ from typing import Protocol, runtime_checkable
 
 import psycopg
 
-from pgdrill.errors import TargetError
-from pgdrill.model import (
-    Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult,
+from pgdrill.core.errors import TargetError, WalNotAvailable  # noqa: F401  (part of the protocol)
+from pgdrill.core.model import (
+    Backup,
+    HealReport,
+    Instance,
+    LoadConnection,
+    RecoveryTarget,
+    RestoreResult,
 )
-
-
-class WalNotAvailable(TargetError):
-    """Target.find_restore_point cannot tell: the WAL it would have to read is gone (or could
-    not be read). Not a refusal: the restore goes ahead and PostgreSQL's replay decides."""
 
 
 @runtime_checkable
@@ -86,8 +86,9 @@ class Target(Protocol):
         `instances`, `server_name` and `archive` (the old archive), `destroyed_at`; CNPG also
         `manifest` (the Cluster as it was, without status)."""
 
-    def rebuild_from_backup(self, backup: Backup, destroyed: dict | None = None, *,
-                            timeout: float) -> RestoreResult:
+    def rebuild_from_backup(
+        self, backup: Backup, destroyed: dict | None = None, *, timeout: float
+    ) -> RestoreResult:
         """Rebuild the destroyed cluster under its own name from `backup` of its OLD archive:
         WAL replayed from the old serverName to the end of the archive, promotion, archiving
         into a NEW serverName (never the old folder, which must stay as the destroyed
@@ -107,7 +108,7 @@ class Target(Protocol):
 
     def requeue_wal(self, segments: list[str]) -> tuple[str, dict[str, str]]:
         """Have the primary's PostgreSQL archive these WAL segments again, if its pg_wal
-        still holds them (pgdrill.bucket.backfill.REQUEUE_SCRIPT, run with its PGDATA):
+        still holds them (pgdrill.pg.archive_status.REQUEUE_SCRIPT, run with its PGDATA):
         (the primary's name, segment -> requeued/queued/marked/absent/unreported)."""
 
     def restore(self, backup: Backup, target: RecoveryTarget, *, timeout: float) -> RestoreResult:
@@ -120,8 +121,9 @@ class Target(Protocol):
         """How restore-test is kept from writing into the source's archive, checked on the
         running copy: (what was read, expected, actual, isolated)."""
 
-    def wait_ready(self, *, timeout: float, since: float | None = None,
-                   disturbed: bool = False) -> HealReport:
+    def wait_ready(
+        self, *, timeout: float, since: float | None = None, disturbed: bool = False
+    ) -> HealReport:
         """Wait until the cluster has a writable primary and all instances healthy.
         `disturbed`: the fault took an instance down, so health must be observed after it
         (a target reading a stored status must see it leave healthy first)."""
@@ -133,14 +135,14 @@ class Target(Protocol):
         """The source's backup path as a URL, `<destinationPath>/<serverName>/`."""
 
     def s3_credentials(self):
-        """The object store's credentials (pgdrill.credentials.S3Credentials), decrypted
+        """The object store's credentials (pgdrill.credentials.secret.S3Credentials), decrypted
         from the SOPS file; never printed."""
 
     def backup_destination(self) -> str:
         """Where the backups are, for messages: bucket (destinationPath) and serverName."""
 
     def bucket_location(self):
-        """The source's archive as pgdrill.bucket.location.BucketLocation (destinationPath,
+        """The source's archive as pgdrill.credentials.location.BucketLocation (destinationPath,
         serverName, endpoint, credentials), for reading the bucket directly with boto3."""
 
     def find_restore_point(self, name: str, since_lsn: str) -> str | None:

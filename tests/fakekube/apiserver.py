@@ -48,31 +48,89 @@ from typing import Self
 from aiohttp import web
 
 from .errors import (
-    AlreadyExists, ApiError, BadRequest, Conflict, Invalid, MethodNotAllowed, NotFound,
-    UnsupportedMediaType, not_found,
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+    not_found,
 )
 from .kinds import (
-    BACKUPS, CLUSTER_SCOPED, CLUSTERS, CONFIGMAPS, EVENTS, JOBS, KIND_NAMES, KNOWN_KINDS,
-    NAMESPACES, OBJECT_STORES, PODS, PVCS, SCHEDULED_BACKUPS, SECRETS, SERVICES,
-    STATUS_SUBRESOURCE, Kind, api_version, is_namespaced, kind_name,
+    BACKUPS,
+    CLUSTER_SCOPED,
+    CLUSTERS,
+    CONFIGMAPS,
+    EVENTS,
+    JOBS,
+    KIND_NAMES,
+    KNOWN_KINDS,
+    NAMESPACES,
+    OBJECT_STORES,
+    PODS,
+    PVCS,
+    SCHEDULED_BACKUPS,
+    SECRETS,
+    SERVICES,
+    STATUS_SUBRESOURCE,
+    Kind,
+    api_version,
+    is_namespaced,
+    kind_name,
 )
 from .logs import LogSource, filter_log, serve_log
 from .params import field_matcher, label_matcher, truthy
 from .patches import json_patch, merge_patch, patcher, status_rule
 from .store import Store
 from .streams import (
-    WS_EXEC_PROTOCOLS, WS_PORTFORWARD_PROTOCOLS, ExecHandler, PortforwardResolver, serve_exec,
+    WS_EXEC_PROTOCOLS,
+    WS_PORTFORWARD_PROTOCOLS,
+    ExecHandler,
+    PortforwardResolver,
+    serve_exec,
     serve_portforward,
 )
 from .watch import serve_watch
 
 __all__ = [  # what moved out of this module stays importable from it
-    "BACKUPS", "CLUSTER_SCOPED", "CLUSTERS", "CONFIGMAPS", "EVENTS", "JOBS", "KNOWN_KINDS",
-    "NAMESPACES", "OBJECT_STORES", "PODS", "PVCS", "SCHEDULED_BACKUPS", "SECRETS", "SERVICES",
-    "STATUS_SUBRESOURCE", "WS_EXEC_PROTOCOLS", "WS_PORTFORWARD_PROTOCOLS", "AlreadyExists",
-    "ApiError", "BadRequest", "Call", "Conflict", "FakeKubeServer", "Invalid", "Kind",
-    "MethodNotAllowed", "NotFound", "Store", "UnsupportedMediaType", "api_version",
-    "field_matcher", "filter_log", "is_namespaced", "json_patch", "kind_name", "label_matcher",
+    "BACKUPS",
+    "CLUSTER_SCOPED",
+    "CLUSTERS",
+    "CONFIGMAPS",
+    "EVENTS",
+    "JOBS",
+    "KNOWN_KINDS",
+    "NAMESPACES",
+    "OBJECT_STORES",
+    "PODS",
+    "PVCS",
+    "SCHEDULED_BACKUPS",
+    "SECRETS",
+    "SERVICES",
+    "STATUS_SUBRESOURCE",
+    "WS_EXEC_PROTOCOLS",
+    "WS_PORTFORWARD_PROTOCOLS",
+    "AlreadyExists",
+    "ApiError",
+    "BadRequest",
+    "Call",
+    "Conflict",
+    "FakeKubeServer",
+    "Invalid",
+    "Kind",
+    "MethodNotAllowed",
+    "NotFound",
+    "Store",
+    "UnsupportedMediaType",
+    "api_version",
+    "field_matcher",
+    "filter_log",
+    "is_namespaced",
+    "json_patch",
+    "kind_name",
+    "label_matcher",
     "merge_patch",
 ]
 
@@ -80,6 +138,7 @@ __all__ = [  # what moved out of this module stays importable from it
 @dataclass(frozen=True)
 class Call:
     """One API request made by a client over HTTP (not in-process Store calls)."""
+
     verb: str  # RBAC verb: get, list, watch, create, update, patch, delete, deletecollection
     group: str  # "" for core
     resource: str  # plural, e.g. "pods"
@@ -123,7 +182,7 @@ class FakeKubeServer:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._astart())
-            except BaseException as exc:  # noqa: BLE001 - reported by start()
+            except BaseException as exc:
                 failure.append(exc)
                 return
             finally:
@@ -204,8 +263,10 @@ class FakeKubeServer:
             found.add(call.verb)
             if call.subresource in ("exec", "portforward"):
                 found.update({"create", "get"})
-        return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
-                for (group, resource), v in sorted(verbs.items())]
+        return [
+            {"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
+            for (group, resource), v in sorted(verbs.items())
+        ]
 
     # HTTP
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -216,8 +277,15 @@ class FakeKubeServer:
 
     @staticmethod
     def _status(exc: ApiError) -> web.Response:
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": str(exc), "reason": exc.reason, "code": exc.code}
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": str(exc),
+            "reason": exc.reason,
+            "code": exc.code,
+        }
         if exc.kind or exc.name:
             body["details"] = {"name": exc.name, "kind": exc.kind[2] if exc.kind else None}
             if exc.kind and exc.kind[0]:
@@ -227,19 +295,39 @@ class FakeKubeServer:
     def _discovery(self, segs: list[str]) -> web.Response | None:
         kinds = set(KNOWN_KINDS) | self.store.kinds()
         if segs == ["version"]:
-            return web.json_response({
-                "major": "1", "minor": "31", "gitVersion": "v1.31.0-fake", "gitCommit": "fake",
-                "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z", "compiler": "gc",
-                "goVersion": "go1.22.5", "platform": "linux/amd64"})
+            return web.json_response(
+                {
+                    "major": "1",
+                    "minor": "31",
+                    "gitVersion": "v1.31.0-fake",
+                    "gitCommit": "fake",
+                    "gitTreeState": "clean",
+                    "buildDate": "2024-08-13T00:00:00Z",
+                    "compiler": "gc",
+                    "goVersion": "go1.22.5",
+                    "platform": "linux/amd64",
+                }
+            )
         if segs == ["api"]:
-            return web.json_response({"kind": "APIVersions", "versions": ["v1"],
-                                      "serverAddressByClientCIDRs": []})
+            return web.json_response(
+                {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+            )
         if segs == ["apis"]:
             groups = sorted({(k[0], k[1]) for k in kinds if k[0]})
-            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-                 "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}}
-                for g, v in groups]})
+            return web.json_response(
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [
+                        {
+                            "name": g,
+                            "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                            "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
+                        }
+                        for g, v in groups
+                    ],
+                }
+            )
         return None
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -263,49 +351,74 @@ class FakeKubeServer:
         sub = rest[2] if len(rest) > 2 else None
         if (namespace is not None) != is_namespaced(kind) and (name or not is_namespaced(kind)):
             raise NotFound("the server could not find the requested resource")
-        if sub not in (None, "status") and not (kind == PODS and sub in
-                                                ("log", "exec", "portforward")):
+        if sub not in (None, "status") and not (
+            kind == PODS and sub in ("log", "exec", "portforward")
+        ):
             raise NotFound("the server could not find the requested resource")
         if "dryRun" in request.query:
             raise BadRequest("the fake kube API server does not support dryRun")
 
         query, method = request.query, request.method
         if name is None:
-            verb = {"GET": "watch" if truthy(query.get("watch")) else "list", "POST": "create",
-                    "DELETE": "deletecollection"}.get(method)
+            verb = {
+                "GET": "watch" if truthy(query.get("watch")) else "list",
+                "POST": "create",
+                "DELETE": "deletecollection",
+            }.get(method)
         elif sub in ("exec", "portforward"):
             verb = "create" if method in ("GET", "POST") else None
         else:
-            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-                method)
+            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
             if sub and verb not in ("get", "update", "patch") or sub == "log" and verb != "get":
                 verb = None
         call_ns = name if kind == NAMESPACES else namespace
         with self._calls_lock:
             self.calls.append(Call(verb or method.lower(), group, kind[2], sub, call_ns, name))
-        if verb is None or namespace is None and is_namespaced(kind) and verb not in (
-                "list", "watch"):
+        if (
+            verb is None
+            or namespace is None
+            and is_namespaced(kind)
+            and verb not in ("list", "watch")
+        ):
             raise MethodNotAllowed(f"the server does not allow {method} on this resource")
         body = await self._body(request) if method in ("POST", "PUT", "PATCH", "DELETE") else None
 
         if verb in ("list", "watch", "deletecollection"):
             labels, fields = query.get("labelSelector"), query.get("fieldSelector")
             if verb == "watch":
-                return await serve_watch(request, self.store, kind, namespace, labels, fields,
-                                         stopping=self._stopping,
-                                         changed=lambda: self._changed)
+                return await serve_watch(
+                    request,
+                    self.store,
+                    kind,
+                    namespace,
+                    labels,
+                    fields,
+                    stopping=self._stopping,
+                    changed=lambda: self._changed,
+                )
             version, items = self.store.snapshot(kind, namespace, labels, fields)
             if verb == "deletecollection":
                 deleted = []
                 for item in items:
                     with contextlib.suppress(NotFound):  # gone meanwhile (garbage collected)
-                        deleted.append(self._delete(kind, item["metadata"].get("namespace"),
-                                                    item["metadata"]["name"], query, body))
+                        deleted.append(
+                            self._delete(
+                                kind,
+                                item["metadata"].get("namespace"),
+                                item["metadata"]["name"],
+                                query,
+                                body,
+                            )
+                        )
                 items = deleted
-            return web.json_response({"kind": kind_name(kind) + "List",
-                                      "apiVersion": api_version(kind),
-                                      "metadata": {"resourceVersion": str(version)},
-                                      "items": items})
+            return web.json_response(
+                {
+                    "kind": kind_name(kind) + "List",
+                    "apiVersion": api_version(kind),
+                    "metadata": {"resourceVersion": str(version)},
+                    "items": items,
+                }
+            )
         if sub in ("log", "exec", "portforward"):
             pod = self.store.get(PODS, namespace, name)
             if pod is None:
@@ -319,10 +432,12 @@ class FakeKubeServer:
             if request.headers.get("Upgrade", "").lower() != "websocket":
                 raise BadRequest("Upgrade request required")
             if sub == "exec":
-                return await serve_exec(request, self.exec_handler, self._websockets, namespace,
-                                        name, container)
-            return await serve_portforward(request, self.portforward_resolver, self._websockets,
-                                           namespace, name)
+                return await serve_exec(
+                    request, self.exec_handler, self._websockets, namespace, name, container
+                )
+            return await serve_portforward(
+                request, self.portforward_resolver, self._websockets, namespace, name
+            )
         if verb == "create":
             return web.json_response(self._create(kind, namespace, body), status=201)
         if verb == "get":
@@ -336,14 +451,18 @@ class FakeKubeServer:
             if not isinstance(body, dict):
                 raise BadRequest("the body of a PUT must be an object")
             if (body.get("metadata") or {}).get("name", name) != name:
-                raise BadRequest(f"the name of the object ({body['metadata']['name']}) does not "
-                                 f"match the name on the URL ({name})")
+                raise BadRequest(
+                    f"the name of the object ({body['metadata']['name']}) does not "
+                    f"match the name on the URL ({name})"
+                )
+
             def changed(_current: dict) -> dict:
                 return copy.deepcopy(body)
         else:
             changed = patcher(request.content_type, body)
-        return web.json_response(self.store.mutate(kind, namespace, name,
-                                                   status_rule(kind, sub, changed)))
+        return web.json_response(
+            self.store.mutate(kind, namespace, name, status_rule(kind, sub, changed))
+        )
 
     @staticmethod
     async def _body(request: web.Request):
@@ -360,13 +479,18 @@ class FakeKubeServer:
             raise BadRequest("the body of a create must be an object with metadata")
         expected = kind_name(kind) if kind[2] in KIND_NAMES else body.get("kind")
         if body.get("kind", expected) != expected or body.get(
-                "apiVersion", api_version(kind)) != api_version(kind):
-            raise BadRequest(f"the body is a {body.get('apiVersion')} {body.get('kind')}, not "
-                             f"a {api_version(kind)} {expected}")
+            "apiVersion", api_version(kind)
+        ) != api_version(kind):
+            raise BadRequest(
+                f"the body is a {body.get('apiVersion')} {body.get('kind')}, not "
+                f"a {api_version(kind)} {expected}"
+            )
         if namespace is not None:
             if body["metadata"].get("namespace") not in (None, "", namespace):
-                raise BadRequest("the namespace of the provided object does not match the "
-                                 "namespace sent on the request")
+                raise BadRequest(
+                    "the namespace of the provided object does not match the "
+                    "namespace sent on the request"
+                )
             body["metadata"]["namespace"] = namespace
         if kind in STATUS_SUBRESOURCE:
             body.pop("status", None)
@@ -382,7 +506,8 @@ class FakeKubeServer:
             if key in query:
                 options[key] = int(query[key]) if key == "gracePeriodSeconds" else query[key]
         policy = options.get("propagationPolicy") or (
-            "Orphan" if options.get("orphanDependents") in (True, "true") else None)
+            "Orphan" if options.get("orphanDependents") in (True, "true") else None
+        )
         self.last_delete_options[(kind, namespace, name)] = options
         deleted = self.store.delete(kind, namespace, name, policy, options.get("preconditions"))
         if deleted is None:

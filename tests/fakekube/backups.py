@@ -19,8 +19,10 @@ class BackupsMixin:
 
     def _reconcile_backups(self) -> None:
         busy = any(not w.done() for w in self._backups.values())
-        for backup in sorted(self.store.list(BACKUPS, self.namespace), key=lambda b: (
-                b["metadata"].get("creationTimestamp") or "", b["metadata"]["name"])):
+        for backup in sorted(
+            self.store.list(BACKUPS, self.namespace),
+            key=lambda b: (b["metadata"].get("creationTimestamp") or "", b["metadata"]["name"]),
+        ):
             uid = backup["metadata"]["uid"]
             if (backup.get("spec") or {}).get("cluster", {}).get("name") != self.cluster:
                 continue
@@ -50,38 +52,56 @@ class BackupsMixin:
         return None
 
     def _backup_failed(self, backup: dict, error: str) -> None:
-        self._log(f"backup {backup['metadata']['name']} failed: {error}", level="error",
-                  logger="backup")
-        self._patch_status(BACKUPS, backup, {"phase": "failed", "error": error,
-                                             "stoppedAt": seconds()})
+        self._log(
+            f"backup {backup['metadata']['name']} failed: {error}", level="error", logger="backup"
+        )
+        self._patch_status(
+            BACKUPS, backup, {"phase": "failed", "error": error, "stoppedAt": seconds()}
+        )
         self._backup_condition(False, "LastBackupFailed", error)
 
     def _backup_start(self, backup: dict) -> None:
         name = backup["metadata"]["name"]
         primary = self.store.get(CLUSTERS, self.namespace, self.cluster)["status"]["currentPrimary"]
-        self._patch_status(BACKUPS, backup, {
-            "phase": "running", "startedAt": seconds(), "online": True,
-            "method": backup["spec"].get("method") or "barmanObjectStore",
-            "instanceID": {"podName": primary}})
+        self._patch_status(
+            BACKUPS,
+            backup,
+            {
+                "phase": "running",
+                "startedAt": seconds(),
+                "online": True,
+                "method": backup["spec"].get("method") or "barmanObjectStore",
+                "instanceID": {"podName": primary},
+            },
+        )
         self._backup_condition(False, "BackupStarted", "New Backup starting up")
         self._log(f"backup {name}: barman-cloud-backup of {primary}", logger="backup")
-        self._backups[backup["metadata"]["uid"]] = self._workers.submit(lambda: (
-            self.sandbox.backup(timeout=self.backup_timeout), self.sandbox.list_backups()))
+        self._backups[backup["metadata"]["uid"]] = self._workers.submit(
+            lambda: (self.sandbox.backup(timeout=self.backup_timeout), self.sandbox.list_backups())
+        )
 
     def _backup_done(self, backup: dict, work: Future) -> None:
         if work.exception() is not None:
             return self._backup_failed(backup, message(work.exception()))
         taken, catalog = work.result()
-        status = {"phase": "completed", "backupId": taken.id,
-                  "backupName": taken.name or f"backup-{taken.id}",
-                  "beginLSN": taken.begin_lsn, "endLSN": taken.end_lsn,
-                  "beginWal": taken.begin_wal, "endWal": taken.end_wal,
-                  "startedAt": seconds(taken.begin_time), "stoppedAt": seconds(taken.end_time),
-                  "majorVersion": self.major}
+        status = {
+            "phase": "completed",
+            "backupId": taken.id,
+            "backupName": taken.name or f"backup-{taken.id}",
+            "beginLSN": taken.begin_lsn,
+            "endLSN": taken.end_lsn,
+            "beginWal": taken.begin_wal,
+            "endWal": taken.end_wal,
+            "startedAt": seconds(taken.begin_time),
+            "stoppedAt": seconds(taken.end_time),
+            "majorVersion": self.major,
+        }
         if (backup["spec"].get("method") or "barmanObjectStore") == "barmanObjectStore":
-            status |= {"destinationPath": self.source.destination_path,
-                       "serverName": self.source.server_name,
-                       "endpointURL": self.source.endpoint_url}
+            status |= {
+                "destinationPath": self.source.destination_path,
+                "serverName": self.source.server_name,
+                "endpointURL": self.source.endpoint_url,
+            }
         else:  # plugin backups leave destinationPath/serverName empty (§3)
             status["pluginMetadata"] = {"pluginName": PLUGIN, "timeline": str(taken.timeline)}
         try:
@@ -99,16 +119,42 @@ class BackupsMixin:
             return
         first, last = seconds(done[0].end_time), seconds(done[-1].end_time)
         if self.style == "in-tree":
-            self.store.patch(CLUSTERS, self.namespace, self.cluster, {"status": {
-                "firstRecoverabilityPoint": first, "lastSuccessfulBackup": last}})
+            self.store.patch(
+                CLUSTERS,
+                self.namespace,
+                self.cluster,
+                {"status": {"firstRecoverabilityPoint": first, "lastSuccessfulBackup": last}},
+            )
         else:
-            self.store.patch(OBJECT_STORES, self.namespace, self.source.object_store, {
-                "status": {"serverRecoveryWindow": {self.source.server_name: {
-                    "firstRecoverabilityPoint": first, "lastSuccessfulBackupTime": last}}}})
+            self.store.patch(
+                OBJECT_STORES,
+                self.namespace,
+                self.source.object_store,
+                {
+                    "status": {
+                        "serverRecoveryWindow": {
+                            self.source.server_name: {
+                                "firstRecoverabilityPoint": first,
+                                "lastSuccessfulBackupTime": last,
+                            }
+                        }
+                    }
+                },
+            )
 
     def _backup_condition(self, ok: bool, reason: str, note: str) -> None:
         cluster = self.store.get(CLUSTERS, self.namespace, self.cluster)
         conditions = (cluster.get("status") or {}).get("conditions") or []
-        self.store.patch(CLUSTERS, self.namespace, self.cluster, {"status": {"conditions": [
-            *[c for c in conditions if c["type"] != "LastBackupSucceeded"],
-            self._condition(conditions, "LastBackupSucceeded", ok, reason, note)]}})
+        self.store.patch(
+            CLUSTERS,
+            self.namespace,
+            self.cluster,
+            {
+                "status": {
+                    "conditions": [
+                        *[c for c in conditions if c["type"] != "LastBackupSucceeded"],
+                        self._condition(conditions, "LastBackupSucceeded", ok, reason, note),
+                    ]
+                }
+            },
+        )

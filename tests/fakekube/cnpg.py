@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-CNPG_API, PLUGIN_API, PLUGIN = "postgresql.cnpg.io/v1", "barmancloud.cnpg.io/v1", \
-    "barman-cloud.cloudnative-pg.io"
+CNPG_API, PLUGIN_API, PLUGIN = (
+    "postgresql.cnpg.io/v1",
+    "barmancloud.cnpg.io/v1",
+    "barman-cloud.cloudnative-pg.io",
+)
 HEALTHY, FAILING_OVER = "Cluster in healthy state", "Failing over"
 NEW_REPLICA, WAITING = "Creating a new replica", "Waiting for the instances to become active"
 SETTING_UP = "Setting up primary"

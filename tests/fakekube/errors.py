@@ -8,6 +8,7 @@ from .kinds import Kind, resource_name
 
 class ApiError(Exception):
     """Base of the errors the server turns into a `Status` (reason, HTTP code, details)."""
+
     code, reason = 500, "InternalError"
 
     def __init__(self, message: str = "", kind: Kind | None = None, name: str | None = None):
@@ -25,6 +26,7 @@ class Conflict(ApiError):
 
 class AlreadyExists(Conflict):
     """A create found the name taken (a `Conflict`; HTTP 409 reason AlreadyExists)."""
+
     reason = "AlreadyExists"
 
 
@@ -49,6 +51,10 @@ def not_found(kind: Kind, name: str) -> NotFound:
 
 
 def conflict(kind: Kind, name: str) -> Conflict:
-    return Conflict(f'Operation cannot be fulfilled on {resource_name(kind)} "{name}": the '
-                    "object has been modified; please apply your changes to the latest version "
-                    "and try again", kind, name)
+    return Conflict(
+        f'Operation cannot be fulfilled on {resource_name(kind)} "{name}": the '
+        "object has been modified; please apply your changes to the latest version "
+        "and try again",
+        kind,
+        name,
+    )

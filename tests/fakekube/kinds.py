@@ -17,20 +17,51 @@ CLUSTERS: Kind = ("postgresql.cnpg.io", "v1", "clusters")
 BACKUPS: Kind = ("postgresql.cnpg.io", "v1", "backups")
 SCHEDULED_BACKUPS: Kind = ("postgresql.cnpg.io", "v1", "scheduledbackups")
 OBJECT_STORES: Kind = ("barmancloud.cnpg.io", "v1", "objectstores")
-KNOWN_KINDS = (NAMESPACES, PODS, PVCS, SECRETS, SERVICES, EVENTS, CONFIGMAPS, JOBS, CLUSTERS,
-               BACKUPS, SCHEDULED_BACKUPS, OBJECT_STORES)
+KNOWN_KINDS = (
+    NAMESPACES,
+    PODS,
+    PVCS,
+    SECRETS,
+    SERVICES,
+    EVENTS,
+    CONFIGMAPS,
+    JOBS,
+    CLUSTERS,
+    BACKUPS,
+    SCHEDULED_BACKUPS,
+    OBJECT_STORES,
+)
 
-KIND_NAMES = {"namespaces": "Namespace", "pods": "Pod", "persistentvolumeclaims":
-              "PersistentVolumeClaim", "secrets": "Secret", "services": "Service",
-              "events": "Event", "configmaps": "ConfigMap", "jobs": "Job",
-              "clusters": "Cluster", "backups": "Backup", "scheduledbackups": "ScheduledBackup",
-              "objectstores": "ObjectStore"}
-CLUSTER_SCOPED = frozenset({"namespaces", "nodes", "persistentvolumes", "storageclasses",
-                            "clusterroles", "clusterrolebindings", "customresourcedefinitions"})
+KIND_NAMES = {
+    "namespaces": "Namespace",
+    "pods": "Pod",
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "secrets": "Secret",
+    "services": "Service",
+    "events": "Event",
+    "configmaps": "ConfigMap",
+    "jobs": "Job",
+    "clusters": "Cluster",
+    "backups": "Backup",
+    "scheduledbackups": "ScheduledBackup",
+    "objectstores": "ObjectStore",
+}
+CLUSTER_SCOPED = frozenset(
+    {
+        "namespaces",
+        "nodes",
+        "persistentvolumes",
+        "storageclasses",
+        "clusterroles",
+        "clusterrolebindings",
+        "customresourcedefinitions",
+    }
+)
 # kinds whose status is a subresource: HTTP writes to the main resource leave status alone and
 # HTTP creates drop it (the in-process Store may change anything)
-STATUS_SUBRESOURCE = frozenset({NAMESPACES, PODS, PVCS, SERVICES, JOBS, CLUSTERS, BACKUPS,
-                                SCHEDULED_BACKUPS, OBJECT_STORES})
+STATUS_SUBRESOURCE = frozenset(
+    {NAMESPACES, PODS, PVCS, SERVICES, JOBS, CLUSTERS, BACKUPS, SCHEDULED_BACKUPS, OBJECT_STORES}
+)
 
 
 def kind_name(kind: Kind) -> str:

@@ -28,14 +28,15 @@ def filter_log(text: str, since: datetime | None, tail: int | None, timestamps: 
         m = _TIMESTAMPED.match(line)
         if m and since and parse_time(m[1] + (m[2] or "") + m[3]) < since:
             continue
-        kept.append(line if timestamps or not m else line[m.end():])
+        kept.append(line if timestamps or not m else line[m.end() :])
     if tail is not None:
-        kept = kept[len(kept) - tail:] if 0 <= tail < len(kept) else kept
+        kept = kept[len(kept) - tail :] if 0 <= tail < len(kept) else kept
     return "".join(kept)
 
 
-async def serve_log(request: web.Request, log_source: LogSource | None, namespace, name,
-                    container) -> web.StreamResponse:
+async def serve_log(
+    request: web.Request, log_source: LogSource | None, namespace, name, container
+) -> web.StreamResponse:
     query = request.query
     try:
         since = None
@@ -50,8 +51,12 @@ async def serve_log(request: web.Request, log_source: LogSource | None, namespac
     if truthy(query.get("follow")):
         raise BadRequest("the fake kube API server does not support follow")
     timestamps = truthy(query.get("timestamps"))
-    text = "" if log_source is None else await asyncio.get_running_loop(
-        ).run_in_executor(None, log_source, namespace, name, container)
+    text = (
+        ""
+        if log_source is None
+        else await asyncio.get_running_loop().run_in_executor(
+            None, log_source, namespace, name, container
+        )
+    )
     out = filter_log(text, since, tail, timestamps).encode()
-    return web.Response(body=out[:limit] if limit is not None else out,
-                        content_type="text/plain")
+    return web.Response(body=out[:limit] if limit is not None else out, content_type="text/plain")

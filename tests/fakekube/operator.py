@@ -36,7 +36,8 @@ gives up once the Job's retries are spent). Test knobs (test doubles, not CNPG):
 
 This module holds the loop and the source Cluster's reconcile (failover, lost storage,
 health, the pvc-protection controller); beside it: `seed` (the objects seeded at start),
-`backups`, `recovery` (recovery Clusters), `rebuild` (cluster loss) and `pod_io` (exec, port-forward and logs).
+`backups`, `recovery` (recovery Clusters), `rebuild` (cluster loss) and `pod_io` (exec,
+port-forward and logs).
 """
 
 from __future__ import annotations
@@ -49,16 +50,24 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgdrill.procs import pid_alive
+from pgdrill.core.procs import pid_alive
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.cluster import SandboxCluster, replica_streaming, sandbox_credentials
 from pgdrill.targets.sandbox.osuser import resolve_run_as
-from pgdrill.waiting import poll_until
 
 from .backups import BackupsMixin
 from .cnpg import (
-    FAILING_OVER, HEALTHY, NEW_REPLICA, PVC_PROTECTION, TIMELINE_SQL, WAITING, deleting, message,
-    micro, seconds,
+    FAILING_OVER,
+    HEALTHY,
+    NEW_REPLICA,
+    PVC_PROTECTION,
+    TIMELINE_SQL,
+    WAITING,
+    deleting,
+    message,
+    micro,
+    seconds,
 )
 from .errors import Conflict, NotFound
 from .kinds import BACKUPS, CLUSTERS, OBJECT_STORES, PODS, PVCS, SCHEDULED_BACKUPS
@@ -71,13 +80,22 @@ from .seed import SeedMixin
 @dataclass
 class Down:
     """A source pod seen deleted, until it is recreated."""
+
     instance: str
     wiped: bool = False
 
 
 class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, PodIOMixin):
-    def __init__(self, server, sandbox, *, namespace: str = "staging", cluster: str = "app-db",
-                 style: str = "in-tree", restore_namespace: str = "restore-test") -> None:
+    def __init__(
+        self,
+        server,
+        sandbox,
+        *,
+        namespace: str = "staging",
+        cluster: str = "app-db",
+        style: str = "in-tree",
+        restore_namespace: str = "restore-test",
+    ) -> None:
         if style not in ("in-tree", "plugin"):
             raise ValueError(f"style must be 'in-tree' or 'plugin', not {style!r}")
         self.server, self.store, self.sandbox = server, server.store, sandbox
@@ -137,8 +155,10 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
 
         def done():
             status = self.store.get(CLUSTERS, self.namespace, self.cluster).get("status") or {}
-            return status.get("currentPrimary") == status.get("targetPrimary") and \
-                status.get("currentPrimary")
+            return status.get("currentPrimary") == status.get("targetPrimary") and status.get(
+                "currentPrimary"
+            )
+
         return poll_until(done, timeout=timeout, what="the failover to complete")
 
     def created_documents(self) -> list[dict]:
@@ -176,11 +196,25 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
         self._reconcile_backups()
         self._reconcile_recoveries()
 
-    def _log(self, msg: str, *, level: str = "info", namespace: str | None = None,
-             cluster: str | None = None, logger: str = "cluster", **fields) -> None:
-        entry = {"level": level, "ts": micro(), "logger": logger, "msg": msg,
-                 "namespace": namespace or self.namespace, "cluster": cluster or self.cluster,
-                 **fields}
+    def _log(
+        self,
+        msg: str,
+        *,
+        level: str = "info",
+        namespace: str | None = None,
+        cluster: str | None = None,
+        logger: str = "cluster",
+        **fields,
+    ) -> None:
+        entry = {
+            "level": level,
+            "ts": micro(),
+            "logger": logger,
+            "msg": msg,
+            "namespace": namespace or self.namespace,
+            "cluster": cluster or self.cluster,
+            **fields,
+        }
         with self._lock:
             self.events.append(entry)
 
@@ -198,18 +232,25 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
         status = obj.get("status") or {}
         diff = {k: v for k, v in desired.items() if status.get(k) != v}
         if diff:
-            self.store.patch(kind, obj["metadata"]["namespace"], obj["metadata"]["name"],
-                             {"status": diff})
+            self.store.patch(
+                kind, obj["metadata"]["namespace"], obj["metadata"]["name"], {"status": diff}
+            )
 
     @staticmethod
-    def _condition(existing: list[dict] | None, type_: str, ok: bool, reason: str,
-                   note: str) -> dict:
+    def _condition(
+        existing: list[dict] | None, type_: str, ok: bool, reason: str, note: str
+    ) -> dict:
         """A condition that keeps its lastTransitionTime while its status is unchanged."""
         status = "True" if ok else "False"
         old = next((c for c in existing or [] if c.get("type") == type_), None)
         since = old["lastTransitionTime"] if old and old.get("status") == status else seconds()
-        return {"type": type_, "status": status, "reason": reason, "message": note,
-                "lastTransitionTime": since}
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": note,
+            "lastTransitionTime": since,
+        }
 
     def pod_of(self, instance: str | None) -> str | None:
         return next((p for p, i in self.pods.items() if i == instance), None)
@@ -238,13 +279,19 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
                 self._create(PVCS, self._pvc(cluster, name))
                 self.store.create(PODS, self._pod(cluster, name, role))
                 del self._down[name]
-                self._log(f"recreated pod {name} as {role}: sandbox instance {down.instance} "
-                          f"runs again", instance=name)
+                self._log(
+                    f"recreated pod {name} as {role}: sandbox instance {down.instance} runs again",
+                    instance=name,
+                )
         for name, pod in pods.items():  # role labels follow currentPrimary
             role = "primary" if name == current else "replica"
             if not deleting(pod) and pod["metadata"]["labels"].get("cnpg.io/instanceRole") != role:
-                self.store.patch(PODS, self.namespace, name, {"metadata": {"labels": {
-                    "cnpg.io/instanceRole": role, "role": role}}})
+                self.store.patch(
+                    PODS,
+                    self.namespace,
+                    name,
+                    {"metadata": {"labels": {"cnpg.io/instanceRole": role, "role": role}}},
+                )
         self._patch_status(CLUSTERS, cluster, desired | self._health(sc, status, desired))
 
     def _pod_deleted(self, sc, name: str, storage_gone: bool, primary: bool) -> None:
@@ -254,8 +301,11 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
             self._log(f"pod {name} ({role}) deleted with its PVC", instance=name)
             return self._wipe(sc, name)
         pid = postgres.kill_postmaster(self.sandbox.layout.data_dir(instance))
-        self._log(f"pod {name} ({role}) deleted: postmaster of {instance} " + (
-            f"(pid {pid}) killed with SIGKILL" if pid else "was not running"), instance=name)
+        self._log(
+            f"pod {name} ({role}) deleted: postmaster of {instance} "
+            + (f"(pid {pid}) killed with SIGKILL" if pid else "was not running"),
+            instance=name,
+        )
         if pid:
             poll_until(lambda: not pid_alive(pid), timeout=30, what=f"{instance} to die")
 
@@ -263,15 +313,20 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
         """As `SandboxTarget.drop_storage`: postmaster killed, data directory removed."""
         self.sandbox.drop_storage(sc.instance(self.pods[name]))
         self._down[name].wiped = True
-        self._log(f"storage of {name} dropped: sandbox instance {self.pods[name]} wiped",
-                  instance=name)
+        self._log(
+            f"storage of {name} dropped: sandbox instance {self.pods[name]} wiped", instance=name
+        )
 
     def _instance_back(self, sc, name: str, down: Down, current: str | None) -> bool:
         """The sandbox runs the instance again in the role the Cluster's status gives it (no
         recreation during a failover, but for the old primary restarted in place)."""
         inst = sc.state.instances.get(down.instance)
-        if inst is None or inst.needs_rebuild or not sc.has_storage(down.instance) \
-                or not sc.is_running(down.instance):
+        if (
+            inst is None
+            or inst.needs_rebuild
+            or not sc.has_storage(down.instance)
+            or not sc.is_running(down.instance)
+        ):
             return False
         if name == current:
             return inst.role == "primary"
@@ -283,15 +338,33 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
         current, target = status.get("currentPrimary"), status.get("targetPrimary")
         real = self.pod_of(sc.state.primary_name)  # the sandbox's primary
         if current not in self._down and real == current:
-            return {} if target == current else {  # the primary came back in place
-                "targetPrimary": current, "targetPrimaryTimestamp": micro()}
+            return (
+                {}
+                if target == current
+                else {  # the primary came back in place
+                    "targetPrimary": current,
+                    "targetPrimaryTimestamp": micro(),
+                }
+            )
         if target == current:
-            self._log(f"primary {current} is gone: failing over (failoverDelay 0)",
-                      level="warning", instance=current)
+            self._log(
+                f"primary {current} is gone: failing over (failoverDelay 0)",
+                level="warning",
+                instance=current,
+            )
             return {"targetPrimary": "pending", "targetPrimaryTimestamp": micro()}
-        candidate = real if real not in (current, None) else next(
-            (p for p, i in self.pods.items()
-             if p not in self._down and p != current and sc.is_running(i)), None)
+        candidate = (
+            real
+            if real not in (current, None)
+            else next(
+                (
+                    p
+                    for p, i in self.pods.items()
+                    if p not in self._down and p != current and sc.is_running(i)
+                ),
+                None,
+            )
+        )
         if candidate and (target == "pending" or (target != candidate and candidate == real)):
             self._log(f"electing {candidate} as the new primary", instance=candidate)
             return {"targetPrimary": candidate, "targetPrimaryTimestamp": micro()}
@@ -299,8 +372,11 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
             return {}
         timeline = sc.query_one(self.pods[target], TIMELINE_SQL)
         self._log(f"{target} is the new primary (timeline {timeline})", instance=target)
-        return {"currentPrimary": target, "currentPrimaryTimestamp": micro(),
-                "timelineID": timeline}
+        return {
+            "currentPrimary": target,
+            "currentPrimaryTimestamp": micro(),
+            "timelineID": timeline,
+        }
 
     def _writable(self, sc, pod: str) -> bool:
         try:
@@ -312,8 +388,13 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
         current = failover.get("currentPrimary", status.get("currentPrimary"))
         target = failover.get("targetPrimary", status.get("targetPrimary"))
         quick = status.get("phase") == HEALTHY  # no SQL while nothing changed
-        ready = [p for p, i in self.pods.items() if p not in self._down and sc.is_running(i)
-                 and (quick or p == current or replica_streaming(sc, i))]
+        ready = [
+            p
+            for p, i in self.pods.items()
+            if p not in self._down
+            and sc.is_running(i)
+            and (quick or p == current or replica_streaming(sc, i))
+        ]
         if current != target or current in self._down:
             phase, reason = FAILING_OVER, f"Failing over from {current} to {target}"
         elif any(d.wiped for d in self._down.values()):
@@ -326,22 +407,34 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
             self._log(f"cluster phase: {phase}" + (f" ({reason})" if reason else ""))
         conditions, ok = status.get("conditions") or [], phase == HEALTHY
         ready_condition = self._condition(
-            conditions, "Ready", ok, "ClusterIsReady" if ok else "ClusterIsNotReady",
-            "Cluster is Ready" if ok else "Cluster Is Not Ready")
-        return {"phase": phase, "phaseReason": reason, "readyInstances": len(ready),
-                "instancesStatus": {"healthy": ready,
-                                    "failed": sorted(set(self.pods) - set(ready))},
-                "conditions": [ready_condition,
-                               *[c for c in conditions if c.get("type") != "Ready"]]}
+            conditions,
+            "Ready",
+            ok,
+            "ClusterIsReady" if ok else "ClusterIsNotReady",
+            "Cluster is Ready" if ok else "Cluster Is Not Ready",
+        )
+        return {
+            "phase": phase,
+            "phaseReason": reason,
+            "readyInstances": len(ready),
+            "instancesStatus": {"healthy": ready, "failed": sorted(set(self.pods) - set(ready))},
+            "conditions": [ready_condition, *[c for c in conditions if c.get("type") != "Ready"]],
+        }
 
     def _release_pvcs(self) -> None:
         """The pvc-protection controller: a deleted PVC goes once no pod uses it."""
         for pvc in self.store.list(PVCS):
             meta = pvc["metadata"]
             ns, name, finalizers = meta["namespace"], meta["name"], meta.get("finalizers") or []
-            if not deleting(pvc) or PVC_PROTECTION not in finalizers or any(
+            if (
+                not deleting(pvc)
+                or PVC_PROTECTION not in finalizers
+                or any(
                     v.get("persistentVolumeClaim", {}).get("claimName") == name
-                    for pod in self.store.list(PODS, ns) for v in pod["spec"].get("volumes", [])):
+                    for pod in self.store.list(PODS, ns)
+                    for v in pod["spec"].get("volumes", [])
+                )
+            ):
                 continue
             if ns == self.namespace and name in self._down and not self._down[name].wiped:
                 continue  # its storage is wiped first
@@ -350,8 +443,7 @@ class FakeCnpgOperator(SeedMixin, BackupsMixin, RecoveryMixin, RebuildMixin, Pod
                 self.store.patch(PVCS, ns, name, {"metadata": {"finalizers": rest or None}})
             except NotFound:
                 continue
-            self._log(f"PVC {name} released: no pod uses it", namespace=ns,
-                      logger="pvc-protection")
+            self._log(f"PVC {name} released: no pod uses it", namespace=ns, logger="pvc-protection")
 
     # -- the workers' outcomes (backups.py, recovery.py) --------------------------------
     def _done(self, uid: str, work: Future) -> bool:

@@ -11,13 +11,24 @@ from .errors import BadRequest
 from .kinds import EVENTS, JOBS, NAMESPACES, PODS, SECRETS, Kind
 
 # field selectors a real apiserver accepts (besides metadata.name and metadata.namespace)
-FIELD_LABELS = {PODS: {"status.phase", "spec.nodeName", "status.podIP",
-                       "spec.serviceAccountName"},
-                EVENTS: {"involvedObject.kind", "involvedObject.name", "involvedObject.uid",
-                         "involvedObject.namespace", "reason", "type"},
-                SECRETS: {"type"}, JOBS: {"status.successful"}, NAMESPACES: {"status.phase"}}
-_LABEL_TERM = re.compile(r"^(!?)([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*)"
-                         r"|\s+(in|notin)\s*\(([^)]*)\))?$")
+FIELD_LABELS = {
+    PODS: {"status.phase", "spec.nodeName", "status.podIP", "spec.serviceAccountName"},
+    EVENTS: {
+        "involvedObject.kind",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.namespace",
+        "reason",
+        "type",
+    },
+    SECRETS: {"type"},
+    JOBS: {"status.successful"},
+    NAMESPACES: {"status.phase"},
+}
+_LABEL_TERM = re.compile(
+    r"^(!?)([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*)"
+    r"|\s+(in|notin)\s*\(([^)]*)\))?$"
+)
 _FIELD_TERM = re.compile(r"^([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)$")
 
 
@@ -45,8 +56,7 @@ def label_matcher(selector: str | None) -> Callable[[dict], bool]:
         neg, key, op, value, setop, values = m.groups()
         if setop:
             allowed = {v.strip() for v in values.split(",") if v.strip()}
-            checks.append(lambda ls, k=key, a=allowed, n=setop == "notin":
-                          (ls.get(k) in a) != n)
+            checks.append(lambda ls, k=key, a=allowed, n=setop == "notin": (ls.get(k) in a) != n)
         elif op:
             checks.append(lambda ls, k=key, v=value, n=op == "!=": (ls.get(k) == v) != n)
         else:
@@ -63,13 +73,14 @@ def field_matcher(kind: Kind, selector: str | None) -> Callable[[dict], bool]:
             raise BadRequest(f"invalid field selector: {term!r}")
         path, op, value = m.groups()
         if path not in {"metadata.name", "metadata.namespace"} | FIELD_LABELS.get(kind, set()):
-            raise BadRequest(f'field label not supported: {path}')
+            raise BadRequest(f"field label not supported: {path}")
         checks.append((path.split("."), value, op == "!="))
 
     def lookup(obj, parts):
         for part in parts:
             obj = obj.get(part) if isinstance(obj, dict) else None
         return "" if obj is None else str(obj).lower() if isinstance(obj, bool) else str(obj)
+
     return lambda obj: all((lookup(obj, p) == v) != n for p, v, n in checks)
 
 

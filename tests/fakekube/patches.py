@@ -88,8 +88,7 @@ def json_patch(doc, operations: list) -> dict:
 
 
 def patcher(content_type: str, body) -> Callable[[dict], dict]:
-    if content_type in ("application/merge-patch+json",
-                        "application/strategic-merge-patch+json"):
+    if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
         if not isinstance(body, dict):
             raise BadRequest("a merge patch must be a JSON object")
         return lambda cur: merge_patch(cur, body)
@@ -97,13 +96,15 @@ def patcher(content_type: str, body) -> Callable[[dict], dict]:
         if not isinstance(body, list):
             raise BadRequest("a JSON patch must be a JSON array of operations")
         return lambda cur: json_patch(cur, body)
-    raise UnsupportedMediaType(f"the fake kube API server does not support PATCH with "
-                               f"content type {content_type!r}")
+    raise UnsupportedMediaType(
+        f"the fake kube API server does not support PATCH with content type {content_type!r}"
+    )
 
 
 def status_rule(kind: Kind, sub: str | None, change: Callable[[dict], dict]):
     """/status writes change only status; main-resource writes never change status of
     kinds with a status subresource."""
+
     def apply(current: dict) -> dict:
         new = change(copy.deepcopy(current))
         if not isinstance(new, dict):
@@ -111,7 +112,8 @@ def status_rule(kind: Kind, sub: str | None, change: Callable[[dict], dict]):
         if sub == "status":
             keep, take = current, new
             keep["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get(
-                "resourceVersion", current["metadata"]["resourceVersion"])
+                "resourceVersion", current["metadata"]["resourceVersion"]
+            )
         elif kind in STATUS_SUBRESOURCE:
             keep, take = new, current
         else:
@@ -120,4 +122,5 @@ def status_rule(kind: Kind, sub: str | None, change: Callable[[dict], dict]):
         if "status" in take:
             keep["status"] = take["status"]
         return keep
+
     return apply

@@ -30,8 +30,9 @@ class PodIOMixin:
             return None
         if namespace == self.namespace and pod in self.pods:
             return self.pods[pod]
-        restored = [f"{n}-1" for n, w in self._restores.values()
-                    if w.done() and w.exception() is None]
+        restored = [
+            f"{n}-1" for n, w in self._restores.values() if w.done() and w.exception() is None
+        ]
         return RESTORE_NAME if namespace == self.restore_namespace and pod in restored else None
 
     def _exec(self, namespace, pod, container, command, stdin):
@@ -41,13 +42,24 @@ class PodIOMixin:
             return b"", f"pod {namespace}/{pod} runs no PostgreSQL instance\n".encode(), 1
         layout, state = self.sandbox.layout, self.sandbox.layout.read()
         port = state.restore_port if instance == RESTORE_NAME else state.instances[instance].port
-        env = {"PGDATA": str(layout.data_dir(instance)), "PGHOST": "127.0.0.1",
-               "PGPORT": str(port), "PGUSER": "postgres", "LANG": "C.UTF-8",
-               "PATH": f"{postgres.BIN}:/usr/local/bin:/usr/bin:/bin",
-               "HOME": str(layout.instance_dir(instance))}
+        env = {
+            "PGDATA": str(layout.data_dir(instance)),
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(port),
+            "PGUSER": "postgres",
+            "LANG": "C.UTF-8",
+            "PATH": f"{postgres.BIN}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(layout.instance_dir(instance)),
+        }
         try:
-            proc = subprocess.run(command, input=stdin or b"", capture_output=True, env=env,
-                                  timeout=120, **self._run_as.popen_kwargs())
+            proc = subprocess.run(
+                command,
+                input=stdin or b"",
+                capture_output=True,
+                env=env,
+                timeout=120,
+                **self._run_as.popen_kwargs(),
+            )
         except OSError as exc:
             return b"", f"exec: {exc}\n".encode(), 127
         except subprocess.TimeoutExpired:
@@ -71,7 +83,8 @@ class PodIOMixin:
         if namespace == self.namespace and pod in self.pods:
             return timestamped(self.sandbox.layout.log_file(self.pods[pod]))
         if namespace == self.restore_namespace and any(
-                pod.startswith(f"{n}-1") for n, _ in self._restores.values()):
+            pod.startswith(f"{n}-1") for n, _ in self._restores.values()
+        ):
             return timestamped(self.sandbox.layout.log_file(RESTORE_NAME))
         return ""
 
@@ -88,7 +101,8 @@ def timestamped(path) -> str:
         match = PG_LOG_TS.match(line)
         if match:
             when = datetime.fromisoformat(match.group(1))
-            ts = micro(when.replace(tzinfo=UTC) if match.group(2) in ("UTC", "GMT")
-                       else when.astimezone())
+            ts = micro(
+                when.replace(tzinfo=UTC) if match.group(2) in ("UTC", "GMT") else when.astimezone()
+            )
         out.append(f"{ts} {line}\n")
     return "".join(out)

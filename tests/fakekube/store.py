@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 
 from .errors import AlreadyExists, BadRequest, Invalid, NotFound, conflict, not_found
 from .kinds import (
-    NAMESPACES, PODS, PVCS, SECRETS, Kind, api_version, is_namespaced, kind_name, resource_name,
+    NAMESPACES,
+    PODS,
+    PVCS,
+    SECRETS,
+    Kind,
+    api_version,
+    is_namespaced,
+    kind_name,
+    resource_name,
 )
 from .params import field_matcher, label_matcher
 from .patches import merge_patch
@@ -52,18 +60,30 @@ class Store:
         with self._lock:
             return copy.deepcopy(self._objects.get(kind, {}).get((namespace or "", name)))
 
-    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-             field_selector: str | None = None) -> list[dict]:
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict]:
         return self.snapshot(kind, namespace, label_selector, field_selector)[1]
 
-    def snapshot(self, kind: Kind, namespace: str | None = None,
-                 label_selector: str | None = None,
-                 field_selector: str | None = None) -> tuple[int, list[dict]]:
+    def snapshot(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[int, list[dict]]:
         """(version, matching objects sorted by namespace and name), read atomically."""
         labels, fields = label_matcher(label_selector), field_matcher(kind, field_selector)
         with self._lock:
-            items = [obj for (ns, _), obj in sorted(self._objects.get(kind, {}).items())
-                     if (namespace is None or ns == namespace) and labels(obj) and fields(obj)]
+            items = [
+                obj
+                for (ns, _), obj in sorted(self._objects.get(kind, {}).items())
+                if (namespace is None or ns == namespace) and labels(obj) and fields(obj)
+            ]
             return self._version, copy.deepcopy(items)
 
     def wait_changed(self, since_version: int, timeout: float) -> int:
@@ -108,23 +128,32 @@ class Store:
         Conflict (leave it out for an unconditional replace)."""
         return self.mutate(kind, namespace, name, lambda _cur: copy.deepcopy(obj))
 
-    def mutate(self, kind: Kind, namespace: str | None, name: str,
-               fn: Callable[[dict], dict]) -> dict:
+    def mutate(
+        self, kind: Kind, namespace: str | None, name: str, fn: Callable[[dict], dict]
+    ) -> dict:
         """Atomic read-modify-write: `fn` gets a copy of the object and returns the new one.
         A `metadata.resourceVersion` in the result that differs from the stored one raises
         Conflict; identity fields (uid, creationTimestamp, ...) are kept."""
+
         def op():
             current = self._objects.get(kind, {}).get((namespace or "", name))
             if current is None:
                 raise not_found(kind, name)
             return self._update(kind, current, fn(copy.deepcopy(current)))
+
         return self._write(op)
 
-    def delete(self, kind: Kind, namespace: str | None, name: str,
-               propagation_policy: str | None = None,
-               preconditions: dict | None = None) -> dict | None:
+    def delete(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        propagation_policy: str | None = None,
+        preconditions: dict | None = None,
+    ) -> dict | None:
         """Delete (or, with finalizers, mark with deletionTimestamp); None when absent.
         Dependents (ownerReferences) are deleted too unless the policy is "Orphan"."""
+
         def op():
             current = self._objects.get(kind, {}).get((namespace or "", name))
             if current is None:
@@ -134,6 +163,7 @@ class Store:
                 if (preconditions or {}).get(field) not in (None, meta.get(field)):
                     raise conflict(kind, name)
             return self._delete(kind, current, propagation_policy)
+
         return self._write(op)
 
     # internals (called with the lock held)
@@ -174,19 +204,26 @@ class Store:
                 raise Invalid(f"{kind_name(kind)}: name or generateName is required", kind)
             while not meta.get("name") or (ns, meta["name"]) in objects:
                 meta["name"] = meta["generateName"] + "".join(
-                    random.choices(string.ascii_lowercase + string.digits, k=5))
+                    random.choices(string.ascii_lowercase + string.digits, k=5)
+                )
         if (ns, meta["name"]) in objects:
-            raise AlreadyExists(f'{resource_name(kind)} "{meta["name"]}" already exists',
-                                kind, meta["name"])
+            raise AlreadyExists(
+                f'{resource_name(kind)} "{meta["name"]}" already exists', kind, meta["name"]
+            )
         obj.setdefault("apiVersion", api_version(kind))
         obj.setdefault("kind", kind_name(kind))
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(field, None)
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1,
-                    resourceVersion=self._next_version())
+        meta.update(
+            uid=str(uuid.uuid4()),
+            creationTimestamp=_now(),
+            generation=1,
+            resourceVersion=self._next_version(),
+        )
         if kind in (PODS, PVCS, NAMESPACES):
             obj.setdefault("status", {}).setdefault(
-                "phase", "Active" if kind == NAMESPACES else "Pending")
+                "phase", "Active" if kind == NAMESPACES else "Pending"
+            )
         self._fold_string_data(kind, obj)
         objects[(ns, meta["name"])] = obj
         self._commit(kind, "ADDED", obj, None)
@@ -195,14 +232,25 @@ class Store:
     def _update(self, kind: Kind, current: dict, new: dict) -> dict:
         old_meta, meta = current["metadata"], new.setdefault("metadata", {})
         name = old_meta["name"]
-        if meta.get("name", name) != name or (
-                meta.get("namespace") or "") not in ("", old_meta.get("namespace", "")):
-            raise BadRequest(f"the name or namespace of {resource_name(kind)} {name!r} cannot "
-                             "change", kind, name)
+        if meta.get("name", name) != name or (meta.get("namespace") or "") not in (
+            "",
+            old_meta.get("namespace", ""),
+        ):
+            raise BadRequest(
+                f"the name or namespace of {resource_name(kind)} {name!r} cannot change", kind, name
+            )
         if meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]):
             raise conflict(kind, name)
-        for field in ("name", "namespace", "uid", "creationTimestamp", "generation",
-                      "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ):
             if field in old_meta:
                 meta[field] = old_meta[field]
             else:
@@ -233,8 +281,11 @@ class Store:
         if meta.get("deletionTimestamp"):
             return current
         new = copy.deepcopy(current)
-        new["metadata"].update(deletionTimestamp=_now(), deletionGracePeriodSeconds=0,
-                               resourceVersion=self._next_version())
+        new["metadata"].update(
+            deletionTimestamp=_now(),
+            deletionGracePeriodSeconds=0,
+            resourceVersion=self._next_version(),
+        )
         self._objects[kind][(meta.get("namespace", ""), meta["name"])] = new
         self._commit(kind, "MODIFIED", new, current)
         return new
@@ -253,7 +304,8 @@ class Store:
                 if policy == "Orphan":
                     orphan = copy.deepcopy(child)
                     orphan["metadata"]["ownerReferences"] = [
-                        ref for ref in refs if ref.get("uid") != meta["uid"]]
+                        ref for ref in refs if ref.get("uid") != meta["uid"]
+                    ]
                     self._update(other, child, orphan)
                 elif self._present(other, child):
                     self._delete(other, child, policy)

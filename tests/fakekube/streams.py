@@ -14,18 +14,28 @@ from aiohttp import WSMsgType, web
 from .errors import BadRequest
 from .params import truthy
 
-WS_EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
-                     "v2.channel.k8s.io", "channel.k8s.io")
+WS_EXEC_PROTOCOLS = (
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+)
 WS_PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "channel.k8s.io", "portforward.k8s.io")
 # (namespace, pod, container, command, stdin) -> (stdout, stderr, exit code)
-ExecHandler = Callable[[str, str, str | None, list[str], bytes | None],
-                       tuple[bytes, bytes, int]]
+ExecHandler = Callable[[str, str, str | None, list[str], bytes | None], tuple[bytes, bytes, int]]
 # (namespace, pod, port) -> (host, port) of a real TCP endpoint to relay to
 PortforwardResolver = Callable[[str, str, int], tuple[str, int]]
 
 
-async def serve_exec(request: web.Request, exec_handler: ExecHandler | None, websockets: set,
-                     namespace, name, container) -> web.StreamResponse:
+async def serve_exec(
+    request: web.Request,
+    exec_handler: ExecHandler | None,
+    websockets: set,
+    namespace,
+    name,
+    container,
+) -> web.StreamResponse:
     """The command runs (in an executor) once stdin, if any, is complete."""
     query = request.query
     command = query.getall("command", [])
@@ -50,17 +60,31 @@ async def serve_exec(request: web.Request, exec_handler: ExecHandler | None, web
             if not ended:  # the client went away before closing stdin
                 return ws
         out, err, code = await asyncio.get_running_loop().run_in_executor(
-            None, run_exec, exec_handler, namespace, name, container, command,
-            None if stdin is None else bytes(stdin))
+            None,
+            run_exec,
+            exec_handler,
+            namespace,
+            name,
+            container,
+            command,
+            None if stdin is None else bytes(stdin),
+        )
         tty = truthy(query.get("tty"))
         if truthy(query.get("stdout")) and out:
             await ws.send_bytes(b"\x01" + out)
         if truthy(query.get("stderr")) and err:
             await ws.send_bytes((b"\x01" if tty else b"\x02") + err)
-        status = {"metadata": {}, "status": "Success"} if code == 0 else {
-            "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-            "message": f"command terminated with non-zero exit code: exit status {code}",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+        status = (
+            {"metadata": {}, "status": "Success"}
+            if code == 0
+            else {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": f"command terminated with non-zero exit code: exit status {code}",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        )
         await ws.send_bytes(b"\x03" + json.dumps(status).encode())
         await ws.close()
     except (ConnectionError, RuntimeError):
@@ -70,23 +94,29 @@ async def serve_exec(request: web.Request, exec_handler: ExecHandler | None, web
     return ws
 
 
-def run_exec(exec_handler: ExecHandler | None, namespace, name, container, command,
-             stdin) -> tuple[bytes, bytes, int]:
+def run_exec(
+    exec_handler: ExecHandler | None, namespace, name, container, command, stdin
+) -> tuple[bytes, bytes, int]:
     if exec_handler is None:
         return b"", b"fakekube: no exec_handler is configured\n", 126
     try:
         return exec_handler(namespace, name, container, command, stdin)
-    except Exception as exc:  # noqa: BLE001 - reported to the client like a failed command
+    except Exception as exc:
         return b"", f"fakekube: exec_handler raised {exc!r}\n".encode(), 126
 
 
-async def serve_portforward(request: web.Request, resolver: PortforwardResolver | None,
-                            websockets: set, namespace, name) -> web.StreamResponse:
+async def serve_portforward(
+    request: web.Request, resolver: PortforwardResolver | None, websockets: set, namespace, name
+) -> web.StreamResponse:
     """Each requested port gets a data and an error channel; the relays run until either
     side closes."""
     try:
-        ports = [int(p) for value in request.query.getall("ports", [])
-                 for p in value.split(",") if p.strip()]
+        ports = [
+            int(p)
+            for value in request.query.getall("ports", [])
+            for p in value.split(",")
+            if p.strip()
+        ]
     except ValueError as exc:
         raise BadRequest(f"invalid port: {exc}") from None
     if not ports or not all(0 < p < 65536 for p in ports):
@@ -111,18 +141,18 @@ async def serve_portforward(request: web.Request, resolver: PortforwardResolver 
             try:
                 if resolver is None:
                     raise RuntimeError("no portforward_resolver is configured")
-                host, target = await loop.run_in_executor(
-                    None, resolver, namespace, name, port)
+                host, target = await loop.run_in_executor(None, resolver, namespace, name, port)
                 reader, writers[i] = await asyncio.open_connection(host, target)
-            except Exception as exc:  # noqa: BLE001 - reported on the error channel
-                await send(2 * i + 1, f"error forwarding port {port} to pod {name}: "
-                                      f"{exc}".encode())
+            except Exception as exc:
+                await send(2 * i + 1, f"error forwarding port {port} to pod {name}: {exc}".encode())
                 continue
             pumps.append(asyncio.ensure_future(_pump(reader, send, 2 * i)))
         if pumps:
             incoming = asyncio.ensure_future(_ws_to_tcp(ws, writers))
-            await asyncio.wait([incoming, asyncio.gather(*pumps, return_exceptions=True)],
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [incoming, asyncio.gather(*pumps, return_exceptions=True)],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             incoming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await incoming

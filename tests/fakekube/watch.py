@@ -16,9 +16,17 @@ from .params import field_matcher, label_matcher
 from .store import Store
 
 
-async def serve_watch(request: web.Request, store: Store, kind, namespace, labels, fields, *,
-                      stopping: asyncio.Event,
-                      changed: Callable[[], asyncio.Event]) -> web.StreamResponse:
+async def serve_watch(
+    request: web.Request,
+    store: Store,
+    kind,
+    namespace,
+    labels,
+    fields,
+    *,
+    stopping: asyncio.Event,
+    changed: Callable[[], asyncio.Event],
+) -> web.StreamResponse:
     """`changed()` is the event set at the next change of the store (a new one each time);
     the stream ends when `stopping` is set."""
     query = request.query
@@ -31,8 +39,12 @@ async def serve_watch(request: web.Request, store: Store, kind, namespace, label
         raise BadRequest(str(exc)) from None
 
     def matches(obj):
-        return obj is not None and (namespace is None or obj["metadata"].get(
-            "namespace") == namespace) and matches_labels(obj) and matches_fields(obj)
+        return (
+            obj is not None
+            and (namespace is None or obj["metadata"].get("namespace") == namespace)
+            and matches_labels(obj)
+            and matches_fields(obj)
+        )
 
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -52,11 +64,20 @@ async def serve_watch(request: web.Request, store: Store, kind, namespace, label
             change = changed()
             events = store.events_since(kind, version)
             if events is None:
-                await send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                     "status": "Failure", "reason": "Expired", "code": 410,
-                                     "message": f"too old resource version: {version}"})
+                await send(
+                    "ERROR",
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "reason": "Expired",
+                        "code": 410,
+                        "message": f"too old resource version: {version}",
+                    },
+                )
                 break
-            for version, _, type_, obj, previous in events:
+            for _, _, type_, obj, previous in events:
                 now, before = matches(obj), type_ == "MODIFIED" and matches(previous)
                 if type_ == "MODIFIED" and now != before:
                     type_ = "ADDED" if now else "DELETED"

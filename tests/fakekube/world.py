@@ -32,8 +32,9 @@ class World:
 
 
 @contextmanager
-def cnpg_world(style: str = "in-tree", sandbox=None, *, namespace: str = "staging",
-               cluster: str = "app-db"):
+def cnpg_world(
+    style: str = "in-tree", sandbox=None, *, namespace: str = "staging", cluster: str = "app-db"
+):
     """Start (or reuse `sandbox`) a sandbox, a FakeKubeServer and the operator; yield a
     World. On the way out: the operator's thread and workers joined, restore-test removed,
     the server stopped, and a sandbox started here stopped and removed."""
@@ -44,11 +45,20 @@ def cnpg_world(style: str = "in-tree", sandbox=None, *, namespace: str = "stagin
             sandbox = stack.enter_context(running_sandbox())
         server = stack.enter_context(FakeKubeServer())
         stack.callback(sandbox.cleanup_restore)  # after the operator stopped (LIFO)
-        operator = stack.enter_context(FakeCnpgOperator(
-            server, sandbox, namespace=namespace, cluster=cluster, style=style))
-        yield World(server=server, operator=operator, sandbox=sandbox, namespace=namespace,
-                    cluster=cluster,
-                    env={"KUBERNETES_HOST": server.url, "KUBECONFIG": "/nonexistent",
-                         "PGDRILL_HOME": str(sandbox.layout.home)},
-                    credentials_file=sandbox.layout.credentials_file,
-                    age_key_file=sandbox.layout.age_key_file)
+        operator = stack.enter_context(
+            FakeCnpgOperator(server, sandbox, namespace=namespace, cluster=cluster, style=style)
+        )
+        yield World(
+            server=server,
+            operator=operator,
+            sandbox=sandbox,
+            namespace=namespace,
+            cluster=cluster,
+            env={
+                "KUBERNETES_HOST": server.url,
+                "KUBECONFIG": "/nonexistent",
+                "PGDRILL_HOME": str(sandbox.layout.home),
+            },
+            credentials_file=sandbox.layout.credentials_file,
+            age_key_file=sandbox.layout.age_key_file,
+        )

@@ -10,17 +10,43 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import (CHAOS, PGDRILL, REPO, assert_failover_hole_closed, newest_evidence,
-                            newest_run_folder)
-from tests.lab.conftest import (CLUSTER, LAB, NAMESPACE, RESTORE_NS, drill_env, kubectl,
-                                pgdrill_rbac, service_account_kubeconfig)
+from tests.conftest import (
+    CHAOS,
+    PGDRILL,
+    REPO,
+    assert_failover_hole_closed,
+    newest_evidence,
+    newest_run_folder,
+)
+from tests.lab.conftest import (
+    CLUSTER,
+    LAB,
+    NAMESPACE,
+    RESTORE_NS,
+    drill_env,
+    kubectl,
+    pgdrill_rbac,
+    service_account_kubeconfig,
+)
 
 
 def chaos_run(experiment: str, env: dict, tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
-    out = subprocess.run([CHAOS, "--no-version-check", "--no-log-file", "run",
-                          "--journal-path", str(tmp_path / "journal.json"),
-                          f"experiments/{experiment}.json"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=3600)
+    out = subprocess.run(
+        [
+            CHAOS,
+            "--no-version-check",
+            "--no-log-file",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            f"experiments/{experiment}.json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     return out, newest_evidence(tmp_path / "reports")
 
 
@@ -28,29 +54,40 @@ def app_secret() -> dict:
     """The source Cluster's `<cluster>-app` Secret: its uid and password (lab only)."""
     import base64
 
-    doc = json.loads(kubectl("-n", NAMESPACE, "get", "secret", f"{CLUSTER}-app", "-o",
-                             "json").stdout)
-    return {"uid": doc["metadata"]["uid"],
-            "password": base64.b64decode(doc["data"]["password"]).decode()}
+    doc = json.loads(
+        kubectl("-n", NAMESPACE, "get", "secret", f"{CLUSTER}-app", "-o", "json").stdout
+    )
+    return {
+        "uid": doc["metadata"]["uid"],
+        "password": base64.b64decode(doc["data"]["password"]).decode(),
+    }
 
 
 def lab_secret_values() -> list[str]:
-    from pgdrill.credentials import load_s3_credentials
+    from pgdrill.credentials.secret import load_s3_credentials
 
-    creds = load_s3_credentials(LAB / "cnpg-backup-s3.enc.yaml",
-                                [str(LAB / "age" / "keys.txt")])
+    creds = load_s3_credentials(LAB / "cnpg-backup-s3.enc.yaml", [str(LAB / "age" / "keys.txt")])
     return [creds.access_key_id, creds.secret_access_key]
 
 
 def operator_version() -> str:
-    pods = json.loads(kubectl("-n", "cnpg-system", "get", "pods", "-l",
-                              "app.kubernetes.io/name=cloudnative-pg", "-o", "json").stdout)
+    pods = json.loads(
+        kubectl(
+            "-n",
+            "cnpg-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=cloudnative-pg",
+            "-o",
+            "json",
+        ).stdout
+    )
     return pods["items"][0]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
 
 
 def test_the_source_cluster_is_healthy_and_archives_to_the_bucket():
-    cluster = json.loads(kubectl("-n", NAMESPACE, "get", "cluster", CLUSTER, "-o",
-                                 "json").stdout)
+    cluster = json.loads(kubectl("-n", NAMESPACE, "get", "cluster", CLUSTER, "-o", "json").stdout)
     status = cluster["status"]
     assert status["phase"] == "Cluster in healthy state"
     assert status["readyInstances"] == cluster["spec"]["instances"] >= 2
@@ -80,8 +117,9 @@ def test_a_missing_rbac_rule_is_refused_by_the_real_authorizer_with_a_403(tmp_pa
     rbac_yaml = yaml.safe_dump_all(documents)
     kubeconfig = service_account_kubeconfig(tmp_path, "pgdrill-norule", rbac_yaml)
     try:
-        out, evidence = chaos_run("backup-restore", drill_env(kubeconfig, tmp_path / "reports"),
-                                  tmp_path)
+        out, evidence = chaos_run(
+            "backup-restore", drill_env(kubeconfig, tmp_path / "reports"), tmp_path
+        )
     finally:
         kubectl("delete", "--ignore-not-found", "-f", "-", input=rbac_yaml)
     # the API server's 403 is in the verdict's reasons, with the fix
@@ -91,20 +129,38 @@ def test_a_missing_rbac_rule_is_refused_by_the_real_authorizer_with_a_403(tmp_pa
     assert "grant the drill's service account" in reasons
 
 
-def test_every_manifest_pgdrill_creates_is_admitted_and_nothing_is_pruned(tmp_path,
-                                                                          drill_kubeconfig):
+def test_every_manifest_pgdrill_creates_is_admitted_and_nothing_is_pruned(
+    tmp_path, drill_kubeconfig
+):
     """`pgdrill plan` prints the manifests a restore would create; the real API server with
     CNPG's webhooks admits them (server-side dry run) and stores every field that was sent."""
-    plan = subprocess.run([PGDRILL, "plan", "experiments/backup-restore.json", "--target", "cnpg",
-                           "--cluster", CLUSTER, "--namespace", NAMESPACE], cwd=REPO,
-                          env=drill_env(drill_kubeconfig, tmp_path / "reports"),
-                          capture_output=True, text=True, timeout=300)
+    plan = subprocess.run(
+        [
+            PGDRILL,
+            "plan",
+            "experiments/backup-restore.json",
+            "--target",
+            "cnpg",
+            "--cluster",
+            CLUSTER,
+            "--namespace",
+            NAMESPACE,
+        ],
+        cwd=REPO,
+        env=drill_env(drill_kubeconfig, tmp_path / "reports"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plan.returncode == 0, plan.stderr
     sent = [d for d in yaml.safe_load_all(plan.stdout) if d]
     assert any(d["kind"] == "Cluster" for d in sent)
     for document in sent:
-        stored = json.loads(kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
-                                    input=yaml.safe_dump(document)).stdout)
+        stored = json.loads(
+            kubectl(
+                "apply", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(document)
+            ).stdout
+        )
         assert not pruned(document, stored), (document["kind"], pruned(document, stored))
 
 
@@ -113,17 +169,32 @@ def pruned(sent, stored, path="") -> list[str]:
     if isinstance(sent, dict):
         if not isinstance(stored, dict):
             return [path or "/"]
-        return [p for key, value in sent.items()
-                for p in ([f"{path}/{key}"] if key not in stored else
-                          pruned(value, stored[key], f"{path}/{key}"))]
+        return [
+            p
+            for key, value in sent.items()
+            for p in (
+                [f"{path}/{key}"]
+                if key not in stored
+                else pruned(value, stored[key], f"{path}/{key}")
+            )
+        ]
     if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
-        return [p for i, (a, b) in enumerate(zip(sent, stored)) for p in pruned(a, b, f"{path}[{i}]")]
+        return [
+            p for i, (a, b) in enumerate(zip(sent, stored)) for p in pruned(a, b, f"{path}[{i}]")
+        ]
     return []
 
 
 # cluster-loss last: it destroys and rebuilds the source
-EXPERIMENTS = ["backup-restore", "pitr-restore-point", "table-corruption",
-               "table-corruption-physical", "primary-pod-loss", "pvc-loss", "cluster-loss"]
+EXPERIMENTS = [
+    "backup-restore",
+    "pitr-restore-point",
+    "table-corruption",
+    "table-corruption-physical",
+    "primary-pod-loss",
+    "pvc-loss",
+    "cluster-loss",
+]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -133,10 +204,14 @@ def test_each_experiment_passes_on_the_real_operator(experiment, tmp_path, drill
     if experiment == "table-corruption-physical":
         name, extra = "table-corruption", {"PGDRILL_CORRUPTION_MODE": "physical"}
     app_before = app_secret() if experiment == "cluster-loss" else None
-    out, evidence = chaos_run(name, drill_env(drill_kubeconfig, tmp_path / "reports", **extra),
-                              tmp_path)
-    assert out.returncode == 0 and evidence["verdict"] == "passed", \
-        (evidence.get("reasons"), out.stdout[-4000:], out.stderr[-2000:])
+    out, evidence = chaos_run(
+        name, drill_env(drill_kubeconfig, tmp_path / "reports", **extra), tmp_path
+    )
+    assert out.returncode == 0 and evidence["verdict"] == "passed", (
+        evidence.get("reasons"),
+        out.stdout[-4000:],
+        out.stderr[-2000:],
+    )
     assert evidence["target"] == "cnpg"
     facts = json.dumps(evidence["target_facts"])
     assert "1.30.0" in facts, "the evidence names the operator's version"
@@ -157,16 +232,41 @@ def test_each_experiment_passes_on_the_real_operator(experiment, tmp_path, drill
         app_after = app_secret()
         assert app_after["uid"] != app_before["uid"]
         assert app_after["password"] != app_before["password"]
-        primary = kubectl("-n", NAMESPACE, "get", "cluster", CLUSTER, "-o",
-                          "jsonpath={.status.currentPrimary}").stdout
-        login = kubectl("-n", NAMESPACE, "exec", "-i", primary, "-c", "postgres", "--", "sh",
-                        "-c", "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
-                        "app -d app -Atc 'SELECT current_user'", input=app_after["password"])
+        primary = kubectl(
+            "-n", NAMESPACE, "get", "cluster", CLUSTER, "-o", "jsonpath={.status.currentPrimary}"
+        ).stdout
+        login = kubectl(
+            "-n",
+            NAMESPACE,
+            "exec",
+            "-i",
+            primary,
+            "-c",
+            "postgres",
+            "--",
+            "sh",
+            "-c",
+            "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
+            "app -d app -Atc 'SELECT current_user'",
+            input=app_after["password"],
+        )
         assert login.stdout.strip() == "app", login.stderr
-        stale = kubectl("-n", NAMESPACE, "exec", "-i", primary, "-c", "postgres", "--", "sh",
-                        "-c", "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
-                        "app -d app -Atc 'SELECT 1'", input=app_before["password"],
-                        check=False)
+        stale = kubectl(
+            "-n",
+            NAMESPACE,
+            "exec",
+            "-i",
+            primary,
+            "-c",
+            "postgres",
+            "--",
+            "sh",
+            "-c",
+            "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U "
+            "app -d app -Atc 'SELECT 1'",
+            input=app_before["password"],
+            check=False,
+        )
         assert stale.returncode != 0 and "password authentication failed" in stale.stderr
     if experiment == "pvc-loss":
         # the real operator's promoted replica never archives what it streamed: the drill

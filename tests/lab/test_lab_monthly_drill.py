@@ -26,8 +26,8 @@ def job_logs() -> str:
 
 
 def sink():
-    from pgdrill.credentials import load_s3_credentials
-    from pgdrill.s3client import s3_client
+    from pgdrill.credentials.s3client import s3_client
+    from pgdrill.credentials.secret import load_s3_credentials
 
     creds = load_s3_credentials(LAB / "cnpg-backup-s3.enc.yaml", [str(LAB / "age" / "keys.txt")])
     return s3_client(creds.endpoint, creds), creds
@@ -41,8 +41,12 @@ def test_the_cronjob_applied_with_kustomize_runs_a_drill_whose_evidence_is_in_th
     kubectl("apply", "-k", str(overlay))
     kubectl("-n", NAMESPACE, "delete", "job", JOB, "--ignore-not-found", "--wait=true")
     client, creds = sink()
-    before = {o["Key"] for o in client.list_objects_v2(
-        Bucket=EVIDENCE_BUCKET, Prefix=EVIDENCE_PREFIX).get("Contents", [])}
+    before = {
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=EVIDENCE_BUCKET, Prefix=EVIDENCE_PREFIX).get(
+            "Contents", []
+        )
+    }
     kubectl("-n", NAMESPACE, "create", "job", JOB, f"--from=cronjob/{CRONJOB}")
     deadline = time.monotonic() + 1800
     state: dict = {}
@@ -55,14 +59,19 @@ def test_the_cronjob_applied_with_kustomize_runs_a_drill_whose_evidence_is_in_th
     assert state.get("Complete") == "True", (state, logs[-4000:])
 
     # the pod ran the image's drill as uid 10001 with the CronJob's ServiceAccount
-    pod = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", f"job-name={JOB}",
-                             "-o", "json").stdout)["items"][0]
+    pod = json.loads(
+        kubectl("-n", NAMESPACE, "get", "pods", "-l", f"job-name={JOB}", "-o", "json").stdout
+    )["items"][0]
     assert pod["spec"]["serviceAccountName"] == "pgdrill"
     assert pod["spec"]["containers"][0]["image"] == "pgdrill.local/pgdrill:0.1.0"
 
     # the evidence is in the sink: a new run folder whose evidence says passed
-    after = {o["Key"]: o for o in client.list_objects_v2(
-        Bucket=EVIDENCE_BUCKET, Prefix=EVIDENCE_PREFIX).get("Contents", [])}
+    after = {
+        o["Key"]: o
+        for o in client.list_objects_v2(Bucket=EVIDENCE_BUCKET, Prefix=EVIDENCE_PREFIX).get(
+            "Contents", []
+        )
+    }
     new = sorted(k for k in after if k not in before and k.endswith("/evidence.json"))
     assert len(new) == 1, (sorted(after), logs[-2000:])
     evidence = json.loads(client.get_object(Bucket=EVIDENCE_BUCKET, Key=new[0])["Body"].read())
@@ -71,7 +80,10 @@ def test_the_cronjob_applied_with_kustomize_runs_a_drill_whose_evidence_is_in_th
     assert evidence["restore"]["position_ok"] is True
     assert f"{EVIDENCE_PREFIX}ledger.jsonl" in after
     # no credential value in the pod's log nor in what the sink keeps
-    kept = b"".join(client.get_object(Bucket=EVIDENCE_BUCKET, Key=k)["Body"].read()
-                    for k in after if k not in before)
+    kept = b"".join(
+        client.get_object(Bucket=EVIDENCE_BUCKET, Key=k)["Body"].read()
+        for k in after
+        if k not in before
+    )
     for value in (creds.access_key_id, creds.secret_access_key):
         assert value not in logs and value.encode() not in kept

@@ -66,6 +66,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pgdrill.core.times import human_span, to_utc
 from pgdrill.targets.cnpg.cron import (
     SEARCH_YEARS,
     Schedule,
@@ -73,12 +74,21 @@ from pgdrill.targets.cnpg.cron import (
     parse_schedule,
 )
 from pgdrill.targets.cnpg.manifests import PLUGIN_NAME
-from pgdrill.times import human_span, to_utc
 
 # the schedule parser lives in pgdrill.targets.cnpg.cron; its public names stay importable here
-__all__ = ["DEFAULT_GRACE", "FAILED_PHASES", "NEWEST_BACKUPS_IN_FACTS", "RETENTION_PATTERN",
-           "SEARCH_YEARS", "BackupHealth", "Schedule", "ScheduleError", "assess_backups",
-           "parse_schedule", "parse_time"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "FAILED_PHASES",
+    "NEWEST_BACKUPS_IN_FACTS",
+    "RETENTION_PATTERN",
+    "SEARCH_YEARS",
+    "BackupHealth",
+    "Schedule",
+    "ScheduleError",
+    "assess_backups",
+    "parse_schedule",
+    "parse_time",
+]
 
 DEFAULT_GRACE = timedelta(hours=1)
 FAILED_PHASES = ("failed", "walArchivingFailing", "invalid backup definition")
@@ -89,6 +99,7 @@ RETENTION_PATTERN = re.compile(r"^[1-9][0-9]*[dwm]$")  # CRD pattern, in-tree an
 # --------------------------------------------------------------------------------------------
 # The assessment
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BackupHealth:
@@ -103,15 +114,25 @@ class BackupHealth:
     facts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "problems": list(self.problems),
-                "warnings": list(self.warnings), "facts": copy.deepcopy(self.facts)}
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "facts": copy.deepcopy(self.facts),
+        }
 
 
-def assess_backups(cluster: dict, scheduled_backups: list[dict] | dict | None,
-                   backups: list[dict] | dict | None, *, now: datetime,
-                   object_store: dict | None = None, server_name: str | None = None,
-                   grace: timedelta = DEFAULT_GRACE,
-                   max_backup_age: timedelta | None = None) -> BackupHealth:
+def assess_backups(
+    cluster: dict,
+    scheduled_backups: list[dict] | dict | None,
+    backups: list[dict] | dict | None,
+    *,
+    now: datetime,
+    object_store: dict | None = None,
+    server_name: str | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+    max_backup_age: timedelta | None = None,
+) -> BackupHealth:
     """Assess the backups of one CNPG `cluster` (its `kubectl get cluster -o json` document).
 
     `scheduled_backups` and `backups`: the namespace's ScheduledBackup and Backup documents
@@ -130,14 +151,31 @@ def assess_backups(cluster: dict, scheduled_backups: list[dict] | dict | None,
         raise ValueError(f"grace must not be negative: {grace}")
     if max_backup_age is not None and max_backup_age <= timedelta(0):
         raise ValueError(f"max_backup_age must be positive: {max_backup_age}")
-    return _Assessment(cluster, _items(scheduled_backups), _items(backups), now=to_utc(now),
-                       object_store=object_store, server_name=server_name, grace=grace,
-                       max_backup_age=max_backup_age).run()
+    return _Assessment(
+        cluster,
+        _items(scheduled_backups),
+        _items(backups),
+        now=to_utc(now),
+        object_store=object_store,
+        server_name=server_name,
+        grace=grace,
+        max_backup_age=max_backup_age,
+    ).run()
 
 
 class _Assessment:
-    def __init__(self, cluster, scheduled_backups, backups, *, now, object_store, server_name,
-                 grace, max_backup_age):
+    def __init__(
+        self,
+        cluster,
+        scheduled_backups,
+        backups,
+        *,
+        now,
+        object_store,
+        server_name,
+        grace,
+        max_backup_age,
+    ):
         self.cluster = cluster if isinstance(cluster, dict) else {}
         self.now, self.grace, self.max_backup_age = now, grace, max_backup_age
         self.problems: list[str] = []
@@ -149,16 +187,19 @@ class _Assessment:
         self.ref = _ref(self.name or "?", self.namespace)
         self.scheduled = [d for d in scheduled_backups if self._mine(d)]
         self.backups = [d for d in backups if self._mine(d)]
-        self.spec = self.cluster.get("spec") if isinstance(self.cluster.get("spec"), dict) \
-            else None
+        self.spec = self.cluster.get("spec") if isinstance(self.cluster.get("spec"), dict) else None
         self.status = _dict(self.cluster.get("status"))
         self.in_tree = _dict(_get(self.spec, "backup", "barmanObjectStore"))
         self.volume_snapshot = _dict(_get(self.spec, "backup", "volumeSnapshot"))
         plugins = _get(self.spec, "plugins")
-        self.enabled_plugins = [p for p in (plugins if isinstance(plugins, list) else [])
-                                if isinstance(p, dict) and p.get("enabled", True) is not False]
-        self.barman_plugin = next((p for p in self.enabled_plugins
-                                   if p.get("name") == PLUGIN_NAME), None)
+        self.enabled_plugins = [
+            p
+            for p in (plugins if isinstance(plugins, list) else [])
+            if isinstance(p, dict) and p.get("enabled", True) is not False
+        ]
+        self.barman_plugin = next(
+            (p for p in self.enabled_plugins if p.get("name") == PLUGIN_NAME), None
+        )
         self.store_name = _str(_get(self.barman_plugin, "parameters", "barmanObjectName"))
         self.object_store = self._object_store(object_store)
         self.server_name, self.server_name_source = self._server_name(server_name)
@@ -170,8 +211,9 @@ class _Assessment:
         if not isinstance(doc, dict) or not self.name:
             return False
         ns = _str(_get(doc, "metadata", "namespace"))
-        return _get(doc, "spec", "cluster", "name") == self.name \
-            and (not ns or not self.namespace or ns == self.namespace)
+        return _get(doc, "spec", "cluster", "name") == self.name and (
+            not ns or not self.namespace or ns == self.namespace
+        )
 
     def _time(self, where: str, value) -> datetime | None:
         if value is None or value == "":
@@ -193,7 +235,8 @@ class _Assessment:
             self.warnings.append(
                 f"ObjectStore {name} was passed but Cluster {self.ref} backs up into "
                 f"ObjectStore {self.store_name} (spec.plugins parameters.barmanObjectName); "
-                f"its status was ignored: pass ObjectStore {self.store_name}.")
+                f"its status was ignored: pass ObjectStore {self.store_name}."
+            )
             return None
         return doc
 
@@ -211,29 +254,39 @@ class _Assessment:
 
     @property
     def style(self) -> str:
-        kinds = [k for k, on in (("in-tree", bool(self.in_tree)),
-                                 ("plugin", self.barman_plugin is not None),
-                                 ("volumeSnapshot", bool(self.volume_snapshot))) if on]
+        kinds = [
+            k
+            for k, on in (
+                ("in-tree", bool(self.in_tree)),
+                ("plugin", self.barman_plugin is not None),
+                ("volumeSnapshot", bool(self.volume_snapshot)),
+            )
+            if on
+        ]
         return "+".join(kinds) if kinds else ("unknown" if self.spec is None else "none")
 
     # -- the rules -------------------------------------------------------------------------
 
     def run(self) -> BackupHealth:
         if not self.name:
-            self.problems.append("The Cluster document has no metadata.name, so its "
-                                 "ScheduledBackups and Backups cannot be matched: pass the "
-                                 "Cluster as `kubectl get cluster NAME -n NS -o json` prints it.")
+            self.problems.append(
+                "The Cluster document has no metadata.name, so its "
+                "ScheduledBackups and Backups cannot be matched: pass the "
+                "Cluster as `kubectl get cluster NAME -n NS -o json` prints it."
+            )
         elif self.spec is not None and self.style == "none":
             self.problems.append(
                 f"Cluster {self.ref} has no backup configured (no spec.backup.barmanObjectStore,"
                 f" no enabled {PLUGIN_NAME} plugin in spec.plugins, no "
                 f"spec.backup.volumeSnapshot): configure the barman-cloud plugin with an "
-                f"ObjectStore.")
+                f"ObjectStore."
+            )
         if self.barman_plugin is not None and self.object_store is None:
             self.warnings.append(
                 f"Cluster {self.ref} backs up through the barman-cloud plugin, whose recovery "
                 f"window and retention live in ObjectStore {self.store_name or '?'}; it was not "
-                f"supplied, so only the Cluster and Backup objects were read.")
+                f"supplied, so only the Cluster and Backup objects were read."
+            )
         schedules = self._schedules()
         conditions = self._conditions()
         window = self._window()
@@ -245,11 +298,17 @@ class _Assessment:
             "evaluated_at": _iso(self.now),
             "grace_seconds": int(self.grace.total_seconds()),
             "grace": human_span(self.grace),
-            "max_backup_age_seconds": (int(self.max_backup_age.total_seconds())
-                                       if self.max_backup_age else None),
-            "cluster": {"name": self.name, "namespace": self.namespace, "style": self.style,
-                        "object_store": self.store_name, "server_name": self.server_name,
-                        "server_name_source": self.server_name_source},
+            "max_backup_age_seconds": (
+                int(self.max_backup_age.total_seconds()) if self.max_backup_age else None
+            ),
+            "cluster": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "style": self.style,
+                "object_store": self.store_name,
+                "server_name": self.server_name,
+                "server_name_source": self.server_name_source,
+            },
             "schedules": schedules,
             "last_successful_backup": last_success,
             "first_recoverability_point": first_point,
@@ -262,10 +321,13 @@ class _Assessment:
             "notes": self.notes,
         }
         for item in self.unparseable:
-            self.warnings.append(f"{item['field']} is not an RFC 3339 time "
-                                 f"({item['value']!r}); it was treated as missing.")
-        return BackupHealth(ok=not self.problems, problems=self.problems,
-                            warnings=self.warnings, facts=facts)
+            self.warnings.append(
+                f"{item['field']} is not an RFC 3339 time "
+                f"({item['value']!r}); it was treated as missing."
+            )
+        return BackupHealth(
+            ok=not self.problems, problems=self.problems, warnings=self.warnings, facts=facts
+        )
 
     # 1. schedules
 
@@ -278,17 +340,21 @@ class _Assessment:
                 f"No ScheduledBackup targets Cluster {self.ref} (spec.cluster.name "
                 f"{self.name}), so nothing takes backups on a schedule: create one, e.g. "
                 f"schedule '0 0 0 * * *' (daily at 00:00 UTC, six fields, seconds first)"
-                f"{self._method_hint()}.")
+                f"{self._method_hint()}."
+            )
         elif all(f["suspended"] for f in facts):
             names = ", ".join(f["name"] for f in facts)
             self.problems.append(
                 f"Every ScheduledBackup of Cluster {self.ref} is suspended ({names}), so no "
-                f"scheduled backups are taken: set spec.suspend: false.")
+                f"scheduled backups are taken: set spec.suspend: false."
+            )
         else:
             for f in facts:
                 if f["suspended"]:
-                    self.warnings.append(f"ScheduledBackup {f['ref']} is suspended "
-                                         f"(spec.suspend: true); the others still run.")
+                    self.warnings.append(
+                        f"ScheduledBackup {f['ref']} is suspended "
+                        f"(spec.suspend: true); the others still run."
+                    )
         return facts
 
     def _method_hint(self) -> str:
@@ -306,22 +372,35 @@ class _Assessment:
         where = f"ScheduledBackup {ref} status"
         last = self._time(f"{where}.lastScheduleTime", status.get("lastScheduleTime"))
         checked = self._time(f"{where}.lastCheckTime", status.get("lastCheckTime"))
-        created = self._time(f"ScheduledBackup {ref} metadata.creationTimestamp",
-                             _get(doc, "metadata", "creationTimestamp"))
+        created = self._time(
+            f"ScheduledBackup {ref} metadata.creationTimestamp",
+            _get(doc, "metadata", "creationTimestamp"),
+        )
         fact = {
-            "name": name, "ref": ref, "schedule": _jsonable(text),
+            "name": name,
+            "ref": ref,
+            "schedule": _jsonable(text),
             "suspended": spec.get("suspend") is True,
             "immediate": spec.get("immediate") is True,
             "method": _str(spec.get("method")) or "barmanObjectStore",
             "method_defaulted": not spec.get("method"),
             "plugin": _str(_get(spec, "pluginConfiguration", "name")),
-            "last_schedule_time": _iso(last), "last_check_time": _iso(checked),
-            "next_schedule_time": _iso(self._time(f"{where}.nextScheduleTime",
-                                                  status.get("nextScheduleTime"))),
+            "last_schedule_time": _iso(last),
+            "last_check_time": _iso(checked),
+            "next_schedule_time": _iso(
+                self._time(f"{where}.nextScheduleTime", status.get("nextScheduleTime"))
+            ),
             "status_error": _jsonable(status.get("error")) or None,
-            "valid": False, "parse_error": None, "field_count": None, "cnpg_reading": None,
-            "period_seconds": None, "period": None, "previous_expected_run": None,
-            "next_expected_run": None, "first_missed_run": None, "latest_missed_run": None,
+            "valid": False,
+            "parse_error": None,
+            "field_count": None,
+            "cnpg_reading": None,
+            "period_seconds": None,
+            "period": None,
+            "previous_expected_run": None,
+            "next_expected_run": None,
+            "first_missed_run": None,
+            "latest_missed_run": None,
             "stale": None,
         }
         try:
@@ -332,10 +411,14 @@ class _Assessment:
                 self.problems.append(
                     f"ScheduledBackup {ref} has an invalid schedule {_quote(text)} ({err}), so "
                     f"CNPG never runs it: use six fields, seconds first, e.g. '0 0 0 * * *' for "
-                    f"daily at 00:00 UTC, or a descriptor such as '@daily'.")
+                    f"daily at 00:00 UTC, or a descriptor such as '@daily'."
+                )
             return fact
-        fact.update(valid=True, field_count=schedule.field_count,
-                    cnpg_reading=schedule.six_fields or schedule.spec)
+        fact.update(
+            valid=True,
+            field_count=schedule.field_count,
+            cnpg_reading=schedule.six_fields or schedule.spec,
+        )
         if fact["suspended"]:
             return fact
         self._check_method(ref, fact)
@@ -345,52 +428,72 @@ class _Assessment:
             self.problems.append(
                 f"ScheduledBackup {ref}'s schedule {_quote(text)} never fires (no matching "
                 f"time within five years), so CNPG never runs it: fix spec.schedule, e.g. "
-                f"'0 0 0 * * *'.")
+                f"'0 0 0 * * *'."
+            )
             return fact
         if schedule.field_count == 5:
             self.problems.append(
                 f"ScheduledBackup {ref} has the 5-field schedule {_quote(text)}: CNPG reads it "
                 f"seconds first as '{schedule.six_fields}' (second minute hour day-of-month "
                 f"month day-of-week), not as crontab's minute hour day month weekday; if you "
-                f"meant the crontab meaning write the six fields '0 {text.strip()}'.")
+                f"meant the crontab meaning write the six fields '0 {text.strip()}'."
+            )
         period = schedule.period(self.now)
         fact["previous_expected_run"] = _iso(
-            schedule.latest_at_or_before(self.now) if schedule.every is None else last)
+            schedule.latest_at_or_before(self.now) if schedule.every is None else last
+        )
         if period is not None:
             fact.update(period_seconds=int(period.total_seconds()), period=human_span(period))
             bound = period + self.grace
             if self.shortest is None or bound < self.shortest[0]:
-                self.shortest = (bound, (f"ScheduledBackup {ref} ({_quote(text)}) runs every "
-                                         f"{human_span(period)}, plus grace {human_span(self.grace)}"))
+                self.shortest = (
+                    bound,
+                    (
+                        f"ScheduledBackup {ref} ({_quote(text)}) runs every "
+                        f"{human_span(period)}, plus grace {human_span(self.grace)}"
+                    ),
+                )
         self._check_stale(schedule, ref, text, fact, last, checked, created)
         return fact
 
     def _check_stale(self, schedule, ref, text, fact, last, checked, created) -> None:
-        hint = (f"check that the CNPG operator is running and read the events of "
-                f"`kubectl describe scheduledbackup {_kubectl_ref(ref)}`")
+        hint = (
+            f"check that the CNPG operator is running and read the events of "
+            f"`kubectl describe scheduledbackup {_kubectl_ref(ref)}`"
+        )
         if last is not None:
             if last > self.now + self.grace:
-                self.notes.append(f"ScheduledBackup {ref} status.lastScheduleTime "
-                                  f"{_iso(last)} is in the future (clock skew?).")
+                self.notes.append(
+                    f"ScheduledBackup {ref} status.lastScheduleTime "
+                    f"{_iso(last)} is in the future (clock skew?)."
+                )
             missed = schedule.next_after(last)
             fact["stale"] = bool(missed and missed + self.grace < self.now)
             if fact["stale"]:
                 latest = schedule.latest_due(missed, self.now - self.grace)
                 fact.update(first_missed_run=_iso(missed), latest_missed_run=_iso(latest))
-                since = f" (and every run since, the latest at {_iso(latest)})" \
-                    if latest != missed else ""
+                since = (
+                    f" (and every run since, the latest at {_iso(latest)})"
+                    if latest != missed
+                    else ""
+                )
                 self.problems.append(
                     f"ScheduledBackup {ref} last ran at {_iso(last)}, its schedule "
                     f"{_quote(text)} expected a run at {_iso(missed)}{since}: scheduled "
-                    f"backups have stopped; {hint}.")
+                    f"backups have stopped; {hint}."
+                )
             return
-        anchor, anchor_field = (checked, "status.lastCheckTime") if checked else \
-            (created, "metadata.creationTimestamp")
+        anchor, anchor_field = (
+            (checked, "status.lastCheckTime")
+            if checked
+            else (created, "metadata.creationTimestamp")
+        )
         if anchor is None:
             fact["stale"] = True
             self.problems.append(
                 f"ScheduledBackup {ref} has never run (no status.lastScheduleTime) and CNPG has "
-                f"never checked it (no status.lastCheckTime): {hint}.")
+                f"never checked it (no status.lastCheckTime): {hint}."
+            )
             return
         first = schedule.next_after(anchor)
         fact["stale"] = bool(first and first + self.grace < self.now)
@@ -399,10 +502,12 @@ class _Assessment:
             self.problems.append(
                 f"ScheduledBackup {ref} has never run (no status.lastScheduleTime), its "
                 f"schedule {_quote(text)} expected a first run at {_iso(first)} ({anchor_field} "
-                f"{_iso(anchor)}): {hint}.")
+                f"{_iso(anchor)}): {hint}."
+            )
         else:
-            self.notes.append(f"ScheduledBackup {ref} has not run yet; its first run is due "
-                              f"at {_iso(first)}.")
+            self.notes.append(
+                f"ScheduledBackup {ref} has not run yet; its first run is due at {_iso(first)}."
+            )
 
     def _check_method(self, ref: str, fact: dict) -> None:
         if self.spec is None:
@@ -410,31 +515,37 @@ class _Assessment:
         method = fact["method"]
         default = " (the default when spec.method is unset)" if fact["method_defaulted"] else ""
         if method == "barmanObjectStore" and not self.in_tree:
-            fix = (f"set spec.method: plugin and spec.pluginConfiguration.name: {PLUGIN_NAME}"
-                   if self.barman_plugin is not None
-                   else "configure spec.backup.barmanObjectStore or the barman-cloud plugin")
+            fix = (
+                f"set spec.method: plugin and spec.pluginConfiguration.name: {PLUGIN_NAME}"
+                if self.barman_plugin is not None
+                else "configure spec.backup.barmanObjectStore or the barman-cloud plugin"
+            )
             self.problems.append(
                 f"ScheduledBackup {ref} uses method barmanObjectStore{default} but Cluster "
                 f"{self.ref} has no spec.backup.barmanObjectStore, so every Backup it creates "
-                f"fails: {fix}.")
+                f"fails: {fix}."
+            )
         elif method == "plugin":
             plugin = fact["plugin"]
             names = [p.get("name") for p in self.enabled_plugins]
             if not plugin:
                 self.problems.append(
                     f"ScheduledBackup {ref} uses method plugin without "
-                    f"spec.pluginConfiguration.name: set it to {PLUGIN_NAME}.")
+                    f"spec.pluginConfiguration.name: set it to {PLUGIN_NAME}."
+                )
             elif plugin not in names:
                 self.problems.append(
                     f"ScheduledBackup {ref} backs up through plugin {plugin}, which Cluster "
                     f"{self.ref} does not enable in spec.plugins, so every Backup it creates "
                     f"fails: enable it there or name an enabled plugin "
-                    f"({', '.join(map(str, names)) or 'none'}).")
+                    f"({', '.join(map(str, names)) or 'none'})."
+                )
         elif method == "volumeSnapshot" and not self.volume_snapshot:
             self.problems.append(
                 f"ScheduledBackup {ref} uses method volumeSnapshot but Cluster {self.ref} has no "
                 f"spec.backup.volumeSnapshot, so every Backup it creates fails: configure it or "
-                f"change the method.")
+                f"change the method."
+            )
 
     # 2. the newest successful backup
 
@@ -444,14 +555,22 @@ class _Assessment:
         name = _str(_get(self.object_store, "metadata", "name")) or "?"
         windows = _dict(_get(self.object_store, "status", "serverRecoveryWindow"))
         window = windows.get(self.server_name) if self.server_name else None
-        fact = {"object_store": name, "server_name": self.server_name,
-                "servers": sorted(str(k) for k in windows), "found": isinstance(window, dict)}
+        fact = {
+            "object_store": name,
+            "server_name": self.server_name,
+            "servers": sorted(str(k) for k in windows),
+            "found": isinstance(window, dict),
+        }
         window = _dict(window)
         where = f"ObjectStore {name} status.serverRecoveryWindow.{self.server_name}"
-        for key, fields in (("first_recoverability_point", ("firstRecoverabilityPoint",)),
-                            ("last_successful_backup_time",
-                             ("lastSuccessfulBackupTime", "lastSuccussfulBackupTime")),
-                            ("last_failed_backup_time", ("lastFailedBackupTime",))):
+        for key, fields in (
+            ("first_recoverability_point", ("firstRecoverabilityPoint",)),
+            (
+                "last_successful_backup_time",
+                ("lastSuccessfulBackupTime", "lastSuccussfulBackupTime"),
+            ),
+            ("last_failed_backup_time", ("lastFailedBackupTime",)),
+        ):
             present = next((f for f in fields if window.get(f)), fields[0])
             fact[key] = _iso(self._time(f"{where}.{present}", window.get(present)))
             fact[key + "_field"] = f"{where}.{present}"
@@ -460,49 +579,75 @@ class _Assessment:
     def _last_success(self, window: dict | None) -> dict:
         candidates = self._cluster_times("lastSuccessfulBackup", "lastSuccessfulBackupByMethod")
         if window and window.get("last_successful_backup_time"):
-            candidates.append({"source": window["last_successful_backup_time_field"],
-                               "time": window["last_successful_backup_time"]})
+            candidates.append(
+                {
+                    "source": window["last_successful_backup_time_field"],
+                    "time": window["last_successful_backup_time"],
+                }
+            )
         completed = [b for b in self._sorted_backups() if _get(b, "status", "phase") == "completed"]
         for doc in completed:
             name = _str(_get(doc, "metadata", "name")) or "?"
-            stopped = self._time(f"Backup {name} status.stoppedAt",
-                                 _get(doc, "status", "stoppedAt"))
+            stopped = self._time(
+                f"Backup {name} status.stoppedAt", _get(doc, "status", "stoppedAt")
+            )
             if stopped is not None:
-                candidates.append({"source": f"Backup {name} status.stoppedAt (phase completed)",
-                                   "time": _iso(stopped)})
+                candidates.append(
+                    {
+                        "source": f"Backup {name} status.stoppedAt (phase completed)",
+                        "time": _iso(stopped),
+                    }
+                )
                 break
-        fact = {"time": None, "source": None, "age_seconds": None, "age": None,
-                "max_age_seconds": None, "max_age": None, "max_age_from": None,
-                "candidates": candidates}
+        fact = {
+            "time": None,
+            "source": None,
+            "age_seconds": None,
+            "age": None,
+            "max_age_seconds": None,
+            "max_age": None,
+            "max_age_from": None,
+            "candidates": candidates,
+        }
         if not candidates:
             self.problems.append(
                 f"Cluster {self.ref} has no successful backup at all ({self._where_looked()}): "
                 f"take one now with `kubectl cnpg backup {self._kubectl_cluster()}"
-                f"{self._backup_method_flags()}` and find out why none exists.")
+                f"{self._backup_method_flags()}` and find out why none exists."
+            )
             return fact
         newest = max(candidates, key=lambda c: parse_time(c["time"]))
         when = parse_time(newest["time"])
         age = max(self.now - when, timedelta(0))
-        fact.update(time=newest["time"], source=newest["source"],
-                    age_seconds=int(age.total_seconds()), age=human_span(age))
+        fact.update(
+            time=newest["time"],
+            source=newest["source"],
+            age_seconds=int(age.total_seconds()),
+            age=human_span(age),
+        )
         if self.max_backup_age is not None:
             bound, why = self.max_backup_age, f"max_backup_age {human_span(self.max_backup_age)}"
         elif self.shortest is not None:
             bound, why = self.shortest
         else:
-            self.notes.append("The newest backup's age was not judged: no active, valid "
-                              "ScheduledBackup gives an expected period and no max_backup_age "
-                              "was given.")
+            self.notes.append(
+                "The newest backup's age was not judged: no active, valid "
+                "ScheduledBackup gives an expected period and no max_backup_age "
+                "was given."
+            )
             return fact
-        fact.update(max_age_seconds=int(bound.total_seconds()), max_age=human_span(bound),
-                    max_age_from=why)
+        fact.update(
+            max_age_seconds=int(bound.total_seconds()), max_age=human_span(bound), max_age_from=why
+        )
         if age > bound:
             self.problems.append(
                 f"The newest successful backup of Cluster {self.ref} finished at {newest['time']} "
-                f"({newest['source']}), {human_span(age)} ago, older than the {human_span(bound)} allowed "
+                f"({newest['source']}), {human_span(age)} ago, older than the "
+                f"{human_span(bound)} allowed "
                 f"({why}): find out why recent backups did not complete (Backup objects, "
                 f"operator and instance logs) and take one with `kubectl cnpg backup "
-                f"{self._kubectl_cluster()}{self._backup_method_flags()}`.")
+                f"{self._kubectl_cluster()}{self._backup_method_flags()}`."
+            )
         return fact
 
     def _cluster_times(self, field_name: str, by_method: str) -> list[dict]:
@@ -513,24 +658,33 @@ class _Assessment:
         for method, value in sorted(_dict(self.status.get(by_method)).items(), key=str):
             when = self._time(f"Cluster status.{by_method}.{method}", value)
             if when is not None:
-                found.append({"source": f"Cluster status.{by_method}.{method}",
-                              "time": _iso(when)})
+                found.append({"source": f"Cluster status.{by_method}.{method}", "time": _iso(when)})
         return found
 
     def _last_failed(self, window: dict | None) -> dict:
         candidates = self._cluster_times("lastFailedBackup", "lastFailedBackupByMethod")
         if window and window.get("last_failed_backup_time"):
-            candidates.append({"source": window["last_failed_backup_time_field"],
-                               "time": window["last_failed_backup_time"]})
+            candidates.append(
+                {
+                    "source": window["last_failed_backup_time_field"],
+                    "time": window["last_failed_backup_time"],
+                }
+            )
         newest = max(candidates, key=lambda c: parse_time(c["time"]), default=None)
-        return {"time": newest and newest["time"], "source": newest and newest["source"],
-                "candidates": candidates}
+        return {
+            "time": newest and newest["time"],
+            "source": newest and newest["source"],
+            "candidates": candidates,
+        }
 
     def _where_looked(self) -> str:
         places = ["no Cluster status.lastSuccessfulBackup"]
         if self.barman_plugin is not None or self.object_store is not None:
-            places.append(f"no ObjectStore recovery window for server {self.server_name}"
-                          if self.object_store is not None else "ObjectStore not read")
+            places.append(
+                f"no ObjectStore recovery window for server {self.server_name}"
+                if self.object_store is not None
+                else "ObjectStore not read"
+            )
         places.append("no completed Backup object")
         return ", ".join(places)
 
@@ -546,32 +700,43 @@ class _Assessment:
     # 3. the first recoverability point
 
     def _first_recoverability_point(self, window: dict | None) -> dict:
-        candidates = self._cluster_times("firstRecoverabilityPoint",
-                                         "firstRecoverabilityPointByMethod")
+        candidates = self._cluster_times(
+            "firstRecoverabilityPoint", "firstRecoverabilityPointByMethod"
+        )
         if window and window.get("first_recoverability_point"):
-            candidates.append({"source": window["first_recoverability_point_field"],
-                               "time": window["first_recoverability_point"]})
+            candidates.append(
+                {
+                    "source": window["first_recoverability_point_field"],
+                    "time": window["first_recoverability_point"],
+                }
+            )
         if not candidates:
             if window is not None and not window["found"]:
-                store = (f"; ObjectStore {window['object_store']} has no "
-                         f"status.serverRecoveryWindow for server {self.server_name} (it has: "
-                         f"{', '.join(window['servers']) or 'none'}) — check the serverName")
+                store = (
+                    f"; ObjectStore {window['object_store']} has no "
+                    f"status.serverRecoveryWindow for server {self.server_name} (it has: "
+                    f"{', '.join(window['servers']) or 'none'}) — check the serverName"
+                )
             elif window is not None:
-                store = (f"; ObjectStore {window['object_store']}'s recovery window for "
-                         f"{self.server_name} has no firstRecoverabilityPoint")
+                store = (
+                    f"; ObjectStore {window['object_store']}'s recovery window for "
+                    f"{self.server_name} has no firstRecoverabilityPoint"
+                )
             elif self.barman_plugin is not None:
-                store = (f"; the plugin keeps it in ObjectStore {self.store_name or '?'}, which "
-                         f"was not read — read it and pass it")
+                store = (
+                    f"; the plugin keeps it in ObjectStore {self.store_name or '?'}, which "
+                    f"was not read — read it and pass it"
+                )
             else:
                 store = ""
             self.problems.append(
                 f"Cluster {self.ref} has no first recoverability point (Cluster "
                 f"status.firstRecoverabilityPoint is not set{store}), so there is nothing to "
-                f"recover to: a base backup must complete with WAL archiving working.")
+                f"recover to: a base backup must complete with WAL archiving working."
+            )
             return {"time": None, "source": None, "candidates": candidates}
         earliest = min(candidates, key=lambda c: parse_time(c["time"]))
-        return {"time": earliest["time"], "source": earliest["source"],
-                "candidates": candidates}
+        return {"time": earliest["time"], "source": earliest["source"], "candidates": candidates}
 
     # 4. conditions
 
@@ -579,38 +744,48 @@ class _Assessment:
         found = {}
         conditions = self.status.get("conditions")
         for c in conditions if isinstance(conditions, list) else []:
-            if isinstance(c, dict) and c.get("type") in ("ContinuousArchiving",
-                                                         "LastBackupSucceeded"):
-                found[c["type"]] = {k: _jsonable(c.get(k)) for k in
-                                    ("status", "reason", "message", "lastTransitionTime")}
+            if isinstance(c, dict) and c.get("type") in (
+                "ContinuousArchiving",
+                "LastBackupSucceeded",
+            ):
+                found[c["type"]] = {
+                    k: _jsonable(c.get(k))
+                    for k in ("status", "reason", "message", "lastTransitionTime")
+                }
         archiving = found.get("ContinuousArchiving")
         if archiving is None:
             self.problems.append(
                 f"Cluster {self.ref} reports no ContinuousArchiving condition, so WAL archiving "
                 f"has never been confirmed and point-in-time recovery is unproven: check the "
-                f"archive configuration and the instance logs (archive_command).")
+                f"archive configuration and the instance logs (archive_command)."
+            )
         elif archiving.get("status") != "True":
             self.problems.append(
                 f"WAL archiving of Cluster {self.ref} is not working: condition "
                 f"ContinuousArchiving is {archiving.get('status')}{_why(archiving)}; fix the "
                 f"archive (credentials, bucket, destinationPath/serverName, 'Expected empty "
-                f"archive') — until then recovery stops at the last archived WAL.")
+                f"archive') — until then recovery stops at the last archived WAL."
+            )
         last = found.get("LastBackupSucceeded")
         if last is not None and last.get("status") == "False":
             self.problems.append(
                 f"The last backup of Cluster {self.ref} failed: condition LastBackupSucceeded "
-                f"is False{_why(last)}; fix the cause and take a new backup.")
+                f"is False{_why(last)}; fix the cause and take a new backup."
+            )
         return {"ContinuousArchiving": archiving, "LastBackupSucceeded": last}
 
     # 5. the newest Backup objects
 
     def _sorted_backups(self) -> list[dict]:
         def key(doc):
-            times = [parse_time(_get(doc, "metadata", "creationTimestamp")),
-                     parse_time(_get(doc, "status", "startedAt")),
-                     parse_time(_get(doc, "status", "stoppedAt"))]
+            times = [
+                parse_time(_get(doc, "metadata", "creationTimestamp")),
+                parse_time(_get(doc, "status", "startedAt")),
+                parse_time(_get(doc, "status", "stoppedAt")),
+            ]
             newest = max((t for t in times if t), default=datetime.min.replace(tzinfo=UTC))
             return newest, _str(_get(doc, "metadata", "name")) or ""
+
         return sorted(self.backups, key=key, reverse=True)
 
     def _newest_backups(self) -> dict:
@@ -619,30 +794,44 @@ class _Assessment:
         for doc in ordered[:NEWEST_BACKUPS_IN_FACTS]:
             status, spec = _dict(doc.get("status")), _dict(doc.get("spec"))
             name = _str(_get(doc, "metadata", "name")) or "?"
-            listed.append({
-                "name": name, "phase": _jsonable(status.get("phase")),
-                "method": _jsonable(status.get("method") or spec.get("method")),
-                "created": _iso(self._time(f"Backup {name} metadata.creationTimestamp",
-                                           _get(doc, "metadata", "creationTimestamp"))),
-                "started_at": _iso(self._time(f"Backup {name} status.startedAt",
-                                              status.get("startedAt"))),
-                "stopped_at": _iso(self._time(f"Backup {name} status.stoppedAt",
-                                              status.get("stoppedAt"))),
-                "backup_id": _jsonable(status.get("backupId")),
-                "error": _jsonable(status.get("error")),
-                "scheduled_backup": _jsonable(_get(doc, "metadata", "labels",
-                                                   "cnpg.io/scheduled-backup")),
-            })
+            listed.append(
+                {
+                    "name": name,
+                    "phase": _jsonable(status.get("phase")),
+                    "method": _jsonable(status.get("method") or spec.get("method")),
+                    "created": _iso(
+                        self._time(
+                            f"Backup {name} metadata.creationTimestamp",
+                            _get(doc, "metadata", "creationTimestamp"),
+                        )
+                    ),
+                    "started_at": _iso(
+                        self._time(f"Backup {name} status.startedAt", status.get("startedAt"))
+                    ),
+                    "stopped_at": _iso(
+                        self._time(f"Backup {name} status.stoppedAt", status.get("stoppedAt"))
+                    ),
+                    "backup_id": _jsonable(status.get("backupId")),
+                    "error": _jsonable(status.get("error")),
+                    "scheduled_backup": _jsonable(
+                        _get(doc, "metadata", "labels", "cnpg.io/scheduled-backup")
+                    ),
+                }
+            )
         if listed and listed[0]["phase"] in FAILED_PHASES:
             newest = listed[0]
-            error = newest["error"] or _jsonable(_get(ordered[0], "status", "commandError")) \
+            error = (
+                newest["error"]
+                or _jsonable(_get(ordered[0], "status", "commandError"))
                 or "no status.error recorded"
+            )
             ref = _ref(newest["name"], self.namespace)
             self.problems.append(
                 f"The newest Backup of Cluster {self.ref}, {ref}, is in phase "
                 f"{newest['phase']}: {error}. Read `kubectl describe backup "
                 f"{_kubectl_ref(ref)}` and the instance logs, fix the cause, then take a new "
-                f"backup.")
+                f"backup."
+            )
         return {"total": len(ordered), "newest": listed}
 
     # 6. retention
@@ -650,39 +839,53 @@ class _Assessment:
     def _retention(self) -> dict:
         if self.barman_plugin is not None:
             if self.object_store is None:
-                return {"value": None, "source": None,
-                        "note": f"unknown: ObjectStore {self.store_name or '?'} was not read"}
+                return {
+                    "value": None,
+                    "source": None,
+                    "note": f"unknown: ObjectStore {self.store_name or '?'} was not read",
+                }
             name = _str(_get(self.object_store, "metadata", "name")) or "?"
-            value, source = _get(self.object_store, "spec", "retentionPolicy"), \
-                f"ObjectStore {name} spec.retentionPolicy"
+            value, source = (
+                _get(self.object_store, "spec", "retentionPolicy"),
+                f"ObjectStore {name} spec.retentionPolicy",
+            )
         elif self.in_tree:
-            value, source = _get(self.spec, "backup", "retentionPolicy"), \
-                "Cluster spec.backup.retentionPolicy"
+            value, source = (
+                _get(self.spec, "backup", "retentionPolicy"),
+                "Cluster spec.backup.retentionPolicy",
+            )
         else:
-            return {"value": None, "source": None,
-                    "note": "no barman object store configured, so no retention policy applies"}
+            return {
+                "value": None,
+                "source": None,
+                "note": "no barman object store configured, so no retention policy applies",
+            }
         if not value:
-            note = (f"no retention policy ({source} is not set): backups and WAL are kept "
-                    f"forever and the bucket grows without bound")
+            note = (
+                f"no retention policy ({source} is not set): backups and WAL are kept "
+                f"forever and the bucket grows without bound"
+            )
             self.warnings.append(f"Cluster {self.ref} has {note}; set one, e.g. '30d'.")
             return {"value": None, "source": source, "note": note}
-        return {"value": _jsonable(value), "source": source,
-                "valid": isinstance(value, str) and bool(RETENTION_PATTERN.match(value))}
+        return {
+            "value": _jsonable(value),
+            "source": source,
+            "valid": isinstance(value, str) and bool(RETENTION_PATTERN.match(value)),
+        }
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
 
 
 def parse_time(value) -> datetime | None:
     """An RFC 3339 time as CNPG status carries it ('2026-11-30T02:00:00Z'), in UTC; None for
     anything else (missing, garbage, no offset, impossible dates).
 
-    Stricter than `pgdrill.times.parse_time` on purpose: a status time without an offset, a
+    Stricter than `pgdrill.core.times.parse_time` on purpose: a status time without an offset, a
     bare date or a non-RFC 3339 ISO form is not what the API server writes, so it is reported
     in `facts["unparseable"]` instead of being read as UTC."""
     if not isinstance(value, str) or not _RFC3339.match(value.strip()):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgdrill.model import Backup
-from pgdrill.s3client import split_destination
-from pgdrill.times import parse_time
+from pgdrill.core.model import Backup
+from pgdrill.core.times import parse_time
+from pgdrill.credentials.s3client import split_destination
 
 BACKUP_INFO = "backup.info"
 
@@ -21,13 +21,18 @@ BACKUP_INFO = "backup.info"
 def from_backup_object(doc: dict) -> Backup:
     """A `Backup` object's status as pgdrill's Backup (status = CNPG's phase)."""
     status = doc.get("status") or {}
-    return Backup(id=status.get("backupId") or doc["metadata"]["name"],
-                  status=status.get("phase") or "pending",
-                  begin_time=parse_time(status.get("startedAt")),
-                  end_time=parse_time(status.get("stoppedAt")),
-                  begin_wal=status.get("beginWal"), end_wal=status.get("endWal"),
-                  timeline=None, name=doc["metadata"]["name"],
-                  begin_lsn=status.get("beginLSN"), end_lsn=status.get("endLSN"))
+    return Backup(
+        id=status.get("backupId") or doc["metadata"]["name"],
+        status=status.get("phase") or "pending",
+        begin_time=parse_time(status.get("startedAt")),
+        end_time=parse_time(status.get("stoppedAt")),
+        begin_wal=status.get("beginWal"),
+        end_wal=status.get("endWal"),
+        timeline=None,
+        name=doc["metadata"]["name"],
+        begin_lsn=status.get("beginLSN"),
+        end_lsn=status.get("endLSN"),
+    )
 
 
 def parse_backup_info(text: str) -> dict[str, str]:
@@ -42,12 +47,19 @@ def parse_backup_info(text: str) -> dict[str, str]:
 
 def from_backup_info(backup_id: str, info: dict[str, str], size: int | None) -> Backup:
     timeline = info.get("timeline")
-    return Backup(id=info.get("backup_id") or backup_id, status=info.get("status") or "UNKNOWN",
-                  begin_time=parse_time(info.get("begin_time")), end_time=parse_time(info.get("end_time")),
-                  begin_wal=_none(info.get("begin_wal")), end_wal=_none(info.get("end_wal")),
-                  timeline=int(timeline) if timeline and timeline.isdigit() else None,
-                  name=_none(info.get("backup_name")), begin_lsn=_none(info.get("begin_xlog")),
-                  end_lsn=_none(info.get("end_xlog")), size=size)
+    return Backup(
+        id=info.get("backup_id") or backup_id,
+        status=info.get("status") or "UNKNOWN",
+        begin_time=parse_time(info.get("begin_time")),
+        end_time=parse_time(info.get("end_time")),
+        begin_wal=_none(info.get("begin_wal")),
+        end_wal=_none(info.get("end_wal")),
+        timeline=int(timeline) if timeline and timeline.isdigit() else None,
+        name=_none(info.get("backup_name")),
+        begin_lsn=_none(info.get("begin_xlog")),
+        end_lsn=_none(info.get("end_xlog")),
+        size=size,
+    )
 
 
 def _none(value: str | None) -> str | None:
@@ -63,7 +75,7 @@ def list_store_backups(s3, destination_path: str, server_name: str) -> list[Back
     infos: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
         for obj in page.get("Contents", []):
-            backup_id, _, rest = obj["Key"][len(base):].partition("/")
+            backup_id, _, rest = obj["Key"][len(base) :].partition("/")
             if not backup_id:
                 continue
             sizes[backup_id] = sizes.get(backup_id, 0) + int(obj.get("Size") or 0)
@@ -72,6 +84,9 @@ def list_store_backups(s3, destination_path: str, server_name: str) -> list[Back
     backups = []
     for backup_id in infos:
         body = s3.get_object(Bucket=bucket, Key=f"{base}{backup_id}/{BACKUP_INFO}")["Body"]
-        backups.append(from_backup_info(backup_id, parse_backup_info(body.read().decode()),
-                                        sizes.get(backup_id)))
+        backups.append(
+            from_backup_info(
+                backup_id, parse_backup_info(body.read().decode()), sizes.get(backup_id)
+            )
+        )
     return sorted(backups, key=lambda b: (b.end_time is None, b.end_time or datetime.min, b.id))

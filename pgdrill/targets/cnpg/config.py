@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pgdrill.errors import BadInput
+from pgdrill.core.errors import BadInput
 from pgdrill.targets.cnpg.manifests import check_name
 
 PORT_FORWARD, SERVICE = "port-forward", "service"
@@ -40,7 +40,7 @@ class CnpgConfig:
     sslmode: str = "prefer"
     # pgdrill's own S3 reads (listings, backup.info) from where pgdrill runs: an endpoint
     # that replaces the Cluster's in-cluster endpointURL (e.g. http://minio.ns.svc:9000 is
-    # unreachable from a laptop), a CA bundle, the checksum mode (pgdrill.s3client)
+    # unreachable from a laptop), a CA bundle, the checksum mode (pgdrill.credentials.s3client)
     s3_endpoint_url: str | None = None
     s3_ca_bundle: str | None = None
     s3_checksums: str = "auto"
@@ -48,35 +48,42 @@ class CnpgConfig:
     restore_iam_role_from_node: bool = False
 
     @classmethod
-    def from_configuration(cls, cfg: dict) -> "CnpgConfig":
+    def from_configuration(cls, cfg: dict) -> CnpgConfig:
         cluster = str(cfg.get("cluster") or "")
         namespace = str(cfg.get("namespace") or "")
         if not cluster or not namespace:
-            raise BadInput("the cnpg target needs the source Cluster's name and namespace",
-                           fix="set `cluster` and `namespace` in the environment file (or the "
-                               "experiment's configuration)")
+            raise BadInput(
+                "the cnpg target needs the source Cluster's name and namespace",
+                fix="set `cluster` and `namespace` in the environment file (or the "
+                "experiment's configuration)",
+            )
         check_name(cluster, "cluster", cluster=True)
         connection = str(cfg.get("cnpg_connection") or default_connection())
         if connection not in CONNECTIONS:
-            raise BadInput(f"cnpg_connection {connection!r} is not one of "
-                           f"{', '.join(CONNECTIONS)}",
-                           fix="use service inside the cluster, port-forward from a workstation")
+            raise BadInput(
+                f"cnpg_connection {connection!r} is not one of {', '.join(CONNECTIONS)}",
+                fix="use service inside the cluster, port-forward from a workstation",
+            )
         restore_cluster = str(cfg.get("restore_cluster") or f"{cluster}-restore")
         check_name(restore_cluster, "restore_cluster", cluster=True)
-        return cls(cluster=cluster, namespace=namespace,
-                   restore_namespace=str(cfg.get("restore_namespace") or "restore-test"),
-                   restore_cluster=restore_cluster, connection=connection,
-                   credentials_file=cfg.get("s3_credentials_file"),
-                   age_identity_file=cfg.get("age_identity_file"),
-                   operator_namespace=str(cfg.get("cnpg_operator_namespace") or "cnpg-system"),
-                   sslmode=str(cfg.get("sslmode") or "prefer"),
-                   s3_endpoint_url=cfg.get("s3_endpoint_url") or None,
-                   s3_ca_bundle=cfg.get("s3_ca_bundle") or None,
-                   s3_checksums=str(cfg.get("s3_checksums") or "auto"),
-                   restore_iam_role_from_node=_flag(cfg.get("restore_iam_role_from_node")))
+        return cls(
+            cluster=cluster,
+            namespace=namespace,
+            restore_namespace=str(cfg.get("restore_namespace") or "restore-test"),
+            restore_cluster=restore_cluster,
+            connection=connection,
+            credentials_file=cfg.get("s3_credentials_file"),
+            age_identity_file=cfg.get("age_identity_file"),
+            operator_namespace=str(cfg.get("cnpg_operator_namespace") or "cnpg-system"),
+            sslmode=str(cfg.get("sslmode") or "prefer"),
+            s3_endpoint_url=cfg.get("s3_endpoint_url") or None,
+            s3_ca_bundle=cfg.get("s3_ca_bundle") or None,
+            s3_checksums=str(cfg.get("s3_checksums") or "auto"),
+            restore_iam_role_from_node=_flag(cfg.get("restore_iam_role_from_node")),
+        )
 
     def s3_options(self):
-        from pgdrill.s3client import S3Options
+        from pgdrill.credentials.s3client import S3Options
 
         return S3Options(self.s3_ca_bundle, self.s3_checksums)
 

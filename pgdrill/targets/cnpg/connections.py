@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from pgdrill.console import say
+from pgdrill.core.console import say
 from pgdrill.targets.cnpg.kube import Kube
 
 PRIMARY = "primary"
@@ -49,8 +49,11 @@ def _quiet_proxy_resets(args) -> None:
     side goes away (the primary was deleted, the drill's connection closed) that thread dies
     with ConnectionResetError and Python prints its traceback. That is an expected end of
     one relayed connection, not a failure: the caller's own connection reports it."""
-    if (isinstance(args.exc_value, (ConnectionResetError, BrokenPipeError))
-            and args.thread is not None and args.thread.name.startswith(PROXY_THREAD)):
+    if (
+        isinstance(args.exc_value, (ConnectionResetError, BrokenPipeError))
+        and args.thread is not None
+        and args.thread.name.startswith(PROXY_THREAD)
+    ):
         return
     _default_excepthook(args)
 
@@ -78,8 +81,7 @@ class PortForwards:
         with self._lock:
             listener = self._listeners.get((namespace, key))
             if listener is None or listener.closed:
-                listener = _Listener(self.kube, namespace, resolve, self.port,
-                                     f"{namespace}/{key}")
+                listener = _Listener(self.kube, namespace, resolve, self.port, f"{namespace}/{key}")
                 self._listeners[(namespace, key)] = listener
             return "127.0.0.1", listener.local_port
 
@@ -91,16 +93,18 @@ class PortForwards:
 
 
 class _Listener:
-    def __init__(self, kube: Kube, namespace: str, resolve: Callable[[], str], port: int,
-                 label: str) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, resolve: Callable[[], str], port: int, label: str
+    ) -> None:
         self.kube, self.namespace, self.resolve, self.port = kube, namespace, resolve, port
         self.label = label
         self.server = socket.create_server(("127.0.0.1", 0))
         self.local_port = self.server.getsockname()[1]
         self.closed = False
         self.warned = False
-        threading.Thread(target=self._accept, name=f"pgdrill port-forward {label}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._accept, name=f"pgdrill port-forward {label}", daemon=True
+        ).start()
 
     def _accept(self) -> None:
         while not self.closed:
@@ -108,8 +112,12 @@ class _Listener:
                 client, _ = self.server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(client,), daemon=True,
-                             name=f"pgdrill port-forward {self.label} session").start()
+            threading.Thread(
+                target=self._serve,
+                args=(client,),
+                daemon=True,
+                name=f"pgdrill port-forward {self.label} session",
+            ).start()
 
     def _serve(self, client: socket.socket) -> None:
         from kubernetes.stream import portforward
@@ -119,10 +127,14 @@ class _Listener:
         try:
             pod = self.resolve()
             core = self.kube.session_core()  # its own ApiClient: see Kube.session_core
-            pf = portforward(core.connect_get_namespaced_pod_portforward, pod,
-                             self.namespace, ports=str(self.port))
+            pf = portforward(
+                core.connect_get_namespaced_pod_portforward,
+                pod,
+                self.namespace,
+                ports=str(self.port),
+            )
             _relay(client, pf.socket(self.port))
-        except Exception as exc:  # noqa: BLE001 - the client sees a closed connection
+        except Exception as exc:
             if not self.warned:  # say it once per listener, not per libpq retry
                 self.warned = True
                 say(f"port-forward {self.label}: {type(exc).__name__}: {exc}")

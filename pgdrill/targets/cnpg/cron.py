@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
-from pgdrill.times import to_utc
+from pgdrill.core.times import to_utc
 
 SEARCH_YEARS = 5  # robfig's Next gives up after five years; so does the backward search
 _SECOND = timedelta(seconds=1)
@@ -58,15 +58,28 @@ _SECONDS = _Bounds(0, 59)
 _MINUTES = _Bounds(0, 59)
 _HOURS = _Bounds(0, 23)
 _DOM = _Bounds(1, 31)
-_MONTHS = _Bounds(1, 12, {n: i + 1 for i, n in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))})
-_DOW = _Bounds(0, 6, {n: i for i, n in enumerate(
-    ("sun", "mon", "tue", "wed", "thu", "fri", "sat"))})
+_MONTHS = _Bounds(
+    1,
+    12,
+    {
+        n: i + 1
+        for i, n in enumerate(
+            ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+        )
+    },
+)
+_DOW = _Bounds(
+    0, 6, {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+)
 _FIELDS = (_SECONDS, _MINUTES, _HOURS, _DOM, _MONTHS, _DOW)
 _DEFAULTS = ("0", "0", "0", "*", "*", "*")
 _DESCRIPTORS = {  # robfig v1 parseDescriptor, as 6-field specs
-    "@yearly": "0 0 0 1 1 *", "@annually": "0 0 0 1 1 *", "@monthly": "0 0 0 1 * *",
-    "@weekly": "0 0 0 * * 0", "@daily": "0 0 0 * * *", "@midnight": "0 0 0 * * *",
+    "@yearly": "0 0 0 1 1 *",
+    "@annually": "0 0 0 1 1 *",
+    "@monthly": "0 0 0 1 * *",
+    "@weekly": "0 0 0 * * 0",
+    "@daily": "0 0 0 * * *",
+    "@midnight": "0 0 0 * * *",
     "@hourly": "0 0 * * * *",
 }
 _INT = re.compile(r"^[+-]?[0-9]+$")  # Go strconv.Atoi
@@ -140,8 +153,10 @@ class Schedule:
             while day.year <= last_year:
                 if self._day_matches(day):
                     hms = self._time_at_or_after(
-                        (start.hour, start.minute, start.second) if day == start.date()
-                        else (0, 0, 0))
+                        (start.hour, start.minute, start.second)
+                        if day == start.date()
+                        else (0, 0, 0)
+                    )
                     if hms:
                         return datetime(day.year, day.month, day.day, *hms, tzinfo=UTC)
                 day += timedelta(days=1)
@@ -160,8 +175,8 @@ class Schedule:
             while day.year >= first_year:
                 if self._day_matches(day):
                     hms = self._time_at_or_before(
-                        (end.hour, end.minute, end.second) if day == end.date()
-                        else (23, 59, 59))
+                        (end.hour, end.minute, end.second) if day == end.date() else (23, 59, 59)
+                    )
                     if hms:
                         return datetime(day.year, day.month, day.day, *hms, tzinfo=UTC)
                 day -= timedelta(days=1)
@@ -208,7 +223,7 @@ def parse_schedule(spec: str) -> Schedule:
             return _calendar(spec, _DESCRIPTORS[spec].split(), field_count=0)
         if spec.startswith("@every "):
             try:
-                duration = _go_duration(spec[len("@every "):])
+                duration = _go_duration(spec[len("@every ") :])
             except ScheduleError as err:
                 raise ScheduleError(f"Failed to parse duration {spec}: {err}") from None
             # robfig Every(): below a second means a second; sub-second parts are dropped
@@ -218,7 +233,7 @@ def parse_schedule(spec: str) -> Schedule:
     fields = spec.split()
     if not 5 <= len(fields) <= 6:
         raise ScheduleError(f"Expected 5 to 6 fields, found {len(fields)}: {spec}")
-    return _calendar(spec, fields + list(_DEFAULTS[len(fields):]), field_count=len(fields))
+    return _calendar(spec, fields + list(_DEFAULTS[len(fields) :]), field_count=len(fields))
 
 
 def _calendar(spec: str, fields: list[str], *, field_count: int) -> Schedule:
@@ -227,9 +242,19 @@ def _calendar(spec: str, fields: list[str], *, field_count: int) -> Schedule:
         allowed, star = _field(text, bounds)
         values.append(tuple(sorted(allowed)))
         stars.append(star)
-    return Schedule(spec=spec, field_count=field_count, seconds=values[0], minutes=values[1],
-                    hours=values[2], days=values[3], months=values[4], weekdays=values[5],
-                    dom_star=stars[3], dow_star=stars[5], six_fields=" ".join(fields))
+    return Schedule(
+        spec=spec,
+        field_count=field_count,
+        seconds=values[0],
+        minutes=values[1],
+        hours=values[2],
+        days=values[3],
+        months=values[4],
+        weekdays=values[5],
+        dom_star=stars[3],
+        dow_star=stars[5],
+        six_fields=" ".join(fields),
+    )
 
 
 def _field(text: str, bounds: _Bounds) -> tuple[set[int], bool]:
@@ -292,8 +317,16 @@ def _atoi(expr: str) -> int:
     return number
 
 
-_GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
-             "m": 60 * 10**9, "h": 3600 * 10**9}
+_GO_UNITS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "μs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 
 
 def _go_duration(text: str) -> int:
@@ -311,9 +344,9 @@ def _go_duration(text: str) -> int:
         whole, fraction = number.group(1), number.group(2)
         if not whole and not fraction:
             raise ScheduleError(f'time: invalid duration "{original}"')
-        text = text[number.end():]
+        text = text[number.end() :]
         unit = re.match(r"[^0-9.]*", text).group(0)
-        text = text[len(unit):]
+        text = text[len(unit) :]
         if not unit:
             raise ScheduleError(f'time: missing unit in duration "{original}"')
         if unit not in _GO_UNITS:

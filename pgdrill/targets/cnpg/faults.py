@@ -3,10 +3,10 @@ deleted, then its pod: a lost volume), a page overwritten by exec in the primary
 
 from __future__ import annotations
 
-from pgdrill import corruption
-from pgdrill.console import say
-from pgdrill.errors import TargetError
-from pgdrill.model import Instance
+from pgdrill.core.console import say
+from pgdrill.core.errors import TargetError
+from pgdrill.core.model import Instance
+from pgdrill.pg import corruption
 from pgdrill.targets.cnpg.config import CONTAINER
 
 
@@ -17,8 +17,7 @@ class CnpgFaults:
     def kill_primary(self) -> Instance:
         primary = self.primary()
         self.kube.delete_pod(self.config.namespace, primary.name, grace_period_seconds=1)
-        say(f"deleted the primary pod {self.config.namespace}/{primary.name} "
-            f"(grace period 1s)")
+        say(f"deleted the primary pod {self.config.namespace}/{primary.name} (grace period 1s)")
         return primary
 
     def drop_storage(self, instance: Instance) -> Instance:
@@ -27,14 +26,20 @@ class CnpgFaults:
         CNPG re-creates the instance from the primary under the next serial. pgdrill does
         this itself with two API calls; it does not run the `kubectl cnpg` plugin."""
         ns = self.config.namespace
-        pvcs = [p["metadata"]["name"] for p in self.kube.pvcs(
-            ns, f"cnpg.io/cluster={self.config.cluster},cnpg.io/instanceName={instance.name}")]
+        pvcs = [
+            p["metadata"]["name"]
+            for p in self.kube.pvcs(
+                ns, f"cnpg.io/cluster={self.config.cluster},cnpg.io/instanceName={instance.name}"
+            )
+        ]
         pvcs = pvcs or [instance.name]
         for pvc in pvcs:
             self.kube.delete_pvc(ns, pvc)
         self.kube.delete_pod(ns, instance.name, grace_period_seconds=1)
-        say(f"dropped the storage of {instance.name} ({instance.role}): PVC "
-            f"{', '.join(pvcs)} and the pod deleted")
+        say(
+            f"dropped the storage of {instance.name} ({instance.role}): PVC "
+            f"{', '.join(pvcs)} and the pod deleted"
+        )
         return instance
 
     def corrupt_page(self, table: str, database: str = "app") -> dict:
@@ -42,18 +47,27 @@ class CnpgFaults:
         primary = self.primary()
 
         def overwrite(relpath: str, offset: int, length: int) -> None:
-            script = ('dd if=/dev/urandom of="$PGDATA/$1" bs=1 seek="$2" count="$3" '
-                      'conv=notrunc,fsync status=none')
-            out, err, code = self.kube.exec(self.config.namespace, primary.name, CONTAINER,
-                                            ["sh", "-c", script, "sh", relpath, str(offset),
-                                             str(length)])
+            script = (
+                'dd if=/dev/urandom of="$PGDATA/$1" bs=1 seek="$2" count="$3" '
+                "conv=notrunc,fsync status=none"
+            )
+            out, err, code = self.kube.exec(
+                self.config.namespace,
+                primary.name,
+                CONTAINER,
+                ["sh", "-c", script, "sh", relpath, str(offset), str(length)],
+            )
             if code != 0:
-                raise TargetError(f"overwriting {relpath} in pod {primary.name} failed "
-                                  f"(exit {code}): {(err or out).strip()[:300]}",
-                                  fix="the drill needs pods/exec on the instance pods")
+                raise TargetError(
+                    f"overwriting {relpath} in pod {primary.name} failed "
+                    f"(exit {code}): {(err or out).strip()[:300]}",
+                    fix="the drill needs pods/exec on the instance pods",
+                )
 
         with self.connect(primary, database) as conn:
             record = {"instance": primary.name, **corruption.corrupt_page(conn, table, overwrite)}
-        say(f"corrupted block {record['block']} of {table} on {primary.name}: "
-            + (f"detected ({record['error']})" if record["detected"] else "NOT detected"))
+        say(
+            f"corrupted block {record['block']} of {table} on {primary.name}: "
+            + (f"detected ({record['error']})" if record["detected"] else "NOT detected")
+        )
         return record

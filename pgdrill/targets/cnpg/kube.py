@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
-from pgdrill.errors import PreflightRefused, TargetError
+from pgdrill.core.errors import PreflightRefused, TargetError
 
 CNPG_GROUP, CNPG_VERSION = "postgresql.cnpg.io", "v1"
 PLUGIN_GROUP, PLUGIN_VERSION = "barmancloud.cnpg.io", "v1"
@@ -30,10 +30,12 @@ def api_client(secrets: dict | None = None):
 
     try:
         return create_k8s_api_client(secrets or {})
-    except Exception as exc:  # noqa: BLE001 - kubeconfig errors come in many types
-        raise PreflightRefused(f"cannot configure a Kubernetes client: {exc}",
-                               fix="set KUBECONFIG/KUBERNETES_CONTEXT (or run in-cluster with a "
-                                   "service account), as for chaostoolkit-kubernetes") from None
+    except Exception as exc:
+        raise PreflightRefused(
+            f"cannot configure a Kubernetes client: {exc}",
+            fix="set KUBECONFIG/KUBERNETES_CONTEXT (or run in-cluster with a "
+            "service account), as for chaostoolkit-kubernetes",
+        ) from None
 
 
 class Kube:
@@ -70,10 +72,12 @@ class Kube:
         except ApiException as exc:
             raise self._api_error(what, exc) from None
         except (HTTPError, OSError) as exc:
-            raise TargetError(f"cannot reach the Kubernetes API at {self.host} to {what}: "
-                              f"{type(exc).__name__}: {exc}",
-                              fix="check the kubeconfig context (KUBERNETES_CONTEXT) and that "
-                                  "the API server is reachable") from None
+            raise TargetError(
+                f"cannot reach the Kubernetes API at {self.host} to {what}: "
+                f"{type(exc).__name__}: {exc}",
+                fix="check the kubeconfig context (KUBERNETES_CONTEXT) and that "
+                "the API server is reachable",
+            ) from None
 
     @staticmethod
     def _api_error(what: str, exc) -> TargetError:
@@ -89,7 +93,8 @@ class Kube:
             return PreflightRefused(
                 f"the Kubernetes API refused to {what} (HTTP {exc.status}: {detail})",
                 fix="grant the drill's service account the RBAC listed in README (\"Run against "
-                    "a CNPG cluster\")")
+                'a CNPG cluster")',
+            )
         return TargetError(f"cannot {what}: HTTP {exc.status} {detail}".rstrip())
 
     def _json(self, what: str, fn, *args, **kwargs) -> dict:
@@ -110,143 +115,240 @@ class Kube:
         except NotFound:
             return False
 
-    def get_custom(self, group: str, version: str, namespace: str, plural: str,
-                   name: str) -> dict:
-        return self._call(f"read {plural} {namespace}/{name}",
-                          self.custom.get_namespaced_custom_object, group, version, namespace,
-                          plural, name)
+    def get_custom(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict:
+        return self._call(
+            f"read {plural} {namespace}/{name}",
+            self.custom.get_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+        )
 
-    def list_custom(self, group: str, version: str, namespace: str, plural: str,
-                    label_selector: str | None = None) -> list[dict]:
+    def list_custom(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        label_selector: str | None = None,
+    ) -> list[dict]:
         kwargs = {"label_selector": label_selector} if label_selector else {}
-        return self._call(f"list {plural} in {namespace}",
-                          self.custom.list_namespaced_custom_object, group, version, namespace,
-                          plural, **kwargs).get("items", [])
+        return self._call(
+            f"list {plural} in {namespace}",
+            self.custom.list_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            **kwargs,
+        ).get("items", [])
 
     def cluster(self, namespace: str, name: str) -> dict:
         return self.get_custom(CNPG_GROUP, CNPG_VERSION, namespace, "clusters", name)
 
     def pods(self, namespace: str, label_selector: str) -> list[dict]:
-        return self._json(f"list pods in {namespace}", self.core.list_namespaced_pod,
-                          namespace, label_selector=label_selector).get("items", [])
+        return self._json(
+            f"list pods in {namespace}",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=label_selector,
+        ).get("items", [])
 
     def pvcs(self, namespace: str, label_selector: str) -> list[dict]:
-        return self._json(f"list persistentvolumeclaims in {namespace}",
-                          self.core.list_namespaced_persistent_volume_claim, namespace,
-                          label_selector=label_selector).get("items", [])
+        return self._json(
+            f"list persistentvolumeclaims in {namespace}",
+            self.core.list_namespaced_persistent_volume_claim,
+            namespace,
+            label_selector=label_selector,
+        ).get("items", [])
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether the Secret is there (its values are not decoded or kept)."""
         try:
-            self._json(f"read secret {namespace}/{name}", self.core.read_namespaced_secret,
-                       name, namespace)
+            self._json(
+                f"read secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+            )
         except NotFound:
             return False
         return True
 
     def secret_values(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. Values never leave the target (no logs, no evidence)."""
-        doc = self._json(f"read secret {namespace}/{name}", self.core.read_namespaced_secret,
-                         name, namespace)
+        doc = self._json(
+            f"read secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace
+        )
         return {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
 
-    def pod_log(self, namespace: str, pod: str, *, container: str | None = None,
-                since_seconds: int | None = None) -> str:
+    def pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None = None,
+        since_seconds: int | None = None,
+    ) -> str:
         kwargs: dict = {"timestamps": True}
         if container:
             kwargs["container"] = container
         if since_seconds:
             kwargs["since_seconds"] = max(1, int(since_seconds))
-        response = self._call(f"read the log of pod {namespace}/{pod}",
-                              self.core.read_namespaced_pod_log, pod, namespace,
-                              _preload_content=False, **kwargs)
+        response = self._call(
+            f"read the log of pod {namespace}/{pod}",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            _preload_content=False,
+            **kwargs,
+        )
         return (response.data or b"").decode("utf-8", "replace")
 
     # -- writes -------------------------------------------------------------------------
     def create_custom(self, doc: dict) -> dict:
         group, version = doc["apiVersion"].split("/")
-        plural = {"Cluster": "clusters", "Backup": "backups", "ObjectStore": "objectstores",
-                  "ScheduledBackup": "scheduledbackups"}[doc["kind"]]
+        plural = {
+            "Cluster": "clusters",
+            "Backup": "backups",
+            "ObjectStore": "objectstores",
+            "ScheduledBackup": "scheduledbackups",
+        }[doc["kind"]]
         meta = doc["metadata"]
-        return self._call(f"create {doc['kind']} {meta['namespace']}/{meta['name']}",
-                          self.custom.create_namespaced_custom_object, group, version,
-                          meta["namespace"], plural, doc)
+        return self._call(
+            f"create {doc['kind']} {meta['namespace']}/{meta['name']}",
+            self.custom.create_namespaced_custom_object,
+            group,
+            version,
+            meta["namespace"],
+            plural,
+            doc,
+        )
 
-    def delete_custom(self, group: str, version: str, namespace: str, plural: str,
-                      name: str) -> bool:
+    def delete_custom(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> bool:
         """Delete; False when it was already gone."""
         try:
-            self._call(f"delete {plural} {namespace}/{name}",
-                       self.custom.delete_namespaced_custom_object, group, version, namespace,
-                       plural, name)
+            self._call(
+                f"delete {plural} {namespace}/{name}",
+                self.custom.delete_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+            )
             return True
         except NotFound:
             return False
 
-    def patch_custom(self, group: str, version: str, namespace: str, plural: str, name: str,
-                     body: dict) -> dict:
+    def patch_custom(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: dict
+    ) -> dict:
         """A JSON merge patch (what `flux suspend` sends); returns the patched object."""
         what = f"patch {plural}.{group} {namespace}/{name}"
         try:
-            return self._call(what, self.custom.patch_namespaced_custom_object, group,
-                              version, namespace, plural, name, body,
-                              _content_type="application/merge-patch+json")
+            return self._call(
+                what,
+                self.custom.patch_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+            )
         except PreflightRefused as exc:  # 401/403: the RBAC is missing
-            raise TargetError(exc.message,
-                              fix=f"grant the drill's service account `patch` on {plural}."
-                                  f"{group} in namespace {namespace} (pgdrill rbac "
-                                  f"--flux-namespace {namespace})") from None
+            raise TargetError(
+                exc.message,
+                fix=f"grant the drill's service account `patch` on {plural}."
+                f"{group} in namespace {namespace} (pgdrill rbac "
+                f"--flux-namespace {namespace})",
+            ) from None
         except TargetError as exc:
-            raise TargetError(exc.message, fix=exc.fix or
-                              f"check that {plural}.{group} {namespace}/{name} exists and "
-                              f"that the drill's service account may `patch` {plural} in "
-                              f"namespace {namespace}") from None
+            raise TargetError(
+                exc.message,
+                fix=exc.fix
+                or f"check that {plural}.{group} {namespace}/{name} exists and "
+                f"that the drill's service account may `patch` {plural} in "
+                f"namespace {namespace}",
+            ) from None
 
     def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int) -> None:
         from kubernetes import client as k8s
 
-        self._json(f"delete pod {namespace}/{name}", self.core.delete_namespaced_pod, name,
-                   namespace, body=k8s.V1DeleteOptions(grace_period_seconds=grace_period_seconds))
+        self._json(
+            f"delete pod {namespace}/{name}",
+            self.core.delete_namespaced_pod,
+            name,
+            namespace,
+            body=k8s.V1DeleteOptions(grace_period_seconds=grace_period_seconds),
+        )
 
     def delete_pvc(self, namespace: str, name: str) -> bool:
         try:
-            self._json(f"delete persistentvolumeclaim {namespace}/{name}",
-                       self.core.delete_namespaced_persistent_volume_claim, name, namespace)
+            self._json(
+                f"delete persistentvolumeclaim {namespace}/{name}",
+                self.core.delete_namespaced_persistent_volume_claim,
+                name,
+                namespace,
+            )
             return True
         except NotFound:
             return False
 
     def create_secret(self, doc: dict) -> None:
         meta = doc["metadata"]
-        self._json(f"create secret {meta['namespace']}/{meta['name']}",
-                   self.core.create_namespaced_secret, meta["namespace"], doc)
+        self._json(
+            f"create secret {meta['namespace']}/{meta['name']}",
+            self.core.create_namespaced_secret,
+            meta["namespace"],
+            doc,
+        )
 
     def delete_secret(self, namespace: str, name: str) -> bool:
         try:
-            self._json(f"delete secret {namespace}/{name}", self.core.delete_namespaced_secret,
-                       name, namespace)
+            self._json(
+                f"delete secret {namespace}/{name}",
+                self.core.delete_namespaced_secret,
+                name,
+                namespace,
+            )
             return True
         except NotFound:
             return False
 
-    def exec(self, namespace: str, pod: str, container: str, command: list[str], *,
-             timeout: float = 60) -> tuple[str, str, int]:
+    def exec(
+        self, namespace: str, pod: str, container: str, command: list[str], *, timeout: float = 60
+    ) -> tuple[str, str, int]:
         """Run `command` in the pod (pods/exec); return stdout, stderr and the exit code."""
         from kubernetes.stream import stream
 
         core = self.session_core()
         try:
             client = self._call(
-                f"exec in pod {namespace}/{pod}", stream,
-                core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                command=command, stdin=False, stdout=True, stderr=True, tty=False,
-                _preload_content=False)
+                f"exec in pod {namespace}/{pod}",
+                stream,
+                core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=command,
+                stdin=False,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+            )
         except AttributeError:
             # kubernetes 36 raises this when the websocket upgrade is refused (404/400)
             core.api_client.close()
-            raise TargetError(f"cannot exec in pod {namespace}/{pod}: the API server refused "
-                              f"the exec session (pod gone, or no pods/exec permission)",
-                              fix="check the pod exists and the RBAC for pods/exec") from None
+            raise TargetError(
+                f"cannot exec in pod {namespace}/{pod}: the API server refused "
+                f"the exec session (pod gone, or no pods/exec permission)",
+                fix="check the pod exists and the RBAC for pods/exec",
+            ) from None
         except BaseException:
             core.api_client.close()
             raise
@@ -258,6 +360,8 @@ class Kube:
             client.close()
             core.api_client.close()
         if code is None:
-            raise TargetError(f"exec in pod {namespace}/{pod} gave no exit status within "
-                              f"{timeout:.0f}s", fix="check the pod is running")
+            raise TargetError(
+                f"exec in pod {namespace}/{pod} gave no exit status within {timeout:.0f}s",
+                fix="check the pod is running",
+            )
         return out, err, int(code)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from pgdrill.credentials import SECRET_NAME
-from pgdrill.errors import BadInput
-from pgdrill.model import RecoveryTarget
+from pgdrill.core.errors import BadInput
+from pgdrill.core.model import RecoveryTarget
+from pgdrill.credentials.secret import SECRET_NAME
 
 CNPG_API = "postgresql.cnpg.io/v1"
 PLUGIN_API = "barmancloud.cnpg.io/v1"
@@ -37,8 +37,11 @@ CRDS = Path(__file__).parent / "crds"
 MAX_CLUSTER_NAME = 50  # CNPG webhook (§0)
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-S3_KEYS = {"accessKeyId": "ACCESS_KEY_ID", "secretAccessKey": "ACCESS_SECRET_KEY",
-           "region": "REGION"}  # credentials.REQUIRED_KEYS, as cnpg's samples name them (§2)
+S3_KEYS = {
+    "accessKeyId": "ACCESS_KEY_ID",
+    "secretAccessKey": "ACCESS_SECRET_KEY",
+    "region": "REGION",
+}  # credentials.REQUIRED_KEYS, as cnpg's samples name them (§2)
 ARCHIVE_ONLY = ("tags", "historyTags")  # barman-cloud-backup/wal-archive options (§2)
 ENDPOINT_CA_KEY = "ENDPOINT_CA"  # the endpoint's CA in the restore's credentials Secret
 
@@ -99,87 +102,128 @@ def _get(doc: dict, *keys: str):
 
 
 def _barman_plugins(cluster_doc: dict) -> list[dict]:
-    return [p for p in (_get(cluster_doc, "spec", "plugins") or [])
-            if isinstance(p, dict) and p.get("name") == PLUGIN_NAME and p.get("enabled", True)]
+    return [
+        p
+        for p in (_get(cluster_doc, "spec", "plugins") or [])
+        if isinstance(p, dict) and p.get("name") == PLUGIN_NAME and p.get("enabled", True)
+    ]
 
 
-def read_source(cluster_doc: dict, object_store_doc: dict | None = None, *,
-                namespace: str | None = None) -> SourceCluster:
+def read_source(
+    cluster_doc: dict, object_store_doc: dict | None = None, *, namespace: str | None = None
+) -> SourceCluster:
     """The source cluster from its `Cluster` manifest (plus its `ObjectStore` for the plugin).
 
     `namespace` is used when the manifest has none (applied with `-n`); it must agree with
     `metadata.namespace` otherwise. BadInput names what is missing or ambiguous."""
-    if not isinstance(cluster_doc, dict) or cluster_doc.get("kind") != "Cluster" \
-            or cluster_doc.get("apiVersion") != CNPG_API:
-        raise BadInput("the cluster manifest is not a CNPG Cluster "
-                       f"(apiVersion {CNPG_API}, kind Cluster)",
-                       fix="pass the source Cluster's manifest, e.g. `kubectl get cluster NAME "
-                           "-n NS -o yaml`")
+    if (
+        not isinstance(cluster_doc, dict)
+        or cluster_doc.get("kind") != "Cluster"
+        or cluster_doc.get("apiVersion") != CNPG_API
+    ):
+        raise BadInput(
+            f"the cluster manifest is not a CNPG Cluster (apiVersion {CNPG_API}, kind Cluster)",
+            fix="pass the source Cluster's manifest, e.g. `kubectl get cluster NAME -n NS -o yaml`",
+        )
     name = _get(cluster_doc, "metadata", "name")
     if not name:
         raise BadInput("the Cluster manifest has no metadata.name", fix="add metadata.name")
     ns = _get(cluster_doc, "metadata", "namespace")
     if ns and namespace and ns != namespace:
-        raise BadInput(f"Cluster {name} is in namespace {ns}, not {namespace}",
-                       fix=f"pass --namespace {ns}, or the manifest of the cluster in {namespace}")
+        raise BadInput(
+            f"Cluster {name} is in namespace {ns}, not {namespace}",
+            fix=f"pass --namespace {ns}, or the manifest of the cluster in {namespace}",
+        )
     ns = ns or namespace
     if not ns:
-        raise BadInput(f"Cluster {name} has no metadata.namespace and none was given",
-                       fix="add metadata.namespace or pass the namespace")
+        raise BadInput(
+            f"Cluster {name} has no metadata.namespace and none was given",
+            fix="add metadata.namespace or pass the namespace",
+        )
 
     in_tree = _get(cluster_doc, "spec", "backup", "barmanObjectStore")
     plugins = _barman_plugins(cluster_doc)
     if in_tree and plugins:  # webhook: plugin archiver XOR barmanObjectStore (§2)
-        raise BadInput(f"Cluster {name} has both spec.backup.barmanObjectStore and a "
-                       f"{PLUGIN_NAME} plugin: ambiguous (CNPG's webhook refuses it too)",
-                       fix="finish the migration to the plugin (drop barmanObjectStore), or "
-                           "remove the plugin entry")
+        raise BadInput(
+            f"Cluster {name} has both spec.backup.barmanObjectStore and a "
+            f"{PLUGIN_NAME} plugin: ambiguous (CNPG's webhook refuses it too)",
+            fix="finish the migration to the plugin (drop barmanObjectStore), or "
+            "remove the plugin entry",
+        )
     if len(plugins) > 1:
-        raise BadInput(f"Cluster {name} lists {len(plugins)} enabled {PLUGIN_NAME} plugins: "
-                       f"ambiguous", fix="keep one barman-cloud plugin entry")
+        raise BadInput(
+            f"Cluster {name} lists {len(plugins)} enabled {PLUGIN_NAME} plugins: ambiguous",
+            fix="keep one barman-cloud plugin entry",
+        )
     image_name, catalog = _source_image(cluster_doc, name, ns)
-    common = {"name": name, "namespace": ns, "image_name": image_name,
-              "image_catalog_ref": catalog,
-              "storage": copy.deepcopy(_get(cluster_doc, "spec", "storage")),
-              "service_account_template": copy.deepcopy(
-                  _get(cluster_doc, "spec", "serviceAccountTemplate"))}
+    common = {
+        "name": name,
+        "namespace": ns,
+        "image_name": image_name,
+        "image_catalog_ref": catalog,
+        "storage": copy.deepcopy(_get(cluster_doc, "spec", "storage")),
+        "service_account_template": copy.deepcopy(
+            _get(cluster_doc, "spec", "serviceAccountTemplate")
+        ),
+    }
 
     if in_tree:
         configuration = copy.deepcopy(in_tree)
         # in-tree archive/backup: serverName else the Cluster name (§5)
-        return _source(configuration, style="in-tree", where="spec.backup.barmanObjectStore",
-                       server_name=configuration.get("serverName") or name, **common)
+        return _source(
+            configuration,
+            style="in-tree",
+            where="spec.backup.barmanObjectStore",
+            server_name=configuration.get("serverName") or name,
+            **common,
+        )
     if plugins:
         parameters = plugins[0].get("parameters") or {}
         store = parameters.get("barmanObjectName")
         if not store:
-            raise BadInput(f"Cluster {name}: the {PLUGIN_NAME} plugin has no "
-                           f"parameters.barmanObjectName", fix="name its ObjectStore there")
+            raise BadInput(
+                f"Cluster {name}: the {PLUGIN_NAME} plugin has no parameters.barmanObjectName",
+                fix="name its ObjectStore there",
+            )
         if object_store_doc is None:
-            raise BadInput(f"Cluster {name} backs up through the barman-cloud plugin into "
-                           f"ObjectStore {store}, whose manifest was not given",
-                           fix=f"pass --object-store-manifest (kubectl get objectstore {store} "
-                               f"-n {ns} -o yaml)")
-        if object_store_doc.get("kind") != "ObjectStore" \
-                or object_store_doc.get("apiVersion") != PLUGIN_API:
-            raise BadInput(f"the object store manifest is not an ObjectStore ({PLUGIN_API})",
-                           fix=f"pass ObjectStore {store}'s manifest")
+            raise BadInput(
+                f"Cluster {name} backs up through the barman-cloud plugin into "
+                f"ObjectStore {store}, whose manifest was not given",
+                fix=f"pass --object-store-manifest (kubectl get objectstore {store} "
+                f"-n {ns} -o yaml)",
+            )
+        if (
+            object_store_doc.get("kind") != "ObjectStore"
+            or object_store_doc.get("apiVersion") != PLUGIN_API
+        ):
+            raise BadInput(
+                f"the object store manifest is not an ObjectStore ({PLUGIN_API})",
+                fix=f"pass ObjectStore {store}'s manifest",
+            )
         store_name = _get(object_store_doc, "metadata", "name")
         store_ns = _get(object_store_doc, "metadata", "namespace") or ns
         if store_name != store or store_ns != ns:  # same namespace as the Cluster (§2)
-            raise BadInput(f"the ObjectStore manifest is {store_ns}/{store_name}, Cluster {name} "
-                           f"uses {ns}/{store}", fix=f"pass ObjectStore {ns}/{store}'s manifest")
+            raise BadInput(
+                f"the ObjectStore manifest is {store_ns}/{store_name}, Cluster {name} "
+                f"uses {ns}/{store}",
+                fix=f"pass ObjectStore {ns}/{store}'s manifest",
+            )
         configuration = copy.deepcopy(_get(object_store_doc, "spec", "configuration") or {})
         # plugin archive/backup: parameters.serverName else the Cluster name (§5)
-        return _source(configuration, style="plugin",
-                       where=f"ObjectStore {store} spec.configuration",
-                       server_name=parameters.get("serverName") or name, object_store=store,
-                       sidecar=copy.deepcopy(_get(object_store_doc, "spec",
-                                                  "instanceSidecarConfiguration")),
-                       **common)
-    raise BadInput(f"Cluster {name} has no backup configured: neither "
-                   f"spec.backup.barmanObjectStore nor a {PLUGIN_NAME} plugin in spec.plugins",
-                   fix="a drill needs backups in an object store; configure one of them")
+        return _source(
+            configuration,
+            style="plugin",
+            where=f"ObjectStore {store} spec.configuration",
+            server_name=parameters.get("serverName") or name,
+            object_store=store,
+            sidecar=copy.deepcopy(_get(object_store_doc, "spec", "instanceSidecarConfiguration")),
+            **common,
+        )
+    raise BadInput(
+        f"Cluster {name} has no backup configured: neither "
+        f"spec.backup.barmanObjectStore nor a {PLUGIN_NAME} plugin in spec.plugins",
+        fix="a drill needs backups in an object store; configure one of them",
+    )
 
 
 def _source(configuration: dict, *, where: str, **fields) -> SourceCluster:
@@ -187,16 +231,20 @@ def _source(configuration: dict, *, where: str, **fields) -> SourceCluster:
         raise BadInput(f"{where} has no destinationPath", fix="set it, e.g. s3://bucket/prefix/")
     others = [k for k in ("azureCredentials", "googleCredentials") if configuration.get(k)]
     if others or not configuration.get("s3Credentials"):
-        raise BadInput(f"{where}: pgdrill restores from S3 (credentials Secret {SECRET_NAME}), "
-                       f"this object store has {', '.join(others) or 'no s3Credentials'}",
-                       fix="use an S3-compatible object store with s3Credentials")
-    return SourceCluster(destination_path=configuration["destinationPath"],
-                         configuration=configuration,
-                         endpoint_url=configuration.get("endpointURL"),
-                         s3_credentials=configuration["s3Credentials"],
-                         wal_compression=_get(configuration, "wal", "compression"),
-                         data_compression=_get(configuration, "data", "compression"),
-                         **fields)
+        raise BadInput(
+            f"{where}: pgdrill restores from S3 (credentials Secret {SECRET_NAME}), "
+            f"this object store has {', '.join(others) or 'no s3Credentials'}",
+            fix="use an S3-compatible object store with s3Credentials",
+        )
+    return SourceCluster(
+        destination_path=configuration["destinationPath"],
+        configuration=configuration,
+        endpoint_url=configuration.get("endpointURL"),
+        s3_credentials=configuration["s3Credentials"],
+        wal_compression=_get(configuration, "wal", "compression"),
+        data_compression=_get(configuration, "data", "compression"),
+        **fields,
+    )
 
 
 def check_name(name: str, what: str, *, cluster: bool = False) -> str:
@@ -204,10 +252,13 @@ def check_name(name: str, what: str, *, cluster: bool = False) -> str:
     else: DNS-1123 subdomain of at most 253."""
     pattern, limit = (DNS_1035, MAX_CLUSTER_NAME) if cluster else (DNS_1123, 253)
     if len(name) > limit or not pattern.match(name):
-        kind = (f"a DNS-1035 label (lower case letters, digits, '-', starting with a letter) "
-                f"of at most {limit} characters" if cluster else
-                f"a DNS-1123 name (lower case letters, digits, '-', '.') of at most {limit} "
-                f"characters")
+        kind = (
+            f"a DNS-1035 label (lower case letters, digits, '-', starting with a letter) "
+            f"of at most {limit} characters"
+            if cluster
+            else f"a DNS-1123 name (lower case letters, digits, '-', '.') of at most {limit} "
+            f"characters"
+        )
         raise BadInput(f"{what} {name!r} is not {kind}", fix="choose a shorter or plainer name")
     return name
 
@@ -220,9 +271,12 @@ def backup_manifest(source: SourceCluster, name: str) -> dict:
         spec |= {"method": "plugin", "pluginConfiguration": {"name": PLUGIN_NAME}}
     else:
         spec["method"] = "barmanObjectStore"
-    return {"apiVersion": CNPG_API, "kind": "Backup",
-            "metadata": {"name": check_name(name, "Backup name"), "namespace": source.namespace},
-            "spec": spec}
+    return {
+        "apiVersion": CNPG_API,
+        "kind": "Backup",
+        "metadata": {"name": check_name(name, "Backup name"), "namespace": source.namespace},
+        "spec": spec,
+    }
 
 
 def _restore_configuration(source: SourceCluster, secret_name: str) -> dict:
@@ -230,18 +284,21 @@ def _restore_configuration(source: SourceCluster, secret_name: str) -> dict:
     options dropped, S3 credentials from the run's `secret_name` Secret (never values), and
     the endpoint's CA (`endpointCA`, a Secret of the source namespace) from the same Secret's
     ENDPOINT_CA key, which restore_documents fills from `s3_ca_bundle`."""
-    configuration = {k: copy.deepcopy(v) for k, v in source.configuration.items()
-                     if k not in ARCHIVE_ONLY}
+    configuration = {
+        k: copy.deepcopy(v) for k, v in source.configuration.items() if k not in ARCHIVE_ONLY
+    }
     if not source.inherits_iam_role:
         configuration["s3Credentials"] = {
-            field: {"name": secret_name, "key": key} for field, key in S3_KEYS.items()}
+            field: {"name": secret_name, "key": key} for field, key in S3_KEYS.items()
+        }
     if source.endpoint_ca:
         configuration["endpointCA"] = {"name": secret_name, "key": ENDPOINT_CA_KEY}
     return configuration
 
 
-def restore_requirements(source: SourceCluster, *, ca_bundle: str | None,
-                         iam_role_from_node: bool = False) -> list[str]:
+def restore_requirements(
+    source: SourceCluster, *, ca_bundle: str | None, iam_role_from_node: bool = False
+) -> list[str]:
     """What a recovery in another namespace needs that the source namespace has, checked
     before any drill step: raises BadInput naming the fix, or returns what will be copied.
     - `endpointCA` is a Secret of the source namespace: the copy takes the CA from
@@ -260,9 +317,10 @@ def restore_requirements(source: SourceCluster, *, ca_bundle: str | None,
                 f"{source.namespace}/{ref.get('name')} (key {ref.get('key')}), which a "
                 f"recovery Cluster in another namespace cannot read",
                 fix=f"save that CA as a PEM file and set settings.s3_ca_bundle to it (kubectl "
-                    f"get secret {ref.get('name')} -n {source.namespace} -o "
-                    f"jsonpath='{{.data.{ref.get('key')}}}' | base64 -d > ca.pem); pgdrill "
-                    f"copies it into restore-test and uses it for its own S3 reads")
+                f"get secret {ref.get('name')} -n {source.namespace} -o "
+                f"jsonpath='{{.data.{ref.get('key')}}}' | base64 -d > ca.pem); pgdrill "
+                f"copies it into restore-test and uses it for its own S3 reads",
+            )
         copied.append("endpointCA (from s3_ca_bundle)")
     env = (source.sidecar or {}).get("env") or []
     indirect = [e.get("name") for e in env if isinstance(e, dict) and "valueFrom" in e]
@@ -273,7 +331,8 @@ def restore_requirements(source: SourceCluster, *, ca_bundle: str | None,
             f"{source.namespace} (valueFrom): the recovery Job in another namespace could not "
             f"resolve it",
             fix="give those variables literal values in the ObjectStore, or run the drill "
-                "with restore_namespace set to a namespace that holds the same Secret")
+            "with restore_namespace set to a namespace that holds the same Secret",
+        )
     if source.sidecar:
         copied.append("instanceSidecarConfiguration")
     if source.inherits_iam_role:
@@ -286,8 +345,9 @@ def restore_requirements(source: SourceCluster, *, ca_bundle: str | None,
                 f"node role, or an identity bound to its ServiceAccount), which a recovery "
                 f"Cluster in another namespace may not get",
                 fix="give the Cluster a serviceAccountTemplate with the role annotation "
-                    "(pgdrill copies it), or set settings.restore_iam_role_from_node: true "
-                    "when the nodes' own role can read the bucket")
+                "(pgdrill copies it), or set settings.restore_iam_role_from_node: true "
+                "when the nodes' own role can read the bucket",
+            )
     return copied
 
 
@@ -301,10 +361,12 @@ def recovery_target(recovery: RecoveryTarget, backup_id: str | None) -> dict | N
         target["targetLSN"] = recovery.lsn
     elif recovery.kind == "restore_point":
         if not backup_id:  # webhook "BackupID is missing" (§0, §4)
-            raise BadInput(f"recovery to restore point {recovery.name!r} needs the ID of the "
-                           f"backup to start from (CNPG's webhook demands backupID with "
-                           f"targetName)", fix="pass the backup ID (e.g. --backup-id "
-                                               "20260101T000000)")
+            raise BadInput(
+                f"recovery to restore point {recovery.name!r} needs the ID of the "
+                f"backup to start from (CNPG's webhook demands backupID with "
+                f"targetName)",
+                fix="pass the backup ID (e.g. --backup-id 20260101T000000)",
+            )
         target["targetName"] = recovery.name
     if backup_id:
         target["backupID"] = backup_id
@@ -334,7 +396,8 @@ def _source_image(cluster_doc: dict, name: str, namespace: str) -> tuple[str | N
         f"{catalog.get('major')}) of namespace {namespace}, and the manifest has no "
         "status.image to pin it from: a Cluster in another namespace cannot use that catalog",
         fix="read the live Cluster (its status.image names the image), or put the image in a "
-            "ClusterImageCatalog")
+        "ClusterImageCatalog",
+    )
 
 
 def restore_secret_name(restore_cluster: str) -> str:
@@ -344,10 +407,15 @@ def restore_secret_name(restore_cluster: str) -> str:
     return check_name(f"{restore_cluster}-backup-s3", "restore credentials Secret name")
 
 
-def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
-                      namespace: str = "restore-test", name: str | None = None,
-                      backup_id: str | None = None,
-                      secret_name: str | None = None) -> list[dict]:
+def restore_manifests(
+    source: SourceCluster,
+    recovery: RecoveryTarget,
+    *,
+    namespace: str = "restore-test",
+    name: str | None = None,
+    backup_id: str | None = None,
+    secret_name: str | None = None,
+) -> list[dict]:
     """The docs that restore `source` into `namespace`: for the plugin a copy of its
     ObjectStore there (the plugin reads an ObjectStore of the recovering Cluster's namespace),
     then the recovery Cluster. The credentials Secret `secret_name` (default
@@ -368,9 +436,14 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
         store_spec: dict = {"configuration": configuration}
         if source.sidecar:  # env/resources of the sidecar and the recovery Job
             store_spec["instanceSidecarConfiguration"] = copy.deepcopy(source.sidecar)
-        docs.append({"apiVersion": PLUGIN_API, "kind": "ObjectStore",
-                     "metadata": {"name": store, "namespace": namespace},
-                     "spec": store_spec})
+        docs.append(
+            {
+                "apiVersion": PLUGIN_API,
+                "kind": "ObjectStore",
+                "metadata": {"name": store, "namespace": namespace},
+                "spec": store_spec,
+            }
+        )
     else:
         store = None
     origin = _origin(source, configuration, store)
@@ -379,8 +452,12 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
     if target:
         recovery_doc["recoveryTarget"] = target
     # superuser access: CNPG creates <name>-superuser, the drill's way in for its checks
-    spec: dict = {"instances": 1, "enableSuperuserAccess": True,
-                  "bootstrap": {"recovery": recovery_doc}, "externalClusters": [origin]}
+    spec: dict = {
+        "instances": 1,
+        "enableSuperuserAccess": True,
+        "bootstrap": {"recovery": recovery_doc},
+        "externalClusters": [origin],
+    }
     if source.image_name:  # same PostgreSQL major as the source (§4)
         spec["imageName"] = source.image_name
     elif source.image_catalog_ref:
@@ -389,10 +466,18 @@ def restore_manifests(source: SourceCluster, recovery: RecoveryTarget, *,
         spec["storage"] = copy.deepcopy(source.storage)
     if source.inherits_iam_role and source.service_account_template:
         spec["serviceAccountTemplate"] = copy.deepcopy(source.service_account_template)
-    docs.append({"apiVersion": CNPG_API, "kind": "Cluster",
-                 "metadata": {"name": name, "namespace": namespace,
-                              "labels": {"app.kubernetes.io/managed-by": "pgdrill"}},
-                 "spec": spec})
+    docs.append(
+        {
+            "apiVersion": CNPG_API,
+            "kind": "Cluster",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pgdrill"},
+            },
+            "spec": spec,
+        }
+    )
     return docs
 
 
@@ -400,18 +485,37 @@ def _origin(source: SourceCluster, configuration: dict, store: str | None) -> di
     """The `externalClusters` entry that reads the source's archive, serverName explicit
     (§5): the plugin through ObjectStore `store`, in-tree through `configuration`."""
     if source.style == "plugin":
-        return {"name": ORIGIN, "plugin": {
-            "name": PLUGIN_NAME,
-            "parameters": {"barmanObjectName": store, "serverName": source.server_name}}}
-    return {"name": ORIGIN, "barmanObjectStore": {
-        "destinationPath": source.destination_path, "serverName": source.server_name,
-        **{k: v for k, v in configuration.items() if k not in ("destinationPath",
-                                                               "serverName")}}}
+        return {
+            "name": ORIGIN,
+            "plugin": {
+                "name": PLUGIN_NAME,
+                "parameters": {"barmanObjectName": store, "serverName": source.server_name},
+            },
+        }
+    return {
+        "name": ORIGIN,
+        "barmanObjectStore": {
+            "destinationPath": source.destination_path,
+            "serverName": source.server_name,
+            **{
+                k: v for k, v in configuration.items() if k not in ("destinationPath", "serverName")
+            },
+        },
+    }
 
 
-SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
-              "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers",
-              "ownerReferences", "selfLink")
+SERVER_SET = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "ownerReferences",
+    "selfLink",
+)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
@@ -423,15 +527,17 @@ def application_identity(bootstrap: dict) -> dict:
     names."""
     for method in ("initdb", "recovery", "pg_basebackup"):
         found = bootstrap.get(method) or {}
-        identity = {k: copy.deepcopy(found[k]) for k in ("database", "owner", "secret")
-                    if found.get(k)}
+        identity = {
+            k: copy.deepcopy(found[k]) for k in ("database", "owner", "secret") if found.get(k)
+        }
         if identity:
             return identity
     return {}
 
 
-def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: str,
-                     backup_id: str | None = None) -> dict:
+def rebuild_manifest(
+    source: SourceCluster, cluster_doc: dict, *, server_name: str, backup_id: str | None = None
+) -> dict:
     """The Cluster that rebuilds a destroyed `source` IN PLACE: the same name, namespace and
     spec (`cluster_doc`, the Cluster as it was), bootstrapped with `bootstrap.recovery` from
     `externalClusters[origin]` = the OLD archive (its serverName explicit, §5; the source's
@@ -441,15 +547,21 @@ def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: s
     destroyed cluster left it. Recovery is always into a new Cluster (§4): this is one, under
     the old name."""
     if server_name == source.server_name:
-        raise BadInput(f"the rebuilt Cluster {source.name} must archive under a new "
-                       f"serverName, not {server_name!r} (the destroyed cluster's archive)",
-                       fix="choose a new serverName, e.g. rebuilt_server_name()")
+        raise BadInput(
+            f"the rebuilt Cluster {source.name} must archive under a new "
+            f"serverName, not {server_name!r} (the destroyed cluster's archive)",
+            fix="choose a new serverName, e.g. rebuilt_server_name()",
+        )
     meta = cluster_doc.get("metadata") or {}
-    metadata = {k: copy.deepcopy(v) for k, v in meta.items()
-                if k not in SERVER_SET and v not in (None, {}, [])}
+    metadata = {
+        k: copy.deepcopy(v)
+        for k, v in meta.items()
+        if k not in SERVER_SET and v not in (None, {}, [])
+    }
     if LAST_APPLIED in (metadata.get("annotations") or {}):
-        metadata["annotations"] = {k: v for k, v in metadata["annotations"].items()
-                                   if k != LAST_APPLIED} or None
+        metadata["annotations"] = {
+            k: v for k, v in metadata["annotations"].items() if k != LAST_APPLIED
+        } or None
         if metadata["annotations"] is None:
             del metadata["annotations"]
     spec = copy.deepcopy(cluster_doc.get("spec") or {})
@@ -457,11 +569,13 @@ def rebuild_manifest(source: SourceCluster, cluster_doc: dict, *, server_name: s
     if backup_id:
         recovery["recoveryTarget"] = {"backupID": backup_id}
     spec["bootstrap"] = {"recovery": recovery}
-    configuration = {k: copy.deepcopy(v) for k, v in source.configuration.items()
-                     if k not in ARCHIVE_ONLY}
+    configuration = {
+        k: copy.deepcopy(v) for k, v in source.configuration.items() if k not in ARCHIVE_ONLY
+    }
     spec["externalClusters"] = [
         *[e for e in spec.get("externalClusters") or [] if e.get("name") != ORIGIN],
-        _origin(source, configuration, source.object_store)]
+        _origin(source, configuration, source.object_store),
+    ]
     if source.style == "plugin":
         for plugin in spec.get("plugins") or []:
             if plugin.get("name") == PLUGIN_NAME and plugin.get("enabled", True):
@@ -486,8 +600,9 @@ def rebuilt_server_name(old: str, taken) -> str:
     return f"{base}-r{n}"
 
 
-def archives_into(cluster_doc: dict, source: SourceCluster,
-                  object_stores: dict[str, dict] | None = None) -> bool:
+def archives_into(
+    cluster_doc: dict, source: SourceCluster, object_stores: dict[str, dict] | None = None
+) -> bool:
     """Whether `cluster_doc` would archive WAL or backups into the source's
     `<destinationPath>/<serverName>/` (`object_stores`: ObjectStore docs by name)."""
     name = _get(cluster_doc, "metadata", "name")
@@ -504,11 +619,14 @@ def archives_into(cluster_doc: dict, source: SourceCluster,
 
 
 def _same_archive(path: str | None, server_name: str | None, source: SourceCluster) -> bool:
-    return (str(path or "").rstrip("/") == source.destination_path.rstrip("/")
-            and server_name == source.server_name)
+    return (
+        str(path or "").rstrip("/") == source.destination_path.rstrip("/")
+        and server_name == source.server_name
+    )
 
 
 # --- validation -----------------------------------------------------------------------------
+
 
 @cache
 def _schemas() -> dict[tuple[str, str], dict]:
@@ -520,8 +638,7 @@ def _schemas() -> dict[tuple[str, str], dict]:
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             if version.get("served"):
-                schemas[(f"{group}/{version['name']}", kind)] = \
-                    version["schema"]["openAPIV3Schema"]
+                schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
     return schemas
 
 
@@ -561,17 +678,23 @@ def validate_manifest(doc: dict) -> dict:
         known = ", ".join(f"{a} {k}" for a, k in sorted(_schemas()))
         raise BadInput(f"no CRD for apiVersion {api!r} kind {kind!r}", fix=f"known: {known}")
     what = f"{kind} {_get(doc, 'metadata', 'name') or '(unnamed)'}"
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc),
-                    key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(
+        jsonschema.Draft7Validator(schema).iter_errors(doc),
+        key=lambda e: (list(map(str, e.absolute_path)), e.message),
+    )
     if errors:
         first = errors[0]
-        raise BadInput(f"{what}: {first.json_path}: {first.message}",
-                       fix=f"fix {first.json_path} as CNPG's {kind} CRD describes it")
+        raise BadInput(
+            f"{what}: {first.json_path}: {first.message}",
+            fix=f"fix {first.json_path} as CNPG's {kind} CRD describes it",
+        )
     unknown = sorted(unknown_fields(doc, schema))
     if unknown:
-        raise BadInput(f"{what}: unknown field(s) {', '.join(unknown)}: a real API server "
-                       f"would drop them silently (structural schema pruning)",
-                       fix=f"remove them, or spell them as CNPG's {kind} CRD does")
+        raise BadInput(
+            f"{what}: unknown field(s) {', '.join(unknown)}: a real API server "
+            f"would drop them silently (structural schema pruning)",
+            fix=f"remove them, or spell them as CNPG's {kind} CRD does",
+        )
     if kind == "Cluster" and api == CNPG_API:
         _cluster_webhook_rules(doc, what)
     return doc
@@ -584,36 +707,61 @@ def _cluster_webhook_rules(doc: dict, what: str) -> None:
     bootstrap = spec.get("bootstrap") or {}
     methods = [m for m in bootstrap if bootstrap.get(m)]
     if len(methods) > 1:
-        raise BadInput(f"{what}: $.spec.bootstrap: only one bootstrap method can be specified at "
-                       f"a time, got {', '.join(methods)}", fix="keep one")
+        raise BadInput(
+            f"{what}: $.spec.bootstrap: only one bootstrap method can be specified at "
+            f"a time, got {', '.join(methods)}",
+            fix="keep one",
+        )
     recovery = bootstrap.get("recovery") or {}
     target = recovery.get("recoveryTarget") or {}
-    chosen = [k for k in ("targetXID", "targetName", "targetLSN", "targetTime",
-                          "targetImmediate") if target.get(k)]  # targetTLI combines
+    chosen = [
+        k
+        for k in ("targetXID", "targetName", "targetLSN", "targetTime", "targetImmediate")
+        if target.get(k)
+    ]  # targetTLI combines
     if len(chosen) > 1:
-        raise BadInput(f"{what}: $.spec.bootstrap.recovery.recoveryTarget: recovery target "
-                       f"options are mutually exclusive, got {', '.join(chosen)}",
-                       fix="keep one")
+        raise BadInput(
+            f"{what}: $.spec.bootstrap.recovery.recoveryTarget: recovery target "
+            f"options are mutually exclusive, got {', '.join(chosen)}",
+            fix="keep one",
+        )
     if set(chosen) & {"targetName", "targetXID", "targetImmediate"} and not target.get("backupID"):
-        raise BadInput(f"{what}: $.spec.bootstrap.recovery.recoveryTarget.backupID: BackupID is "
-                       f"missing ({chosen[0]} needs it)", fix="set backupID")
+        raise BadInput(
+            f"{what}: $.spec.bootstrap.recovery.recoveryTarget.backupID: BackupID is "
+            f"missing ({chosen[0]} needs it)",
+            fix="set backupID",
+        )
     externals = {e.get("name"): e for e in spec.get("externalClusters") or []}
     if recovery.get("source") and recovery["source"] not in externals:
-        raise BadInput(f"{what}: $.spec.bootstrap.recovery.source: external cluster "
-                       f"{recovery['source']} not found", fix="add it to spec.externalClusters")
+        raise BadInput(
+            f"{what}: $.spec.bootstrap.recovery.source: external cluster "
+            f"{recovery['source']} not found",
+            fix="add it to spec.externalClusters",
+        )
     for index, external in enumerate(spec.get("externalClusters") or []):
         store = external.get("barmanObjectStore")
         if store:
-            blocks = [k for k in ("s3Credentials", "azureCredentials", "googleCredentials")
-                      if store.get(k)]
+            blocks = [
+                k
+                for k in ("s3Credentials", "azureCredentials", "googleCredentials")
+                if store.get(k)
+            ]
             if len(blocks) != 1:
-                raise BadInput(f"{what}: $.spec.externalClusters[{index}].barmanObjectStore: one "
-                               f"and only one of azureCredentials, s3Credentials and "
-                               f"googleCredentials are required", fix="keep one")
+                raise BadInput(
+                    f"{what}: $.spec.externalClusters[{index}].barmanObjectStore: one "
+                    f"and only one of azureCredentials, s3Credentials and "
+                    f"googleCredentials are required",
+                    fix="keep one",
+                )
     archivers = [p for p in spec.get("plugins") or [] if p.get("isWALArchiver")]
     if len(archivers) > 1:
-        raise BadInput(f"{what}: $.spec.plugins: cannot enable more than one WAL archiver "
-                       f"plugin", fix="keep one")
+        raise BadInput(
+            f"{what}: $.spec.plugins: cannot enable more than one WAL archiver plugin",
+            fix="keep one",
+        )
     if archivers and _get(spec, "backup", "barmanObjectStore"):
-        raise BadInput(f"{what}: $.spec.plugins: cannot enable a WAL archiver plugin when "
-                       f"barmanObjectStore is configured", fix="keep one of them")
+        raise BadInput(
+            f"{what}: $.spec.plugins: cannot enable a WAL archiver plugin when "
+            f"barmanObjectStore is configured",
+            fix="keep one of them",
+        )

@@ -1,6 +1,7 @@
 """Restore into restore-test on CNPG: a new Cluster bootstrapped with `bootstrap.recovery` from
 the source's archive (pgdrill.targets.cnpg.manifests), the S3 credentials Secret
-`<restore cluster>-backup-s3` created there from the SOPS file, waited for until "Cluster in healthy state" + Ready, and removed again —
+`<restore cluster>-backup-s3` created there from the SOPS file, waited for until "Cluster in
+healthy state" + Ready, and removed again —
 Cluster, PVCs, Secret and ObjectStore copy."""
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pgdrill.console import say
-from pgdrill.credentials import S3Credentials, secret_manifest
-from pgdrill.errors import DeadlineExceeded, TargetError
-from pgdrill.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget
+from pgdrill.core.console import say
+from pgdrill.core.errors import DeadlineExceeded, TargetError
+from pgdrill.core.model import READY_PHASE, RESTORE_PHASE, Backup, RecoveryTarget
+from pgdrill.core.waiting import poll_until
+from pgdrill.credentials.secret import S3Credentials, secret_manifest
 from pgdrill.targets.cnpg.config import CnpgConfig
 from pgdrill.targets.cnpg.kube import (
     CNPG_GROUP,
@@ -29,25 +31,40 @@ from pgdrill.targets.cnpg.manifests import (
     validate_manifest,
 )
 from pgdrill.targets.cnpg.status import HEALTHY, UNRECOVERABLE, unhealthy_reasons
-from pgdrill.waiting import poll_until
 
 
-def restore_documents(config: CnpgConfig, source: SourceCluster, backup: Backup,
-                      recovery: RecoveryTarget, credentials: S3Credentials) -> list[dict]:
+def restore_documents(
+    config: CnpgConfig,
+    source: SourceCluster,
+    backup: Backup,
+    recovery: RecoveryTarget,
+    credentials: S3Credentials,
+) -> list[dict]:
     """Every object the restore creates, validated: the Secret, then (plugin) the ObjectStore
     copy and the recovery Cluster."""
-    values = {"ACCESS_KEY_ID": credentials.access_key_id,
-              "ACCESS_SECRET_KEY": credentials.secret_access_key, "BUCKET": credentials.bucket,
-              "ENDPOINT": credentials.endpoint, "REGION": credentials.region}
-    restore_requirements(source, ca_bundle=config.s3_ca_bundle,
-                         iam_role_from_node=config.restore_iam_role_from_node)
+    values = {
+        "ACCESS_KEY_ID": credentials.access_key_id,
+        "ACCESS_SECRET_KEY": credentials.secret_access_key,
+        "BUCKET": credentials.bucket,
+        "ENDPOINT": credentials.endpoint,
+        "REGION": credentials.region,
+    }
+    restore_requirements(
+        source, ca_bundle=config.s3_ca_bundle, iam_role_from_node=config.restore_iam_role_from_node
+    )
     if source.endpoint_ca:  # the source's endpointCA Secret lives in its own namespace
         values[ENDPOINT_CA_KEY] = Path(config.s3_ca_bundle).read_text()
-    secret = secret_manifest(values, name=restore_secret_name(config.restore_cluster),
-                             namespace=config.restore_namespace)
+    secret = secret_manifest(
+        values, name=restore_secret_name(config.restore_cluster), namespace=config.restore_namespace
+    )
     secret["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pgdrill"}
-    docs = restore_manifests(source, recovery, namespace=config.restore_namespace,
-                             name=config.restore_cluster, backup_id=backup.id)
+    docs = restore_manifests(
+        source,
+        recovery,
+        namespace=config.restore_namespace,
+        name=config.restore_cluster,
+        backup_id=backup.id,
+    )
     for doc in docs:
         validate_manifest(doc)
     return [secret, *docs]
@@ -61,8 +78,9 @@ def create_restore(kube: Kube, docs: list[dict]) -> None:
             kube.create_custom(doc)
 
 
-def wait_recovered(kube: Kube, namespace: str, name: str, timeout: float, *, label: str,
-                   stuck_hint: str) -> tuple[dict, dict[str, float]]:
+def wait_recovered(
+    kube: Kube, namespace: str, name: str, timeout: float, *, label: str, stuck_hint: str
+) -> tuple[dict, dict[str, float]]:
     """Poll a Cluster bootstrapping by recovery (restore-test's copy, or a rebuilt cluster)
     until healthy and Ready; show each phase change as "  <label> <name>: <phase>". Fails at
     once when CNPG declares it unrecoverable, and names the phase and its reasons when the
@@ -85,31 +103,38 @@ def wait_recovered(kube: Kube, namespace: str, name: str, timeout: float, *, lab
             reason = status.get("phaseReason")
             say(f"  {label} {name}: {phase}" + (f" ({reason})" if reason else ""))
         if phase == UNRECOVERABLE:
-            raise TargetError(f"CNPG gave up on the {label} Cluster {where}: "
-                              f"{status.get('phaseReason') or phase}",
-                              fix="read the recovery Job's log (saved in the run folder) and "
-                                  "the operator's")
+            raise TargetError(
+                f"CNPG gave up on the {label} Cluster {where}: "
+                f"{status.get('phaseReason') or phase}",
+                fix="read the recovery Job's log (saved in the run folder) and the operator's",
+            )
         return cluster if not unhealthy_reasons(cluster) else None
 
     try:
-        cluster = poll_until(healthy, timeout=timeout, interval=0.5,
-                             what=f"{label} Cluster {where} to be healthy")
+        cluster = poll_until(
+            healthy, timeout=timeout, interval=0.5, what=f"{label} Cluster {where} to be healthy"
+        )
     except DeadlineExceeded:
         cluster = kube.cluster(namespace, name)
-        raise TargetError(f"the {label} Cluster {where} is not healthy after {timeout:.0f}s: "
-                          + "; ".join(unhealthy_reasons(cluster)),
-                          fix=f"read the recovery Job's and the operator's logs; {stuck_hint}"
-                          ) from None
+        raise TargetError(
+            f"the {label} Cluster {where} is not healthy after {timeout:.0f}s: "
+            + "; ".join(unhealthy_reasons(cluster)),
+            fix=f"read the recovery Job's and the operator's logs; {stuck_hint}",
+        ) from None
     seen[last["phase"]] = round(seen.get(last["phase"], 0) + time.monotonic() - last["at"], 3)
     return cluster, seen
 
 
 def wait_restored(kube: Kube, config: CnpgConfig, timeout: float) -> tuple[dict, dict[str, float]]:
     """restore-test's recovery Cluster (wait_recovered)."""
-    return wait_recovered(kube, config.restore_namespace, config.restore_cluster, timeout,
-                          label="recovery",
-                          stuck_hint="a wrong serverName or credentials Secret keeps it in "
-                                     "'Setting up primary'")
+    return wait_recovered(
+        kube,
+        config.restore_namespace,
+        config.restore_cluster,
+        timeout,
+        label="recovery",
+        stuck_hint="a wrong serverName or credentials Secret keeps it in 'Setting up primary'",
+    )
 
 
 def restore_phases(seen: dict[str, float], total: float) -> dict[str, float]:
@@ -143,11 +168,18 @@ def remove_restore(kube: Kube, config: CnpgConfig, *, timeout: float = 300) -> l
     secrets = [f"{name}-{suffix}" for suffix in OPERATOR_SECRETS]
 
     def gone() -> bool:
-        return (not kube.pods(ns, selector) and not kube.pvcs(ns, selector)
-                and not any(kube.secret_exists(ns, s) for s in secrets))
+        return (
+            not kube.pods(ns, selector)
+            and not kube.pvcs(ns, selector)
+            and not any(kube.secret_exists(ns, s) for s in secrets)
+        )
 
-    poll_until(gone, timeout=timeout, interval=0.5,
-               what=f"the pods, PVCs and Secrets of {ns}/{name} to go away")
+    poll_until(
+        gone,
+        timeout=timeout,
+        interval=0.5,
+        what=f"the pods, PVCs and Secrets of {ns}/{name} to go away",
+    )
     return removed
 
 

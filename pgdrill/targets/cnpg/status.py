@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from pgdrill.model import Role
+from pgdrill.core.model import Role
+from pgdrill.core.times import parse_time
 from pgdrill.targets.cnpg.manifests import _get
-from pgdrill.times import parse_time
 
 HEALTHY = "Cluster in healthy state"
 UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention"
@@ -35,8 +35,10 @@ def pod_ready(pod: dict) -> bool:
 
 def live_pods(pods: list[dict]) -> list[dict]:
     """Instance pods not being deleted, by name."""
-    return sorted((p for p in pods if not _get(p, "metadata", "deletionTimestamp")),
-                  key=lambda p: p["metadata"]["name"])
+    return sorted(
+        (p for p in pods if not _get(p, "metadata", "deletionTimestamp")),
+        key=lambda p: p["metadata"]["name"],
+    )
 
 
 def primary_pod(cluster: dict, pods: list[dict]) -> dict | None:
@@ -67,9 +69,14 @@ def unhealthy_reasons(cluster: dict) -> list[str]:
         reasons.append(f"targetPrimary {target} is not the currentPrimary {current}")
     ready = condition(cluster, "Ready")
     if ready is None or ready.get("status") != "True":
-        reasons.append("condition Ready is " + (
-            f"{ready.get('status')} ({ready.get('reason')}: {ready.get('message')})"
-            if ready else "missing"))
+        reasons.append(
+            "condition Ready is "
+            + (
+                f"{ready.get('status')} ({ready.get('reason')}: {ready.get('message')})"
+                if ready
+                else "missing"
+            )
+        )
     return reasons
 
 
@@ -82,14 +89,21 @@ def pod_shortfall(cluster: dict, pods: list[dict]) -> list[str]:
     if wanted is not None and len(pods) != wanted:
         reasons.append(f"{len(pods)} live instance pods, spec.instances {wanted}")
     if len(ready) != len(pods):
-        reasons.append(f"{len(pods) - len(ready)} instance pods not ready: "
-                       + ", ".join(p["metadata"]["name"] for p in pods if not pod_ready(p)))
+        reasons.append(
+            f"{len(pods) - len(ready)} instance pods not ready: "
+            + ", ".join(p["metadata"]["name"] for p in pods if not pod_ready(p))
+        )
     return reasons
 
 
 def describe_conditions(cluster: dict) -> str:
-    return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
-                     for c in _get(cluster, "status", "conditions") or []) or "no conditions"
+    return (
+        "; ".join(
+            f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
+            for c in _get(cluster, "status", "conditions") or []
+        )
+        or "no conditions"
+    )
 
 
 def operator_failover(cluster: dict) -> dict:
@@ -98,26 +112,34 @@ def operator_failover(cluster: dict) -> dict:
     status = cluster.get("status") or {}
     target_at = parse_time(status.get("targetPrimaryTimestamp"))
     current_at = parse_time(status.get("currentPrimaryTimestamp"))
-    seconds = (round((current_at - target_at).total_seconds(), 3)
-               if target_at and current_at and current_at >= target_at else None)
-    return {"current_primary": status.get("currentPrimary"),
-            "target_primary": status.get("targetPrimary"),
-            "target_primary_timestamp": status.get("targetPrimaryTimestamp"),
-            "current_primary_timestamp": status.get("currentPrimaryTimestamp"),
-            "seconds": seconds, "timeline": status.get("timelineID")}
+    seconds = (
+        round((current_at - target_at).total_seconds(), 3)
+        if target_at and current_at and current_at >= target_at
+        else None
+    )
+    return {
+        "current_primary": status.get("currentPrimary"),
+        "target_primary": status.get("targetPrimary"),
+        "target_primary_timestamp": status.get("targetPrimaryTimestamp"),
+        "current_primary_timestamp": status.get("currentPrimaryTimestamp"),
+        "seconds": seconds,
+        "timeline": status.get("timelineID"),
+    }
 
 
 def cluster_facts(cluster: dict) -> dict:
     """What evidence records about the source Cluster's HA settings (cnpg.md §9)."""
     spec = cluster.get("spec") or {}
     postgresql = spec.get("postgresql") or {}
-    return {"instances": spec.get("instances"),
-            "image": spec.get("imageName"),
-            "failover_delay_seconds": spec.get("failoverDelay", 0),
-            "switchover_delay_seconds": spec.get("switchoverDelay", 3600),
-            "min_sync_replicas": spec.get("minSyncReplicas", 0),
-            "max_sync_replicas": spec.get("maxSyncReplicas", 0),
-            "synchronous": postgresql.get("synchronous"),
-            "primary_update_strategy": spec.get("primaryUpdateStrategy"),
-            "phase": _get(cluster, "status", "phase"),
-            "timeline": _get(cluster, "status", "timelineID")}
+    return {
+        "instances": spec.get("instances"),
+        "image": spec.get("imageName"),
+        "failover_delay_seconds": spec.get("failoverDelay", 0),
+        "switchover_delay_seconds": spec.get("switchoverDelay", 3600),
+        "min_sync_replicas": spec.get("minSyncReplicas", 0),
+        "max_sync_replicas": spec.get("maxSyncReplicas", 0),
+        "synchronous": postgresql.get("synchronous"),
+        "primary_update_strategy": spec.get("primaryUpdateStrategy"),
+        "phase": _get(cluster, "status", "phase"),
+        "timeline": _get(cluster, "status", "timelineID"),
+    }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pgdrill.model import Backup
+from pgdrill.core.model import Backup
 
 BIN = Path(sys.executable).parent
 
@@ -38,7 +38,7 @@ class ObjectStore:
 
     @classmethod
     def at(cls, location) -> ObjectStore:
-        """The store of a pgdrill.bucket.location.BucketLocation."""
+        """The store of a pgdrill.credentials.location.BucketLocation."""
         path = location.prefix[: -len(location.server_name) - 1]
         return cls(location.endpoint, location.bucket, location.server_name, path)
 
@@ -47,8 +47,13 @@ class ObjectStore:
 
     def archive_command(self) -> str:
         """postgresql.conf archive_command: compressed, as CNPG's `wal.compression: gzip`."""
-        argv = [tool("barman-cloud-wal-archive"), *self.common_args(), "--gzip",
-                self.destination_path, self.server_name]
+        argv = [
+            tool("barman-cloud-wal-archive"),
+            *self.common_args(),
+            "--gzip",
+            self.destination_path,
+            self.server_name,
+        ]
         return shlex.join(argv) + " %p"
 
     def restore_command(self, max_parallel: int = 1, spool_dir: Path | None = None) -> str:
@@ -72,19 +77,43 @@ class ObjectStore:
     def backup_argv(self, host: str, port: int, user: str, name: str | None = None) -> list[str]:
         # --immediate-checkpoint (CNPG: `data.immediateCheckpoint: true`): a drill's backup
         # must not wait for a spread checkpoint, which takes minutes after bulk writes
-        argv = [tool("barman-cloud-backup"), *self.common_args(), "--gzip",
-                "--immediate-checkpoint", "-h", host, "-p", str(port), "-U", user, "-d", "postgres"]
+        argv = [
+            tool("barman-cloud-backup"),
+            *self.common_args(),
+            "--gzip",
+            "--immediate-checkpoint",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ]
         if name:
             argv += ["--name", name]
         return argv + [self.destination_path, self.server_name]
 
     def list_argv(self) -> list[str]:
-        return [tool("barman-cloud-backup-list"), *self.common_args(), "--format", "json",
-                self.destination_path, self.server_name]
+        return [
+            tool("barman-cloud-backup-list"),
+            *self.common_args(),
+            "--format",
+            "json",
+            self.destination_path,
+            self.server_name,
+        ]
 
     def restore_argv(self, backup_id: str, dest: Path) -> list[str]:
-        return [tool("barman-cloud-restore"), *self.common_args(), self.destination_path,
-                self.server_name, backup_id, str(dest)]
+        return [
+            tool("barman-cloud-restore"),
+            *self.common_args(),
+            self.destination_path,
+            self.server_name,
+            backup_id,
+            str(dest),
+        ]
 
 
 def _time(value: str | None) -> datetime | None:
@@ -101,19 +130,21 @@ def parse_backup_list(output: str) -> list[Backup]:
     backups = []
     for item in data.get("backups_list", []):
         size = item.get("size")
-        backups.append(Backup(
-            id=item["backup_id"],
-            status=item.get("status", "UNKNOWN"),
-            begin_time=_time(item.get("begin_time_iso")),
-            end_time=_time(item.get("end_time_iso")),
-            begin_wal=item.get("begin_wal"),
-            end_wal=item.get("end_wal"),
-            timeline=item.get("timeline"),
-            name=item.get("backup_name"),
-            begin_lsn=item.get("begin_xlog"),
-            end_lsn=item.get("end_xlog"),
-            size=int(size) if isinstance(size, int | float) else None,
-        ))
+        backups.append(
+            Backup(
+                id=item["backup_id"],
+                status=item.get("status", "UNKNOWN"),
+                begin_time=_time(item.get("begin_time_iso")),
+                end_time=_time(item.get("end_time_iso")),
+                begin_wal=item.get("begin_wal"),
+                end_wal=item.get("end_wal"),
+                timeline=item.get("timeline"),
+                name=item.get("backup_name"),
+                begin_lsn=item.get("begin_xlog"),
+                end_lsn=item.get("end_xlog"),
+                size=int(size) if isinstance(size, int | float) else None,
+            )
+        )
     return sorted(backups, key=lambda b: b.id)
 
 
@@ -125,7 +156,7 @@ def backup_sizes(s3, bucket: str, server_name: str) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            backup_id, _, rest = obj["Key"][len(prefix):].partition("/")
+            backup_id, _, rest = obj["Key"][len(prefix) :].partition("/")
             if rest:
                 sizes[backup_id] = sizes.get(backup_id, 0) + int(obj["Size"])
     return sizes

@@ -6,20 +6,22 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import time
 from pathlib import Path
 
 import psycopg
 
-from pgdrill.files import write_atomically
-from pgdrill.credentials import S3Credentials, load_s3_credentials, write_encrypted_secret
-from pgdrill.errors import PreflightRefused, TargetError
-from pgdrill.model import Instance, Role
-from pgdrill.replication import SYNCHRONOUS_STATES
+from pgdrill.core.errors import PreflightRefused, TargetError
+from pgdrill.core.files import write_atomically
+from pgdrill.core.model import Instance, Role
+from pgdrill.core.waiting import poll_until
+from pgdrill.credentials.secret import S3Credentials, load_s3_credentials, write_encrypted_secret
+from pgdrill.pg.archive_status import ArchiverWatch
+from pgdrill.pg.replication import SYNCHRONOUS_STATES
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.barman import ObjectStore
 from pgdrill.targets.sandbox.osuser import RunAs
 from pgdrill.targets.sandbox.state import Layout, SandboxState
-from pgdrill.waiting import poll_until
 
 APP_DB = "app"
 # Short enough that a quiet sandbox still archives its WAL; drills that need the archive
@@ -42,20 +44,24 @@ def sandbox_credentials(layout: Layout) -> S3Credentials:
             f"the sandbox in {layout.home} has no SOPS-encrypted credentials file "
             f"({layout.credentials_file.name}) and age identity: it was made by an older "
             "pgdrill, or they were removed",
-            fix="`pgdrill sandbox reset --yes` discards this sandbox and builds a new one")
+            fix="`pgdrill sandbox reset --yes` discards this sandbox and builds a new one",
+        )
     return load_s3_credentials(layout.credentials_file, [str(layout.age_key_file)])
 
 
 def create_sandbox_credentials(layout: Layout, values: dict[str, str]) -> S3Credentials:
     """A new age identity for the sandbox and its credentials encrypted to it."""
-    from pgdrill import sops
+    from pgdrill.credentials import sops
 
     secret_key, recipient = sops.new_identity()
     layout.age_key_file.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.age_key_file.parent, 0o700)
-    write_atomically(layout.age_key_file,
-                     f"# pgdrill sandbox identity\n# public key: {recipient}\n{secret_key}\n",
-                     mode=0o600, durable=True)
+    write_atomically(
+        layout.age_key_file,
+        f"# pgdrill sandbox identity\n# public key: {recipient}\n{secret_key}\n",
+        mode=0o600,
+        durable=True,
+    )
     write_encrypted_secret(layout.credentials_file, values, [recipient])
     return sandbox_credentials(layout)
 
@@ -79,8 +85,14 @@ class SandboxCluster:
 
     def instance(self, name: str, dbname: str = APP_DB) -> Instance:
         inst = self.state.instances[name]
-        return Instance(name=name, role=Role(inst.role), host="127.0.0.1", port=inst.port,
-                        dbname=dbname, user=postgres.SUPERUSER)
+        return Instance(
+            name=name,
+            role=Role(inst.role),
+            host="127.0.0.1",
+            port=inst.port,
+            dbname=dbname,
+            user=postgres.SUPERUSER,
+        )
 
     def process_env(self, home: Path | None = None) -> dict[str, str]:
         """Environment for postmasters and barman-cloud: S3 credentials travel here."""
@@ -121,9 +133,15 @@ class SandboxCluster:
         }
 
     def start(self, name: str, *, timeout: float = 60) -> None:
-        postgres.start(self.run_as, self.layout.data_dir(name), self.state.instances[name].port,
-                       self.layout.sockets, self.layout.log_file(name),
-                       self.process_env(self.layout.instance_dir(name)), timeout=timeout)
+        postgres.start(
+            self.run_as,
+            self.layout.data_dir(name),
+            self.state.instances[name].port,
+            self.layout.sockets,
+            self.layout.log_file(name),
+            self.process_env(self.layout.instance_dir(name)),
+            timeout=timeout,
+        )
 
     def stop(self, name: str) -> None:
         data = self.layout.data_dir(name)
@@ -145,18 +163,39 @@ class SandboxCluster:
         data = self.layout.data_dir(name)
         if postgres.postmaster_pid(data):
             postgres.kill_postmaster(data)
-            poll_until(lambda: postgres.postmaster_pid(data) is None, timeout=30,
-                       what=f"the old postmaster of {name} to exit")
+            poll_until(
+                lambda: postgres.postmaster_pid(data) is None,
+                timeout=30,
+                what=f"the old postmaster of {name} to exit",
+            )
         shutil.rmtree(data, ignore_errors=True)
         src = self.state.instances[primary]
-        postgres.run(self.run_as, [
-            postgres.binary("pg_basebackup"), "-D", str(data), "-h", "127.0.0.1",
-            "-p", str(src.port), "-U", postgres.SUPERUSER, "-X", "stream", "-c", "fast",
-        ], env=self.process_env(idir), timeout=timeout, what=f"cloning {name} from {primary}")
+        postgres.run(
+            self.run_as,
+            [
+                postgres.binary("pg_basebackup"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(src.port),
+                "-U",
+                postgres.SUPERUSER,
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            env=self.process_env(idir),
+            timeout=timeout,
+            what=f"cloning {name} from {primary}",
+        )
         (data / "standby.signal").touch()
         self.run_as.chown(data / "standby.signal")
-        conninfo = (f"host=127.0.0.1 port={src.port} user={postgres.SUPERUSER} "
-                    f"application_name={name}")
+        conninfo = (
+            f"host=127.0.0.1 port={src.port} user={postgres.SUPERUSER} application_name={name}"
+        )
         with open(data / "postgresql.auto.conf", "a") as fh:
             fh.write(f"primary_conninfo = '{conninfo}'\n")
         self.start(name)
@@ -182,8 +221,9 @@ class SandboxCluster:
     def streaming_standbys(self, primary: str) -> list[str]:
         """The sandbox's instances that stream from `primary` now."""
         with self.connect(primary) as conn:
-            rows = conn.execute("SELECT application_name FROM pg_stat_replication "
-                                "WHERE state = 'streaming'").fetchall()
+            rows = conn.execute(
+                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+            ).fetchall()
         return sorted({r[0] for r in rows} & (set(self.state.instances) - {primary}))
 
     def promote(self, name: str) -> None:
@@ -198,8 +238,14 @@ class SandboxCluster:
     # -- SQL ------------------------------------------------------------------------
     def connect(self, name: str, dbname: str = "postgres", timeout: int = 5) -> psycopg.Connection:
         port = self.state.instances[name].port
-        return psycopg.connect(host="127.0.0.1", port=port, user=postgres.SUPERUSER,
-                               dbname=dbname, autocommit=True, connect_timeout=timeout)
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=port,
+            user=postgres.SUPERUSER,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=timeout,
+        )
 
     def query_one(self, name: str, sql: str, dbname: str = "postgres"):
         with self.connect(name, dbname) as conn:
@@ -209,56 +255,82 @@ class SandboxCluster:
     def seed(self, primary: str) -> None:
         """An `app` database with pgbench tables and a sentinel row, worth checking later."""
         with self.connect(primary) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                  (APP_DB,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (APP_DB,)
+            ).fetchone()
             if not exists:
                 conn.execute(f"CREATE DATABASE {APP_DB}")
         port = self.state.instances[primary].port
-        postgres.run(self.run_as, [postgres.binary("pgbench"), "-i", "-s", "1", "-q",
-                                   "-h", "127.0.0.1", "-p", str(port), "-U", postgres.SUPERUSER,
-                                   APP_DB], env=self.process_env(), what="seeding pgbench tables")
+        postgres.run(
+            self.run_as,
+            [
+                postgres.binary("pgbench"),
+                "-i",
+                "-s",
+                "1",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                postgres.SUPERUSER,
+                APP_DB,
+            ],
+            env=self.process_env(),
+            what="seeding pgbench tables",
+        )
         with self.connect(primary, APP_DB) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS pgdrill_sentinel ("
-                         "key text PRIMARY KEY, value text NOT NULL)")
-            conn.execute("INSERT INTO pgdrill_sentinel VALUES ('drill', 'ok') "
-                         "ON CONFLICT (key) DO NOTHING")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS pgdrill_sentinel ("
+                "key text PRIMARY KEY, value text NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO pgdrill_sentinel VALUES ('drill', 'ok') ON CONFLICT (key) DO NOTHING"
+            )
 
     # -- archive and backups -------------------------------------------------------------
-    def wait_archiving(self, primary: str, timeout: float = 60) -> None:
-        """Switch WAL and wait until that segment is archived; fail fast if archiving fails."""
+    def wait_archiving(self, primary: str, timeout: float = 600, stall: float = 60) -> None:
+        """Switch WAL and wait until that segment is archived: as long as the archiver makes
+        progress (a backlog after a large load), at most `timeout`; fail fast if archiving
+        fails, or stands still for `stall` seconds."""
         with self.connect(primary) as conn:
             before = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
-            segment = conn.execute(
-                "SELECT pg_walfile_name(pg_switch_wal() - 1)").fetchone()[0]
+            segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal() - 1)").fetchone()[0]
+            watch = ArchiverWatch(segment, stall, time.monotonic)
 
             def archived() -> bool:
                 last, failed, last_failed = conn.execute(
-                    "SELECT last_archived_wal, failed_count, last_failed_wal "
-                    "FROM pg_stat_archiver").fetchone()
-                if last is not None and last >= segment:
-                    return True
+                    "SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver"
+                ).fetchone()
                 if failed > before:
                     raise TargetError(
                         f"WAL archiving to {self.store.destination_path} is failing "
                         f"(last failed: {last_failed})",
                         fix=f"read {self.layout.log_file(primary)} for the archive_command error",
                     )
-                return False
+                return watch.reached(last)
 
             poll_until(archived, timeout=timeout, what=f"WAL segment {segment} to be archived")
 
     def take_backup(self, primary: str, *, timeout: float = 600, name: str | None = None) -> None:
         """barman-cloud-backup from the primary, with a deadline (it waits forever for WAL
         archiving if archiving is broken, so archiving is checked first)."""
-        self.wait_archiving(primary)
+        self.wait_archiving(primary, timeout=timeout)
         inst = self.state.instances[primary]
         argv = self.store.backup_argv("127.0.0.1", inst.port, postgres.SUPERUSER, name=name)
         try:
-            postgres.run(self.run_as, argv, env=self.process_env(self.layout.instance_dir(primary)),
-                         timeout=timeout, what="barman-cloud-backup")
+            postgres.run(
+                self.run_as,
+                argv,
+                env=self.process_env(self.layout.instance_dir(primary)),
+                timeout=timeout,
+                what="barman-cloud-backup",
+            )
         except TargetError as exc:
-            raise TargetError(exc.message,
-                              fix="check the S3 endpoint and `pgdrill sandbox status`") from exc
+            raise TargetError(
+                exc.message, fix="check the S3 endpoint and `pgdrill sandbox status`"
+            ) from exc
 
 
 def synchronous_standby_names(standbys: list[str]) -> str:
@@ -290,10 +362,15 @@ def all_synchronous(cluster: SandboxCluster, primary: str) -> bool:
     """Every other instance streams from `primary` as a synchronous (quorum) standby."""
     try:
         with cluster.connect(primary) as conn:
-            rows = conn.execute("SELECT application_name, sync_state FROM pg_stat_replication "
-                                "WHERE state = 'streaming'").fetchall()
+            rows = conn.execute(
+                "SELECT application_name, sync_state FROM pg_stat_replication "
+                "WHERE state = 'streaming'"
+            ).fetchall()
     except psycopg.Error:
         return False
     states = dict(rows)
-    return all(states.get(name) in SYNCHRONOUS_STATES
-               for name in cluster.state.instances if name != primary)
+    return all(
+        states.get(name) in SYNCHRONOUS_STATES
+        for name in cluster.state.instances
+        if name != primary
+    )

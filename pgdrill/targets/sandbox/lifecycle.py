@@ -12,21 +12,33 @@ from datetime import datetime
 import psycopg
 import psycopg.sql
 
-from pgdrill.console import Stopwatch, say
-from pgdrill.errors import BadInput, PgdrillError, PreflightRefused, TargetError
-from pgdrill.model import Role
-from pgdrill.procs import spawn_detached, terminate
+from pgdrill.core.console import Stopwatch, say
+from pgdrill.core.errors import BadInput, PgdrillError, PreflightRefused, TargetError
+from pgdrill.core.model import Role
+from pgdrill.core.procs import spawn_detached, terminate
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres, s3, supervisor
 from pgdrill.targets.sandbox.cluster import (
-    APP_DB, SandboxCluster, create_sandbox_credentials, replica_streaming, sandbox_credentials,
+    APP_DB,
+    SandboxCluster,
+    create_sandbox_credentials,
+    replica_streaming,
+    sandbox_credentials,
 )
 from pgdrill.targets.sandbox.osuser import ensure_can_run_python, resolve_run_as
 from pgdrill.targets.sandbox.s3 import start_server, wait_and_create_bucket
 from pgdrill.targets.sandbox.state import (
-    DEFAULT_BUCKET, DEFAULT_CLUSTER, RESTORE_NAME, InstanceState, Layout, SandboxState,
-    free_port, port_free, process_runs, sandbox_home,
+    DEFAULT_BUCKET,
+    DEFAULT_CLUSTER,
+    RESTORE_NAME,
+    InstanceState,
+    Layout,
+    SandboxState,
+    free_port,
+    port_free,
+    process_runs,
+    sandbox_home,
 )
-from pgdrill.waiting import poll_until
 
 INSTANCE_COUNT = 2
 RESET_FIX = "`pgdrill sandbox reset --yes` discards this sandbox and builds a new one"
@@ -36,8 +48,12 @@ class SandboxLifecycle:
     """Create, repair in place, reset, stop and describe the sandbox under PGDRILL_HOME
     (default ./.pgdrill). SandboxTarget adds what drills do to it."""
 
-    def __init__(self, home: str | os.PathLike | None = None, cluster: str = DEFAULT_CLUSTER,
-                 bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike | None = None,
+        cluster: str = DEFAULT_CLUSTER,
+        bucket: str = DEFAULT_BUCKET,
+    ) -> None:
         if not 3 <= len(bucket) <= 63:
             raise BadInput(f"bucket name {bucket!r} must be 3 to 63 characters long")
         self.layout = Layout(sandbox_home(home))
@@ -48,8 +64,9 @@ class SandboxLifecycle:
     def _cluster(self) -> SandboxCluster:
         state = self.layout.read()
         if state is None:
-            raise TargetError(f"the sandbox in {self.layout.home} is not up",
-                              fix="run `pgdrill sandbox up`")
+            raise TargetError(
+                f"the sandbox in {self.layout.home} is not up", fix="run `pgdrill sandbox up`"
+            )
         return SandboxCluster(self.layout, state, resolve_run_as(state.run_as or None))
 
     def _s3_running(self, state: SandboxState) -> bool:
@@ -63,8 +80,12 @@ class SandboxLifecycle:
         alive and still theirs) and the store was not found emptied. Instances are the
         supervisor's to heal while it runs: a drill's fault looks exactly like a crash."""
         state = self.layout.read()
-        return bool(state and not state.store_lost and self._s3_running(state)
-                    and self._supervisor_running(state))
+        return bool(
+            state
+            and not state.store_lost
+            and self._s3_running(state)
+            and self._supervisor_running(state)
+        )
 
     def up(self) -> SandboxState:
         """Create the sandbox when none exists; repair a stopped or broken one in place;
@@ -90,8 +111,10 @@ class SandboxLifecycle:
             # outside the lock: the supervisor takes it to record a re-clone or a failover
             t0 = time.monotonic()
             self.wait_ready(timeout=300)
-            say(f"sandbox {state.cluster!r} is healthy again "
-                f"({time.monotonic() - t0:.1f}s after the repairs)")
+            say(
+                f"sandbox {state.cluster!r} is healthy again "
+                f"({time.monotonic() - t0:.1f}s after the repairs)"
+            )
         return self.layout.read(), repairs
 
     # -- repair in place --------------------------------------------------------------
@@ -103,7 +126,9 @@ class SandboxLifecycle:
         if state.supervisor_pid is None:
             raise PreflightRefused(
                 f"the sandbox in {home} was never completely created (an earlier `pgdrill "
-                f"sandbox up` stopped half-way)", fix=RESET_FIX)
+                f"sandbox up` stopped half-way)",
+                fix=RESET_FIX,
+            )
         if state.store_lost:
             raise self._store_lost_refusal(state, state.store_lost)
         if state.destroyed_at:
@@ -111,10 +136,13 @@ class SandboxLifecycle:
                 f"the cluster of sandbox {state.cluster!r} was destroyed at {state.destroyed_at} "
                 f"(a cluster-loss drill that never rebuilt it): nothing to start in place",
                 fix="rebuild it from the bucket (SandboxTarget().rebuild_from_backup), or "
-                    + RESET_FIX)
+                + RESET_FIX,
+            )
         watch = Stopwatch()
-        say(f"sandbox {state.cluster!r} in {home} is not fully running: repairing it in place "
-            f"(data directories, backups and archive are kept)")
+        say(
+            f"sandbox {state.cluster!r} in {home} is not fully running: repairing it in place "
+            f"(data directories, backups and archive are kept)"
+        )
         repairs: list[str] = []
         if not self._s3_running(state):
             repairs.append(self._restart_s3(state))
@@ -125,8 +153,10 @@ class SandboxLifecycle:
             t0 = time.monotonic()
             state.supervisor_pid = self._start_supervisor()
             self.layout.write(state)
-            repairs.append(f"restarted the supervisor (pid {state.supervisor_pid}, "
-                           f"{time.monotonic() - t0:.1f}s)")
+            repairs.append(
+                f"restarted the supervisor (pid {state.supervisor_pid}, "
+                f"{time.monotonic() - t0:.1f}s)"
+            )
         for line in repairs:
             say(f"repaired: {line}")
         say(f"sandbox {state.cluster!r} repaired in place in {watch.total:.1f}s")
@@ -139,12 +169,16 @@ class SandboxLifecycle:
             return PreflightRefused(
                 f"the S3 server of sandbox {state.cluster!r} is down and port {port} is taken "
                 f"by another process, so it cannot be restarted at {endpoint} (its in-memory "
-                f"backups and WAL archive are gone with it)", fix=RESET_FIX)
+                f"backups and WAL archive are gone with it)",
+                fix=RESET_FIX,
+            )
 
         if not port_free(port):
             raise port_taken()
-        say(f"the S3 server of sandbox {state.cluster!r} is down: restarting moto on {endpoint} "
-            f"(same port)")
+        say(
+            f"the S3 server of sandbox {state.cluster!r} is down: restarting moto on {endpoint} "
+            f"(same port)"
+        )
         t0 = time.monotonic()
         pid = s3.start_server(port, self.layout.s3_log)
         try:
@@ -156,17 +190,25 @@ class SandboxLifecycle:
             raise
         state.s3_pid = pid
         self.layout.write(state)
-        return f"restarted the S3 server (moto) on {endpoint} (pid {pid}, " \
-               f"{time.monotonic() - t0:.1f}s)"
+        return (
+            f"restarted the S3 server (moto) on {endpoint} (pid {pid}, "
+            f"{time.monotonic() - t0:.1f}s)"
+        )
 
     def _check_store(self, state: SandboxState) -> None:
         """After any repair: is the store still ours? moto keeps its objects in memory."""
         try:
-            why = s3.emptied(state.endpoint_url, state.bucket, state.archive_server,
-                             sandbox_credentials(self.layout))
+            why = s3.emptied(
+                state.endpoint_url,
+                state.bucket,
+                state.archive_server,
+                sandbox_credentials(self.layout),
+            )
         except TargetError as exc:
-            raise PreflightRefused(f"cannot check the sandbox's object store: {exc.message}",
-                                   fix=f"see {self.layout.s3_log}; {RESET_FIX}") from exc
+            raise PreflightRefused(
+                f"cannot check the sandbox's object store: {exc.message}",
+                fix=f"see {self.layout.s3_log}; {RESET_FIX}",
+            ) from exc
         if why is None:
             return
         state.store_lost = why
@@ -180,7 +222,9 @@ class SandboxLifecycle:
             f"the object store of sandbox {state.cluster!r} was emptied ({why}): moto keeps "
             f"objects in memory, so every base backup and the WAL archive under "
             f"s3://{state.bucket}/{state.archive_server}/ since {state.created_at} are lost; "
-            f"PostgreSQL's data directories and processes were left untouched", fix=RESET_FIX)
+            f"PostgreSQL's data directories and processes were left untouched",
+            fix=RESET_FIX,
+        )
 
     def _start_instances(self, cluster: SandboxCluster) -> list[str]:
         """With the supervisor down: start each stopped instance whose storage is intact,
@@ -194,14 +238,15 @@ class SandboxLifecycle:
             if cluster.is_running(name):
                 continue
             if inst.needs_rebuild or not cluster.has_storage(name):
-                repairs.append(f"{name} ({inst.role}) has no usable storage: left to the "
-                               f"supervisor to rebuild")
+                repairs.append(
+                    f"{name} ({inst.role}) has no usable storage: left to the supervisor to rebuild"
+                )
                 continue
             t0 = time.monotonic()
             say(f"starting {name} ({inst.role}) in place: its data directory is intact")
             last: list[TargetError] = []
 
-            def started(n=name) -> bool:
+            def started(n=name, last=last) -> bool:
                 try:
                     cluster.start(n, timeout=60)
                     return True
@@ -212,15 +257,23 @@ class SandboxLifecycle:
             try:
                 poll_until(started, timeout=30, interval=1.0, what=f"{name} to start")
             except TargetError as exc:
-                raise TargetError(f"could not start {name} in place: "
-                                  f"{(last[0] if last else exc).message}",
-                                  fix=f"read {self.layout.log_file(name)}") from exc
-            repairs.append(f"started {name} ({inst.role}) in place on port {inst.port}, "
-                           f"data directory kept ({time.monotonic() - t0:.1f}s)")
-        if primary and not cluster.has_storage(primary) and not any(
-                cluster.is_running(n) for n in state.instances if n != primary):
-            raise PreflightRefused(f"primary {primary} has lost its data directory and no "
-                                   f"replica runs to take over", fix=RESET_FIX)
+                raise TargetError(
+                    f"could not start {name} in place: {(last[0] if last else exc).message}",
+                    fix=f"read {self.layout.log_file(name)}",
+                ) from exc
+            repairs.append(
+                f"started {name} ({inst.role}) in place on port {inst.port}, "
+                f"data directory kept ({time.monotonic() - t0:.1f}s)"
+            )
+        if (
+            primary
+            and not cluster.has_storage(primary)
+            and not any(cluster.is_running(n) for n in state.instances if n != primary)
+        ):
+            raise PreflightRefused(
+                f"primary {primary} has lost its data directory and no replica runs to take over",
+                fix=RESET_FIX,
+            )
         return repairs
 
     def _create(self) -> SandboxState:
@@ -228,29 +281,44 @@ class SandboxLifecycle:
         run_as = resolve_run_as()
         self.layout.home.mkdir(parents=True, exist_ok=True)
         ensure_can_run_python(run_as, self.layout.home)
-        state = SandboxState(cluster=self.cluster_name, bucket=self.bucket, s3_port=free_port(),
-                             run_as=run_as.name)
+        state = SandboxState(
+            cluster=self.cluster_name, bucket=self.bucket, s3_port=free_port(), run_as=run_as.name
+        )
         names = [f"{self.cluster_name}-{i}" for i in range(1, INSTANCE_COUNT + 1)]
         for i, name in enumerate(names):
-            state.instances[name] = InstanceState(port=free_port(),
-                                                  role="primary" if i == 0 else "replica")
+            state.instances[name] = InstanceState(
+                port=free_port(), role="primary" if i == 0 else "replica"
+            )
         credentials = create_sandbox_credentials(
-            self.layout, s3.new_sandbox_credentials(state.endpoint_url, self.bucket))
-        say(f"S3 credentials: SOPS/age-encrypted in {self.layout.credentials_file} for the "
-            f"sandbox's own identity ({self.layout.age_key_file})")
+            self.layout, s3.new_sandbox_credentials(state.endpoint_url, self.bucket)
+        )
+        say(
+            f"S3 credentials: SOPS/age-encrypted in {self.layout.credentials_file} for the "
+            f"sandbox's own identity ({self.layout.age_key_file})"
+        )
         say(f"starting S3 endpoint on {state.endpoint_url} (bucket {self.bucket})")
         state.s3_pid = start_server(state.s3_port, self.layout.s3_log)
         self.layout.write(state)
         wait_and_create_bucket(state.endpoint_url, self.bucket, state.s3_pid, credentials)
         # tells this store from an emptied one after a restart (moto keeps it in memory)
-        s3.write_marker(state.endpoint_url, self.bucket, self.cluster_name,
-                        {"cluster": self.cluster_name, "created_at": state.created_at,
-                         "home": str(self.layout.home)}, credentials)
+        s3.write_marker(
+            state.endpoint_url,
+            self.bucket,
+            self.cluster_name,
+            {
+                "cluster": self.cluster_name,
+                "created_at": state.created_at,
+                "home": str(self.layout.home),
+            },
+            credentials,
+        )
 
         cluster = SandboxCluster(self.layout, state, run_as)
         primary = names[0]
-        say(f"initialising primary {primary} on port {state.instances[primary].port} "
-            f"(data checksums on, running as OS user {run_as.name!r})")
+        say(
+            f"initialising primary {primary} on port {state.instances[primary].port} "
+            f"(data checksums on, running as OS user {run_as.name!r})"
+        )
         cluster.create_primary(primary)
         say(f"seeding database {APP_DB!r} (pgbench tables and a sentinel row)")
         cluster.seed(primary)
@@ -259,8 +327,11 @@ class SandboxLifecycle:
         for name in names[1:]:
             say(f"cloning streaming replica {name} on port {state.instances[name].port}")
             cluster.clone_replica(name, primary)
-            poll_until(lambda n=name: replica_streaming(cluster, n), timeout=60,
-                       what=f"{name} to stream from {primary}")
+            poll_until(
+                lambda n=name: replica_streaming(cluster, n),
+                timeout=60,
+                what=f"{name} to stream from {primary}",
+            )
         say("taking the first base backup with barman-cloud-backup")
         cluster.take_backup(primary)
         state.supervisor_pid = self._start_supervisor()
@@ -269,8 +340,13 @@ class SandboxLifecycle:
         return state
 
     def _start_supervisor(self) -> int:
-        argv = [sys.executable, "-m", "pgdrill.targets.sandbox.supervisor",
-                "--home", str(self.layout.home)]
+        argv = [
+            sys.executable,
+            "-m",
+            "pgdrill.targets.sandbox.supervisor",
+            "--home",
+            str(self.layout.home),
+        ]
         return spawn_detached(argv, self.layout.supervisor_log)
 
     def _stop_processes(self, state: SandboxState) -> None:
@@ -314,8 +390,10 @@ class SandboxLifecycle:
         with self.layout.locked():
             state = self.layout.read()
             if state is not None:
-                say(f"discarding sandbox {state.cluster!r} in {self.layout.home}: its data "
-                    f"directories, backups and WAL archive")
+                say(
+                    f"discarding sandbox {state.cluster!r} in {self.layout.home}: its data "
+                    f"directories, backups and WAL archive"
+                )
                 self.cluster_name, self.bucket = state.cluster, state.bucket
                 self._stop_processes(state)
         self._remove_home()
@@ -331,14 +409,22 @@ class SandboxLifecycle:
         instances = []
         for name in state.instances:
             inst = cluster.instance(name)
-            info = {**inst.to_dict(), "running": cluster.is_running(name),
-                    "storage": cluster.has_storage(name), "lsn": None, "streaming": None}
+            info = {
+                **inst.to_dict(),
+                "running": cluster.is_running(name),
+                "storage": cluster.has_storage(name),
+                "lsn": None,
+                "streaming": None,
+            }
             if info["running"]:
                 try:
                     with cluster.connect(name) as conn:
-                        info["lsn"] = str(conn.execute(
-                            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-                            "ELSE pg_current_wal_lsn() END").fetchone()[0])
+                        info["lsn"] = str(
+                            conn.execute(
+                                "SELECT CASE WHEN pg_is_in_recovery() "
+                                "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
+                            ).fetchone()[0]
+                        )
                         if inst.role == Role.REPLICA:
                             row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
                             info["streaming"] = bool(row and row[0] == "streaming")
@@ -354,10 +440,17 @@ class SandboxLifecycle:
                         "SELECT archived_count, last_archived_wal, last_archived_time, "
                         "failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver"
                     ).fetchone()
-                keys = ["archived_count", "last_archived_wal", "last_archived_time",
-                        "failed_count", "last_failed_wal", "last_failed_time"]
-                archiver = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                            for k, v in zip(keys, row)}
+                keys = [
+                    "archived_count",
+                    "last_archived_wal",
+                    "last_archived_time",
+                    "failed_count",
+                    "last_failed_wal",
+                    "last_failed_time",
+                ]
+                archiver = {
+                    k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in zip(keys, row)
+                }
             except psycopg.Error as exc:
                 archiver = {"error": str(exc).strip()}
         try:
@@ -370,12 +463,18 @@ class SandboxLifecycle:
         s3_running = self._s3_running(state)
         store_lost = state.store_lost
         if store_lost is None and not s3_running:
-            store_lost = ("the S3 server (moto) is not running and kept every object in "
-                          "memory: the backups and WAL archive are gone")
+            store_lost = (
+                "the S3 server (moto) is not running and kept every object in "
+                "memory: the backups and WAL archive are gone"
+            )
         elif store_lost is None:
             try:
-                store_lost = s3.emptied(state.endpoint_url, state.bucket, state.archive_server,
-                                        sandbox_credentials(self.layout))
+                store_lost = s3.emptied(
+                    state.endpoint_url,
+                    state.bucket,
+                    state.archive_server,
+                    sandbox_credentials(self.layout),
+                )
             except PgdrillError:
                 store_lost = None
         return {
@@ -383,12 +482,16 @@ class SandboxLifecycle:
             "home": str(self.layout.home),
             "cluster": state.cluster,
             "target": self.name,
-            "s3": {"endpoint": state.endpoint_url, "bucket": state.bucket,
-                   "destination_path": cluster.store.destination_path,
-                   "server_name": state.archive_server, "running": s3_running,
-                   "pid": state.s3_pid, "store_lost": store_lost},
-            "supervisor": {"pid": state.supervisor_pid,
-                           "running": self._supervisor_running(state)},
+            "s3": {
+                "endpoint": state.endpoint_url,
+                "bucket": state.bucket,
+                "destination_path": cluster.store.destination_path,
+                "server_name": state.archive_server,
+                "running": s3_running,
+                "pid": state.s3_pid,
+                "store_lost": store_lost,
+            },
+            "supervisor": {"pid": state.supervisor_pid, "running": self._supervisor_running(state)},
             "instances": instances,
             "destroyed_at": state.destroyed_at,
             "archiver": archiver,

@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgdrill.console import say
-from pgdrill.errors import PreflightRefused
+from pgdrill.core.console import say
+from pgdrill.core.errors import PreflightRefused
 
 DEFAULT_USER = "pgdrill"
 
@@ -113,8 +113,12 @@ def ensure_can_run_python(run_as: RunAs, workdir: Path) -> None:
     directories on the way and say so; otherwise we refuse with the fix."""
     if not run_as.switches:
         return
-    probe = [sys.executable, "-c", "import barman, psycopg, os, sys; os.stat(sys.argv[1])",
-             str(workdir)]
+    probe = [
+        sys.executable,
+        "-c",
+        "import barman, psycopg, os, sys; os.stat(sys.argv[1])",
+        str(workdir),
+    ]
     ok, err = _can_run(run_as, probe)
     if not ok:
         targets = {
@@ -126,8 +130,10 @@ def ensure_can_run_python(run_as: RunAs, workdir: Path) -> None:
         }
         changed = sorted({d for t in targets for d in _grant_traverse(t)})
         if changed:
-            say(f"granted traverse permission (o+x) to {', '.join(changed)} so that "
-                f"user {run_as.name!r} can run {sys.executable}")
+            say(
+                f"granted traverse permission (o+x) to {', '.join(changed)} so that "
+                f"user {run_as.name!r} can run {sys.executable}"
+            )
         ok, err = _can_run(run_as, probe)
     if not ok:
         raise PreflightRefused(

@@ -7,23 +7,37 @@ import signal
 import subprocess
 from pathlib import Path
 
-from pgdrill.credentials import redact
-from pgdrill.errors import TargetError
-from pgdrill.pgbin import BIN, binary  # noqa: F401  (postgres.BIN / postgres.binary stay)
+from pgdrill.core.errors import TargetError
+from pgdrill.core.procs import pid_alive
+from pgdrill.credentials.secret import redact
+from pgdrill.pg.bin import BIN, binary  # noqa: F401  (postgres.BIN / postgres.binary stay)
 from pgdrill.targets.sandbox.osuser import RunAs
-from pgdrill.procs import pid_alive
 
 SUPERUSER = "postgres"
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: float = 300,
-        what: str, pid_file: Path | None = None) -> str:
+def run(
+    run_as: RunAs,
+    argv: list[str],
+    *,
+    env: dict | None = None,
+    timeout: float = 300,
+    what: str,
+    pid_file: Path | None = None,
+) -> str:
     """Run a PostgreSQL tool as `run_as`; raise TargetError with its stderr on failure.
     `pid_file`: where to note the tool's pid while it runs, so that a later cleanup can stop
     it if this process dies first (SIGKILL leaves children running)."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, stdin=subprocess.DEVNULL, **run_as.popen_kwargs()) as proc:
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        **run_as.popen_kwargs(),
+    ) as proc:
         if pid_file is not None:
             pid_file.write_text(f"{proc.pid}\n")
         try:
@@ -41,8 +55,12 @@ def run(run_as: RunAs, argv: list[str], *, env: dict | None = None, timeout: flo
     if proc.returncode != 0:
         detail = (stderr or stdout).strip().splitlines()[-5:]
         # a tool may echo what it was given: never let a credential through
-        raise TargetError(redact(f"{what} failed (exit {proc.returncode}): "
-                                 + " | ".join(detail), credential_values(env)))
+        raise TargetError(
+            redact(
+                f"{what} failed (exit {proc.returncode}): " + " | ".join(detail),
+                credential_values(env),
+            )
+        )
     return stdout
 
 
@@ -56,8 +74,7 @@ def _tool(name: str, bin_dir: Path | None) -> str:
     return str(bin_dir / name) if bin_dir is not None else binary(name)
 
 
-def append_conf(data: Path, settings: dict[str, object],
-                header: str = "pgdrill sandbox") -> None:
+def append_conf(data: Path, settings: dict[str, object], header: str = "pgdrill sandbox") -> None:
     """Append `settings` to `data`/postgresql.conf (strings quoted; later lines win)."""
     lines = ["", f"# --- {header} ---"]
     for key, value in settings.items():
@@ -69,17 +86,50 @@ def append_conf(data: Path, settings: dict[str, object],
 
 
 def initdb(run_as: RunAs, data: Path, *, bin_dir: Path | None = None) -> None:
-    run(run_as, [_tool("initdb", bin_dir), "-D", str(data), "-U", SUPERUSER, "--data-checksums",
-                 "-A", "trust", "-E", "UTF8", "--locale=C"], what=f"initdb {data}")
+    run(
+        run_as,
+        [
+            _tool("initdb", bin_dir),
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "--data-checksums",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        what=f"initdb {data}",
+    )
 
 
-def start(run_as: RunAs, data: Path, port: int, socket_dir: Path, log: Path, env: dict,
-          *, wait: bool = True, timeout: float = 60, bin_dir: Path | None = None) -> None:
+def start(
+    run_as: RunAs,
+    data: Path,
+    port: int,
+    socket_dir: Path,
+    log: Path,
+    env: dict,
+    *,
+    wait: bool = True,
+    timeout: float = 60,
+    bin_dir: Path | None = None,
+) -> None:
     """Start a postmaster on 127.0.0.1:`port`. The port is given on the command line so that
     a copied postgresql.conf (pg_basebackup, barman restore) never carries the wrong one."""
     clear_stale_locks(data, port, socket_dir)
-    argv = [_tool("pg_ctl", bin_dir), "-D", str(data), "-l", str(log), "-o",
-            f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1", "start"]
+    argv = [
+        _tool("pg_ctl", bin_dir),
+        "-D",
+        str(data),
+        "-l",
+        str(log),
+        "-o",
+        f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1",
+        "start",
+    ]
     argv += ["-w", "-t", str(int(timeout))] if wait else ["-W"]
     # pg_ctl's postmaster inherits this environment: S3 credentials for archive/restore
     # commands live here, never in postgresql.conf.
@@ -89,8 +139,10 @@ def start(run_as: RunAs, data: Path, port: int, socket_dir: Path, log: Path, env
 def clear_stale_locks(data: Path, port: int, socket_dir: Path) -> None:
     """Remove lock files left by a killed postmaster. PostgreSQL's own check treats a zombie
     (a killed postmaster not yet reaped by init) as alive and refuses to start."""
-    for lock, extra in ((data / "postmaster.pid", None),
-                        (socket_dir / f".s.PGSQL.{port}.lock", socket_dir / f".s.PGSQL.{port}")):
+    for lock, extra in (
+        (data / "postmaster.pid", None),
+        (socket_dir / f".s.PGSQL.{port}.lock", socket_dir / f".s.PGSQL.{port}"),
+    ):
         try:
             pid = int(lock.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
@@ -101,17 +153,41 @@ def clear_stale_locks(data: Path, port: int, socket_dir: Path) -> None:
                 extra.unlink(missing_ok=True)
 
 
-def stop(run_as: RunAs, data: Path, *, mode: str = "fast", timeout: float = 60,
-         bin_dir: Path | None = None) -> None:
+def stop(
+    run_as: RunAs,
+    data: Path,
+    *,
+    mode: str = "fast",
+    timeout: float = 60,
+    bin_dir: Path | None = None,
+) -> None:
     if postmaster_pid(data) is None:
         return
-    run(run_as, [_tool("pg_ctl", bin_dir), "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout)),
-                 "stop"], timeout=timeout + 10, what=f"stopping PostgreSQL in {data}")
+    run(
+        run_as,
+        [
+            _tool("pg_ctl", bin_dir),
+            "-D",
+            str(data),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "stop",
+        ],
+        timeout=timeout + 10,
+        what=f"stopping PostgreSQL in {data}",
+    )
 
 
 def promote(run_as: RunAs, data: Path, timeout: float = 60) -> None:
-    run(run_as, [binary("pg_ctl"), "-D", str(data), "-w", "-t", str(int(timeout)), "promote"],
-        timeout=timeout + 10, what=f"promoting {data}")
+    run(
+        run_as,
+        [binary("pg_ctl"), "-D", str(data), "-w", "-t", str(int(timeout)), "promote"],
+        timeout=timeout + 10,
+        what=f"promoting {data}",
+    )
 
 
 def postmaster_pid(data: Path) -> int | None:

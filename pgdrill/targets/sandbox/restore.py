@@ -12,17 +12,23 @@ from pathlib import Path
 
 import psycopg
 
-from pgdrill.console import Stopwatch, say
-from pgdrill.errors import PgdrillError, TargetError
-from pgdrill.model import (
-    READY_PHASE, RESTORE_PHASE, Backup, Instance, RecoveryTarget, RestoreResult, Role,
+from pgdrill.core.console import Stopwatch, say
+from pgdrill.core.errors import PgdrillError, TargetError
+from pgdrill.core.model import (
+    READY_PHASE,
+    RESTORE_PHASE,
+    Backup,
+    Instance,
+    RecoveryTarget,
+    RestoreResult,
+    Role,
 )
-from pgdrill.procs import terminate
+from pgdrill.core.procs import terminate
+from pgdrill.core.waiting import poll_until
 from pgdrill.targets.sandbox import postgres
 from pgdrill.targets.sandbox.cluster import APP_DB, SandboxCluster
 from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import RESTORE_NAME, Layout, free_port
-from pgdrill.waiting import poll_until
 
 RESTORE_TOOL_PID = "restore-tool.pid"
 # The sandbox cluster's `wal.maxParallel` (CNPG's name): restores fetch WAL 8 segments at a
@@ -34,12 +40,23 @@ def restore_test_instance(layout: Layout) -> Instance | None:
     state = layout.read()
     if state is None or state.restore_port is None:
         return None
-    return Instance(name=RESTORE_NAME, role=Role.RESTORE, host="127.0.0.1",
-                    port=state.restore_port, dbname=APP_DB, user=postgres.SUPERUSER)
+    return Instance(
+        name=RESTORE_NAME,
+        role=Role.RESTORE,
+        host="127.0.0.1",
+        port=state.restore_port,
+        dbname=APP_DB,
+        user=postgres.SUPERUSER,
+    )
 
 
-def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryTarget,
-                      timeout: float, max_parallel: int = WAL_MAX_PARALLEL) -> RestoreResult:
+def restore_into_test(
+    cluster: SandboxCluster,
+    backup: Backup,
+    target: RecoveryTarget,
+    timeout: float,
+    max_parallel: int = WAL_MAX_PARALLEL,
+) -> RestoreResult:
     """Restore `backup` into restore-test, replay to `target`, wait until it accepts writes."""
     layout = cluster.layout
     remove_restore_test(layout)
@@ -57,29 +74,49 @@ def restore_into_test(cluster: SandboxCluster, backup: Backup, target: RecoveryT
 
     with watch.phase("download_base_backup"):
         say(f"restoring base backup {backup.id} into {RESTORE_NAME} (port {port})")
-        postgres.run(cluster.run_as, cluster.store.restore_argv(backup.id, data),
-                     env=cluster.process_env(idir), timeout=timeout,
-                     what=f"barman-cloud-restore of {backup.id}",
-                     pid_file=layout.home / RESTORE_TOOL_PID)
+        postgres.run(
+            cluster.run_as,
+            cluster.store.restore_argv(backup.id, data),
+            env=cluster.process_env(idir),
+            timeout=timeout,
+            what=f"barman-cloud-restore of {backup.id}",
+            pid_file=layout.home / RESTORE_TOOL_PID,
+        )
     with watch.phase("configure_recovery"):
         configure_recovery(cluster, data, target, max_parallel)
     with watch.phase("replay_wal_and_promote"):
         say(f"replaying WAL from the archive up to {target.describe()} and promoting")
-        postgres.start(cluster.run_as, data, port, layout.sockets,
-                       layout.log_file(RESTORE_NAME), cluster.process_env(idir), wait=False)
+        postgres.start(
+            cluster.run_as,
+            data,
+            port,
+            layout.sockets,
+            layout.log_file(RESTORE_NAME),
+            cluster.process_env(idir),
+            wait=False,
+        )
         wait_promoted(data, port, layout.log_file(RESTORE_NAME), timeout)
     with watch.phase("check_isolated"):
         instance = restore_test_instance(layout)
         with psycopg.connect(instance.conninfo("postgres")) as conn:
             if conn.execute("SHOW archive_mode").fetchone()[0] != "off":
-                raise TargetError("the restored copy has archiving on; refusing to keep it, "
-                                  "it could write into the source's backup path")
+                raise TargetError(
+                    "the restored copy has archiving on; refusing to keep it, "
+                    "it could write into the source's backup path"
+                )
     details = dict(watch.phases)
-    phases = {RESTORE_PHASE: round(sum(v for k, v in details.items()
-                                       if k != "check_isolated"), 3),
-              READY_PHASE: details["check_isolated"]}
-    return RestoreResult(instance=instance, backup=backup, target=target,
-                         started_at=started_at, phases=phases, phase_details=details)
+    phases = {
+        RESTORE_PHASE: round(sum(v for k, v in details.items() if k != "check_isolated"), 3),
+        READY_PHASE: details["check_isolated"],
+    }
+    return RestoreResult(
+        instance=instance,
+        backup=backup,
+        target=target,
+        started_at=started_at,
+        phases=phases,
+        phase_details=details,
+    )
 
 
 def recovery_settings(restore_command: str, target: RecoveryTarget) -> dict[str, object]:
@@ -112,8 +149,12 @@ def signal_recovery(data: Path) -> None:
     os.chmod(data, 0o700)
 
 
-def configure_recovery(cluster: SandboxCluster, data: Path, target: RecoveryTarget,
-                       max_parallel: int = WAL_MAX_PARALLEL) -> None:
+def configure_recovery(
+    cluster: SandboxCluster,
+    data: Path,
+    target: RecoveryTarget,
+    max_parallel: int = WAL_MAX_PARALLEL,
+) -> None:
     """Recovery settings of restore-test: WAL fetched `max_parallel` segments at a time
     into a spool beside its data folder."""
     spool = data.parent / "wal-spool"
@@ -132,8 +173,13 @@ def wait_promoted(data: Path, port: int, log: Path, timeout: float) -> None:
 
     def promoted() -> bool:
         try:
-            with psycopg.connect(host="127.0.0.1", port=port, user=postgres.SUPERUSER,
-                                 dbname="postgres", connect_timeout=2) as conn:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                user=postgres.SUPERUSER,
+                dbname="postgres",
+                connect_timeout=2,
+            ) as conn:
                 return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
         except psycopg.OperationalError:
             # give pg_ctl a moment to write postmaster.pid before judging it dead
@@ -146,8 +192,13 @@ def wait_promoted(data: Path, port: int, log: Path, timeout: float) -> None:
                 ) from None
             return False
 
-    poll_until(promoted, timeout=timeout, interval=0.25,
-               what="the restored copy to finish recovery and accept writes", fix=f"read {log}")
+    poll_until(
+        promoted,
+        timeout=timeout,
+        interval=0.25,
+        what="the restored copy to finish recovery and accept writes",
+        fix=f"read {log}",
+    )
 
 
 def remove_restore_test(layout: Layout) -> None:
@@ -161,8 +212,7 @@ def remove_restore_test(layout: Layout) -> None:
     pid = postgres.postmaster_pid(data)
     if pid is not None:
         try:
-            postgres.stop(resolve_run_as(state.run_as or None), data, mode="immediate",
-                          timeout=20)
+            postgres.stop(resolve_run_as(state.run_as or None), data, mode="immediate", timeout=20)
         except PgdrillError:
             terminate(pid, timeout=5)
     shutil.rmtree(layout.instance_dir(RESTORE_NAME), ignore_errors=True)

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgdrill.files import write_atomically
-from pgdrill.procs import pid_alive
+from pgdrill.core.files import write_atomically
+from pgdrill.core.procs import pid_alive
 
 DEFAULT_CLUSTER = "sandbox"
 DEFAULT_BUCKET = "pgdrill-backups"
@@ -105,7 +105,7 @@ class SandboxState:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SandboxState":
+    def from_json(cls, text: str) -> SandboxState:
         data = json.loads(text)
         data["instances"] = {k: InstanceState(**v) for k, v in data.get("instances", {}).items()}
         known = {f.name for f in fields(cls)}

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from pgdrill.errors import PgdrillError
+from pgdrill.core.errors import PgdrillError
 from pgdrill.targets.sandbox.cluster import SandboxCluster, wait_writable
 from pgdrill.targets.sandbox.osuser import resolve_run_as
 from pgdrill.targets.sandbox.state import Layout, process_runs, sandbox_home
@@ -81,45 +81,67 @@ class Supervisor:
             if inst.needs_rebuild or not cluster.has_storage(name):
                 why = "former primary" if inst.needs_rebuild else "storage is gone"
                 t0 = time.monotonic()
-                self.decide("reclone_started", f"re-cloning {name} from {primary} ({why})",
-                            instance=name, primary=primary)
+                self.decide(
+                    "reclone_started",
+                    f"re-cloning {name} from {primary} ({why})",
+                    instance=name,
+                    primary=primary,
+                )
                 cluster.clone_replica(name, primary)
                 with self.layout.locked():
                     state = self.layout.read()
                     state.instances[name].needs_rebuild = False
                     state.instances[name].role = "replica"
                     self.layout.write(state)
-                self.decide("reclone", f"{name} rejoined as a replica of {primary} in "
-                            f"{time.monotonic() - t0:.1f}s", instance=name, primary=primary,
-                            seconds=round(time.monotonic() - t0, 3))
+                self.decide(
+                    "reclone",
+                    f"{name} rejoined as a replica of {primary} in {time.monotonic() - t0:.1f}s",
+                    instance=name,
+                    primary=primary,
+                    seconds=round(time.monotonic() - t0, 3),
+                )
             elif not cluster.is_running(name):
-                self.decide("restart", f"{name} crashed with its storage intact: restarting",
-                            instance=name)
+                self.decide(
+                    "restart", f"{name} crashed with its storage intact: restarting", instance=name
+                )
                 cluster.start(name)
 
     def sync_standbys(self, cluster: SandboxCluster, primary: str) -> None:
         standbys = cluster.streaming_standbys(primary)
         if cluster.set_synchronous(primary, standbys):
-            self.decide("synchronous", f"synchronous standbys of {primary}: "
-                        + (", ".join(standbys) if standbys else
-                           "none (commits do not wait until a standby streams)"),
-                        instance=primary, standbys=standbys)
+            self.decide(
+                "synchronous",
+                f"synchronous standbys of {primary}: "
+                + (
+                    ", ".join(standbys)
+                    if standbys
+                    else "none (commits do not wait until a standby streams)"
+                ),
+                instance=primary,
+                standbys=standbys,
+            )
 
     def cluster_destroyed(self, destroyed_at: str | None) -> bool:
         """True while the cluster is destroyed: said once per destruction (the destroying
         drill waits for that acknowledgement before it kills anything)."""
         if destroyed_at is None:
             if self.destroyed_seen is not None:
-                self.decide("rebuilt_seen", "the cluster was rebuilt from the bucket: "
-                            "supervising it again", destroyed_at=self.destroyed_seen)
+                self.decide(
+                    "rebuilt_seen",
+                    "the cluster was rebuilt from the bucket: supervising it again",
+                    destroyed_at=self.destroyed_seen,
+                )
                 self.destroyed_seen = None
             return False
         if self.destroyed_seen != destroyed_at:
             self.destroyed_seen = destroyed_at
             self.primary_down_since = None
-            self.decide("destroyed_seen", f"the cluster is destroyed (at {destroyed_at}): "
-                        "healing nothing until it is rebuilt from the bucket",
-                        destroyed_at=destroyed_at)
+            self.decide(
+                "destroyed_seen",
+                f"the cluster is destroyed (at {destroyed_at}): "
+                "healing nothing until it is rebuilt from the bucket",
+                destroyed_at=destroyed_at,
+            )
         return True
 
     def handle_primary_down(self, cluster: SandboxCluster, primary: str) -> None:
@@ -129,8 +151,12 @@ class Supervisor:
             self.decide("primary_down", f"primary {primary} is not running", instance=primary)
         candidate = self.most_advanced_replica(cluster, primary)
         if candidate is not None:
-            self.decide("promote_started", f"promoting {candidate} (most advanced replica)",
-                        instance=candidate, old_primary=primary)
+            self.decide(
+                "promote_started",
+                f"promoting {candidate} (most advanced replica)",
+                instance=candidate,
+                old_primary=primary,
+            )
             # its own synchronous list (from when it last was the primary) would make the new
             # primary wait for standbys that are gone: none until one streams from it
             cluster.set_synchronous(candidate, [])
@@ -143,13 +169,18 @@ class Supervisor:
                 state.instances[primary].needs_rebuild = True
                 self.layout.write(state)
             seconds = round(time.monotonic() - self.primary_down_since, 3)
-            self.decide("failover", f"{candidate} is the new primary, {seconds}s after "
-                        f"{primary} was found down", instance=candidate, old_primary=primary,
-                        seconds=seconds)
+            self.decide(
+                "failover",
+                f"{candidate} is the new primary, {seconds}s after {primary} was found down",
+                instance=candidate,
+                old_primary=primary,
+                seconds=seconds,
+            )
             self.primary_down_since = None
         elif cluster.has_storage(primary):
-            self.decide("restart", f"no replica can take over: restarting {primary}",
-                        instance=primary)
+            self.decide(
+                "restart", f"no replica can take over: restarting {primary}", instance=primary
+            )
             cluster.start(primary)
             self.primary_down_since = None
 
@@ -161,8 +192,10 @@ class Supervisor:
                 continue
             try:
                 lsn = cluster.query_one(
-                    name, "SELECT pg_wal_lsn_diff(GREATEST(pg_last_wal_receive_lsn(), "
-                    "pg_last_wal_replay_lsn(), '0/0'), '0/0')::bigint")
+                    name,
+                    "SELECT pg_wal_lsn_diff(GREATEST(pg_last_wal_receive_lsn(), "
+                    "pg_last_wal_replay_lsn(), '0/0'), '0/0')::bigint",
+                )
             except psycopg.Error:
                 continue
             if lsn is not None and lsn > best_lsn:

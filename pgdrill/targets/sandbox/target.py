@@ -12,24 +12,36 @@ import time
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pgdrill import corruption
-from pgdrill.console import say
-from pgdrill.credentials import redact
-from pgdrill.errors import DeadlineExceeded, PreflightRefused, TargetError
-from pgdrill.files import shown_path
-from pgdrill.model import (
-    Backup, HealReport, Instance, LoadConnection, RecoveryTarget, RestoreResult, Role,
+from pgdrill.core.console import say
+from pgdrill.core.errors import DeadlineExceeded, PreflightRefused, TargetError
+from pgdrill.core.files import shown_path
+from pgdrill.core.model import (
+    Backup,
+    HealReport,
+    Instance,
+    LoadConnection,
+    RecoveryTarget,
+    RestoreResult,
+    Role,
 )
-from pgdrill.procs import pid_alive
+from pgdrill.core.procs import pid_alive
+from pgdrill.core.waiting import poll_until
+from pgdrill.credentials.secret import redact
+from pgdrill.pg import corruption
 from pgdrill.targets.sandbox import barman, postgres
-from pgdrill.targets.sandbox.cluster import (APP_DB, all_synchronous, replica_streaming,
-                                            sandbox_credentials)
+from pgdrill.targets.sandbox.cluster import (
+    APP_DB,
+    all_synchronous,
+    replica_streaming,
+    sandbox_credentials,
+)
 from pgdrill.targets.sandbox.lifecycle import SandboxLifecycle
 from pgdrill.targets.sandbox.restore import (
-    remove_restore_test, restore_into_test, restore_test_instance,
+    remove_restore_test,
+    restore_into_test,
+    restore_test_instance,
 )
 from pgdrill.targets.sandbox.s3 import client as s3_client
-from pgdrill.waiting import poll_until
 
 
 class SandboxTarget(SandboxLifecycle):
@@ -50,7 +62,8 @@ class SandboxTarget(SandboxLifecycle):
                 f"{state.destroyed_at} (a cluster-loss drill that never rebuilt it) and the "
                 f"supervisor heals nothing until it is rebuilt from the bucket",
                 fix="rebuild it (SandboxTarget().rebuild_from_backup(backup), as the "
-                    "cluster-loss drill's rollback does), or `pgdrill sandbox reset --yes`")
+                "cluster-loss drill's rollback does), or `pgdrill sandbox reset --yes`",
+            )
         if self.is_up():
             return []
         if state is None:
@@ -69,35 +82,44 @@ class SandboxTarget(SandboxLifecycle):
             pass
         state = self.layout.read()
         if state is None:
-            raise PreflightRefused(f"there is no sandbox in {self.layout.home}",
-                                   fix="run `pgdrill sandbox up` (or `make drill`, which "
-                                       "starts it)")
+            raise PreflightRefused(
+                f"there is no sandbox in {self.layout.home}",
+                fix="run `pgdrill sandbox up` (or `make drill`, which starts it)",
+            )
         if state.store_lost:
             raise self._store_lost_refusal(state, state.store_lost)
-        raise PreflightRefused(f"the sandbox in {self.layout.home} is not fully running (its "
-                               f"S3 server or supervisor stopped)",
-                               fix="run `pgdrill sandbox up` to repair it in place")
+        raise PreflightRefused(
+            f"the sandbox in {self.layout.home} is not fully running (its "
+            f"S3 server or supervisor stopped)",
+            fix="run `pgdrill sandbox up` to repair it in place",
+        )
 
     def facts(self) -> dict:
         state = self.layout.read()
-        return {"kind": "sandbox", "home": shown_path(self.layout.home),
-                "instances": len(state.instances) if state else 0,
-                "server_name": state.archive_server if state else None,
-                "supervisor": "pgdrill.targets.sandbox.supervisor (promotes the most advanced "
-                              "replica, no failover delay)"}
+        return {
+            "kind": "sandbox",
+            "home": shown_path(self.layout.home),
+            "instances": len(state.instances) if state else 0,
+            "server_name": state.archive_server if state else None,
+            "supervisor": "pgdrill.targets.sandbox.supervisor (promotes the most advanced "
+            "replica, no failover delay)",
+        }
 
     def load_connection(self, dbname: str) -> LoadConnection:
         """All instances in one multi-host string with target_session_attrs=read-write: after
         a failover libpq lands on the new primary. The sandbox trusts local TCP: no env."""
-        from pgdrill.load.runner import conninfo_for
+        from pgdrill.pg.conninfo import conninfo_for
 
         instances = [i for i in self.instances() if i.role != Role.RESTORE]
-        return LoadConnection(conninfo_for([(i.host, i.port) for i in instances],
-                                           dbname=dbname, user=self.primary().user))
+        return LoadConnection(
+            conninfo_for(
+                [(i.host, i.port) for i in instances], dbname=dbname, user=self.primary().user
+            )
+        )
 
     def save_logs(self, folder, since) -> list[str]:
         """The supervisor's decisions and every instance's PostgreSQL log (restore-test too)."""
-        from pgdrill.logs import save_log
+        from pgdrill.evidence.logs import save_log
 
         state = self.layout.read()
         secrets = sandbox_credentials(self.layout).secret_values() if state else ()
@@ -129,8 +151,9 @@ class SandboxTarget(SandboxLifecycle):
 
     def cluster_identity(self) -> str:
         with self.connect(self.primary(), "postgres") as conn:
-            return str(conn.execute(
-                "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
+            return str(
+                conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+            )
 
     def instances(self) -> list[Instance]:
         cluster = self._cluster()
@@ -147,9 +170,11 @@ class SandboxTarget(SandboxLifecycle):
         try:
             return psycopg.connect(instance.conninfo(dbname), autocommit=True)
         except psycopg.OperationalError as exc:
-            raise TargetError(f"cannot connect to {instance.name} "
-                              f"({instance.host}:{instance.port}): {str(exc).strip()}",
-                              fix="check `pgdrill sandbox status`") from exc
+            raise TargetError(
+                f"cannot connect to {instance.name} "
+                f"({instance.host}:{instance.port}): {str(exc).strip()}",
+                fix="check `pgdrill sandbox status`",
+            ) from exc
 
     def kill_primary(self) -> Instance:
         primary = self.primary()
@@ -173,11 +198,16 @@ class SandboxTarget(SandboxLifecycle):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            poll_until(lambda: not pid_alive(pid), timeout=30,
-                       what=f"the postmaster of {instance.name} to die")
+            poll_until(
+                lambda: not pid_alive(pid),
+                timeout=30,
+                what=f"the postmaster of {instance.name} to die",
+            )
         shutil.rmtree(gone, ignore_errors=True)
-        say(f"dropped the storage of {instance.name} ({instance.role}): postmaster killed, "
-            f"data directory removed")
+        say(
+            f"dropped the storage of {instance.name} ({instance.role}): postmaster killed, "
+            f"data directory removed"
+        )
         return instance
 
     def destroy_cluster(self) -> dict:
@@ -187,9 +217,14 @@ class SandboxTarget(SandboxLifecycle):
 
         return destroy(self.layout, lambda: self._supervisor_running(self.layout.read()))
 
-    def rebuild_from_backup(self, backup: Backup, destroyed: dict | None = None, *,
-                            timeout: float = 900, server_name: str | None = None
-                            ) -> RestoreResult:
+    def rebuild_from_backup(
+        self,
+        backup: Backup,
+        destroyed: dict | None = None,
+        *,
+        timeout: float = 900,
+        server_name: str | None = None,
+    ) -> RestoreResult:
         """Rebuild the destroyed cluster from `backup` of its old archive, archiving into a
         new serverName (`server_name`, default the next free `<cluster>-r<N>`), replicas
         re-cloned (pgdrill.targets.sandbox.rebuild). `destroyed` is not needed here: the
@@ -199,7 +234,7 @@ class SandboxTarget(SandboxLifecycle):
         return rebuild(self.layout, backup, timeout=timeout, server_name=server_name)
 
     def corrupt_page(self, table: str, database: str = APP_DB) -> dict:
-        """Physical corruption (pgdrill.corruption): the bytes are overwritten in the
+        """Physical corruption (pgdrill.pg.corruption): the bytes are overwritten in the
         primary's data files on this machine, each one changed."""
         primary = self.primary()
         data = self.layout.data_dir(primary.name)
@@ -217,8 +252,10 @@ class SandboxTarget(SandboxLifecycle):
 
         with self.connect(primary, database) as conn:
             record = {"instance": primary.name, **corruption.corrupt_page(conn, table, overwrite)}
-        say(f"corrupted block {record['block']} of {table} on {primary.name}: "
-            + (f"detected ({record['error']})" if record["detected"] else "NOT detected"))
+        say(
+            f"corrupted block {record['block']} of {table} on {primary.name}: "
+            + (f"detected ({record['error']})" if record["detected"] else "NOT detected")
+        )
         return record
 
     def backup(self, *, timeout: float = 600) -> Backup:
@@ -233,22 +270,33 @@ class SandboxTarget(SandboxLifecycle):
         return new[-1]
 
     def requeue_wal(self, segments: list[str]) -> tuple[str, dict[str, str]]:
-        """The same script as in a CNPG pod (pgdrill.bucket.backfill), run as PostgreSQL's
+        """The same script as in a CNPG pod (pgdrill.pg.archive_status), run as PostgreSQL's
         OS user with the primary's data directory as PGDATA."""
         import subprocess
 
-        from pgdrill.bucket import backfill
+        from pgdrill.pg import archive_status
 
         cluster = self._cluster()
         primary = cluster.state.primary_name
-        env = {"PGDATA": str(self.layout.data_dir(primary)), "PATH": "/usr/bin:/bin",
-               "LANG": "C.UTF-8"}
-        proc = subprocess.run(backfill.requeue_command(segments), env=env, capture_output=True,
-                              text=True, timeout=60, **cluster.run_as.popen_kwargs())
+        env = {
+            "PGDATA": str(self.layout.data_dir(primary)),
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+        }
+        proc = subprocess.run(
+            archive_status.requeue_command(segments),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            **cluster.run_as.popen_kwargs(),
+        )
         if proc.returncode != 0:
-            raise TargetError(f"re-queueing WAL for archiving on {primary} failed (exit "
-                              f"{proc.returncode}): {(proc.stderr or proc.stdout).strip()[:300]}")
-        return primary, backfill.parse_requeue(proc.stdout, segments)
+            raise TargetError(
+                f"re-queueing WAL for archiving on {primary} failed (exit "
+                f"{proc.returncode}): {(proc.stderr or proc.stdout).strip()[:300]}"
+            )
+        return primary, archive_status.parse_requeue(proc.stdout, segments)
 
     def list_backups(self) -> list[Backup]:
         """The object store's backups, oldest first, with LSNs (from barman-cloud-backup-list)
@@ -257,22 +305,34 @@ class SandboxTarget(SandboxLifecycle):
         folder's backups belong to the cluster that was destroyed and are not listed."""
         cluster = self._cluster()
         try:
-            out = postgres.run(cluster.run_as, cluster.store.list_argv(), env=cluster.process_env(),
-                               timeout=60, what="barman-cloud-backup-list")
+            out = postgres.run(
+                cluster.run_as,
+                cluster.store.list_argv(),
+                env=cluster.process_env(),
+                timeout=60,
+                what="barman-cloud-backup-list",
+            )
         except TargetError as exc:
-            raise TargetError(f"cannot list backups at {cluster.store.endpoint_url}: {exc.message}",
-                              fix="is the sandbox up? `pgdrill sandbox status`") from exc
+            raise TargetError(
+                f"cannot list backups at {cluster.store.endpoint_url}: {exc.message}",
+                fix="is the sandbox up? `pgdrill sandbox status`",
+            ) from exc
         backups = barman.parse_backup_list(out)
         store = cluster.store
         try:
-            sizes = barman.backup_sizes(s3_client(store.endpoint_url, cluster.credentials),
-                                        store.bucket, store.server_name)
+            sizes = barman.backup_sizes(
+                s3_client(store.endpoint_url, cluster.credentials), store.bucket, store.server_name
+            )
         except (BotoCoreError, ClientError) as exc:
-            say(f"cannot measure backup sizes at {store.endpoint_url}: "
-                f"{redact(str(exc), cluster.credentials.secret_values())}")
+            say(
+                f"cannot measure backup sizes at {store.endpoint_url}: "
+                f"{redact(str(exc), cluster.credentials.secret_values())}"
+            )
             return backups
-        return [b if b.size is not None else dataclasses.replace(b, size=sizes.get(b.id))
-                for b in backups]
+        return [
+            b if b.size is not None else dataclasses.replace(b, size=sizes.get(b.id))
+            for b in backups
+        ]
 
     # -- restore ------------------------------------------------------------------------
     def restored_instance(self) -> Instance | None:
@@ -287,13 +347,15 @@ class SandboxTarget(SandboxLifecycle):
             mode = conn.execute("SHOW archive_mode").fetchone()[0]
         return ("SHOW archive_mode on restore-test", "off", mode, mode == "off")
 
-    def restore(self, backup: Backup, target: RecoveryTarget, *,
-                timeout: float = 600) -> RestoreResult:
+    def restore(
+        self, backup: Backup, target: RecoveryTarget, *, timeout: float = 600
+    ) -> RestoreResult:
         """Restore into restore-test (see pgdrill.targets.sandbox.restore)."""
         return restore_into_test(self._cluster(), backup, target, timeout)
 
-    def wait_ready(self, *, timeout: float = 300, since: float | None = None,
-                   disturbed: bool = False) -> HealReport:
+    def wait_ready(
+        self, *, timeout: float = 300, since: float | None = None, disturbed: bool = False
+    ) -> HealReport:
         """Poll until there is a writable primary and every instance runs, streams and is a
         synchronous standby of it. Read live from every instance each time, so `disturbed`
         needs nothing more here."""
@@ -320,13 +382,20 @@ class SandboxTarget(SandboxLifecycle):
             if not all_synchronous(cluster, primary):
                 return None
             now = time.monotonic()
-            return HealReport(writable_primary_seconds=round(writable_at[0] - t0, 3),
-                              healthy_seconds=round(now - t0, 3), primary=primary,
-                              instances=[cluster.instance(n) for n in cluster.state.instances])
+            return HealReport(
+                writable_primary_seconds=round(writable_at[0] - t0, 3),
+                healthy_seconds=round(now - t0, 3),
+                primary=primary,
+                instances=[cluster.instance(n) for n in cluster.state.instances],
+            )
 
-        return poll_until(healthy, timeout=timeout, interval=0.2,
-                          what="the cluster to have a writable primary and all instances "
-                          "healthy", fix=f"read {self.layout.supervisor_log}")
+        return poll_until(
+            healthy,
+            timeout=timeout,
+            interval=0.2,
+            what="the cluster to have a writable primary and all instances healthy",
+            fix=f"read {self.layout.supervisor_log}",
+        )
 
     def cleanup_restore(self) -> None:
         remove_restore_test(self.layout)
@@ -341,23 +410,30 @@ class SandboxTarget(SandboxLifecycle):
 
     def bucket_location(self):
         """The sandbox's own archive: s3://<bucket>/<serverName>/ on its moto endpoint."""
-        from pgdrill.bucket.location import BucketLocation
+        from pgdrill.credentials.location import BucketLocation
 
         store = self._cluster().store
-        return BucketLocation(store.destination_path, store.server_name,
-                              sandbox_credentials(self.layout), store.endpoint_url)
+        return BucketLocation(
+            store.destination_path,
+            store.server_name,
+            sandbox_credentials(self.layout),
+            store.endpoint_url,
+        )
 
     def backup_destination(self) -> str:
         store = self._cluster().store
-        return (f"s3://{store.bucket}/{store.server_name}/ (bucket {store.bucket}, serverName "
-                f"{store.server_name}, at {store.endpoint_url})")
+        return (
+            f"s3://{store.bucket}/{store.server_name}/ (bucket {store.bucket}, serverName "
+            f"{store.server_name}, at {store.endpoint_url})"
+        )
 
     def find_restore_point(self, name: str, since_lsn: str) -> str | None:
-        """pg_waldump over the primary's pg_wal on this machine (pgdrill.walscan)."""
-        from pgdrill import walscan
+        """pg_waldump over the primary's pg_wal on this machine (pgdrill.restore.walscan)."""
+        from pgdrill.restore import walscan
 
         primary = self.primary()
         pg_wal = self.layout.data_dir(primary.name) / "pg_wal"
         with self.connect(primary, "postgres") as conn:
-            return walscan.find_restore_point(conn, name, since_lsn,
-                                              walscan.local_dump(pg_wal), str(pg_wal))
+            return walscan.find_restore_point(
+                conn, name, since_lsn, walscan.local_dump(pg_wal), str(pg_wal)
+            )
