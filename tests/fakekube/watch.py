@@ -77,6 +77,8 @@ async def serve_watch(
                     },
                 )
                 break
+            if events:  # the next round resumes after the newest event seen
+                version = events[-1][0]
             for _, _, type_, obj, previous in events:
                 now, before = matches(obj), type_ == "MODIFIED" and matches(previous)
                 if type_ == "MODIFIED" and now != before:
