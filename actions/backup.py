@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from chaoslib.types import Configuration, Secrets
@@ -10,6 +11,7 @@ from pgdrill.chaos.activity import activity, ready_target, run_context
 from pgdrill.core.console import say
 from pgdrill.core.errors import BadInput, TargetError
 from pgdrill.core.waiting import poll_until
+from pgdrill.pg.archive_status import ArchiverWatch
 from pgdrill.restore.points import MAX_RESTORE_POINT_NAME, unique_restore_point_name
 
 # PostgreSQL refuses restore point names longer than this (MAXFNAMELEN - 1)
@@ -67,9 +69,13 @@ def archive_backup_end(target, backup, *, timeout: float) -> None:
 def wait_archived(conn, segment: str, timeout: float, what: str | None = None) -> None:
     """Poll pg_stat_archiver until `segment` (or a later one) is archived."""
 
+    # the same "archived up to" rule as the sandbox's wait; no stall limit: `timeout` bounds it
+    watch = ArchiverWatch(segment, stall=float("inf"), clock=time.monotonic)
+
     def archived() -> bool:
-        last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
-        return bool(last) and last[:24] >= segment
+        return watch.reached(
+            conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        )
 
     poll_until(
         archived,
